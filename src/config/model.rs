@@ -1,0 +1,277 @@
+//! The validated internal model: what the proxy trusts.
+//!
+//! Everything here was checked by [`crate::config::validate`]: addresses are parsed, names are
+//! resolved to indexes, header names and values are valid, durations are durations. Code on the
+//! request path reads these types and never re-checks them.
+
+use http::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+use pingora_core::server::configuration::ServerConf;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// A complete, validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Pingora's server settings, with fulcrum's defaults applied.
+    pub server: ServerConf,
+    /// Addresses to accept client traffic on.
+    pub listeners: Vec<Listener>,
+    /// Fixed-response servers run in this process.
+    pub demo_backends: Vec<DemoBackend>,
+    /// Upstream groups; a route refers to one by its index here.
+    pub upstreams: Vec<Upstream>,
+    /// Routing rules, in config order.
+    pub routes: Vec<Route>,
+    /// Forwarding-header policy.
+    pub forwarding: Forwarding,
+}
+
+/// A listening address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Accept prior-knowledge HTTP/2 over plain TCP.
+    pub h2c: bool,
+}
+
+/// A fixed-response HTTP server.
+#[derive(Debug, Clone)]
+pub struct DemoBackend {
+    /// Name (for logs and the default body).
+    pub name: String,
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Response status.
+    pub status: u16,
+    /// Response body.
+    pub body: String,
+    /// Delay before answering.
+    pub delay: Option<Duration>,
+    /// Extra response headers.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// How an upstream group picks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Pingora's `RoundRobin`: rotation in address order, a backend of weight w repeated w times.
+    RoundRobin,
+    /// Smooth weighted round robin (nginx): weights 5,1,1 give a a b a c a a.
+    WeightedRoundRobin,
+    /// Pingora's `Random`, weight-aware.
+    Random,
+    /// Pingora's Ketama consistent hashing on a [`HashKey`].
+    Consistent,
+}
+
+impl Algorithm {
+    /// Every algorithm with the name used in config files.
+    pub const ALL: &'static [(&'static str, Algorithm)] = &[
+        ("round_robin", Algorithm::RoundRobin),
+        ("weighted_round_robin", Algorithm::WeightedRoundRobin),
+        ("random", Algorithm::Random),
+        ("consistent", Algorithm::Consistent),
+    ];
+
+    /// Accepted aliases (`weighted`, `ketama`).
+    const ALIASES: &'static [(&'static str, Algorithm)] = &[
+        ("weighted", Algorithm::WeightedRoundRobin),
+        ("ketama", Algorithm::Consistent),
+    ];
+
+    /// Parse a config name or alias.
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Self::ALL
+            .iter()
+            .chain(Self::ALIASES)
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// The name used in config files.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("unknown")
+    }
+}
+
+/// What a `consistent` group hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client IP (the trusted forwarded one when the peer is a trusted proxy).
+    ClientIp,
+    /// The request path, without the query.
+    Path,
+    /// A request header's value.
+    Header(HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// A query parameter's value.
+    Query(String),
+}
+
+/// A backend of an upstream group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Relative share, 1 to 1000.
+    pub weight: u32,
+}
+
+/// Timeouts towards an upstream group's backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP/TLS connect.
+    pub connect: Duration,
+    /// Each read.
+    pub read: Duration,
+    /// Each write.
+    pub write: Duration,
+    /// Idle keep-alive time in the connection pool.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(60),
+            write: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// TLS towards an upstream group's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// SNI and expected certificate name; empty means the backend's IP.
+    pub sni: String,
+    /// Verify the certificate chain and name.
+    pub verify: bool,
+}
+
+/// An upstream group.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Name from the config.
+    pub name: String,
+    /// Selection algorithm.
+    pub algorithm: Algorithm,
+    /// Hash key for `consistent`.
+    pub hash_key: HashKey,
+    /// Algorithm used when the hash key is absent.
+    pub hash_fallback: Algorithm,
+    /// Backends in config order (never empty).
+    pub backends: Vec<Backend>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// TLS, when the backends speak HTTPS.
+    pub tls: Option<UpstreamTls>,
+    /// Backends one request may try (>= 1, <= backends.len()).
+    pub max_tries: usize,
+}
+
+/// Which hosts a route matches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostMatch {
+    /// Any host (a catch-all route).
+    Any,
+    /// Exactly this host (lowercase, no port).
+    Exact(String),
+    /// Any subdomain of this suffix; holds `.example.com` for `*.example.com`.
+    Suffix(String),
+}
+
+/// A routing rule.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Host to match.
+    pub host: HostMatch,
+    /// Path prefix, starting with `/`.
+    pub path: String,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// Remove `path` before forwarding.
+    pub strip_prefix: bool,
+    /// Changes to the upstream request.
+    pub request_headers: HeaderEdits,
+    /// Changes to the downstream response.
+    pub response_headers: HeaderEdits,
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdits {
+    /// Headers to remove.
+    pub remove: Vec<HeaderName>,
+    /// Headers to replace.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Headers to append.
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderEdits {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}
+
+/// Forwarding-header policy.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Send `X-Forwarded-For`.
+    pub x_forwarded_for: bool,
+    /// Send `X-Forwarded-Proto`.
+    pub x_forwarded_proto: bool,
+    /// Send `X-Forwarded-Host`.
+    pub x_forwarded_host: bool,
+    /// Send RFC 7239 `Forwarded`.
+    pub forwarded: bool,
+    /// Add `Via`.
+    pub via: bool,
+    /// Response header naming the backend that answered.
+    pub served_by_header: Option<HeaderName>,
+}
+
+impl Default for Forwarding {
+    fn default() -> Self {
+        Forwarding {
+            trusted_proxies: Vec::new(),
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
+            forwarded: false,
+            via: true,
+            served_by_header: None,
+        }
+    }
+}
+
+impl Forwarding {
+    /// Whether forwarding headers from this peer are believed.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// An IPv4-mapped IPv6 address as plain IPv4; other addresses unchanged.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}

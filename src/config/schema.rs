@@ -1,0 +1,246 @@
+//! The YAML schema: exactly what users write in a fulcrum config file.
+//!
+//! These types only describe shape. They are deserialized with unknown keys denied and then
+//! checked and converted by [`crate::config::validate`] into the internal model
+//! ([`crate::config::model`]), which is the only thing the proxy reads. They also serialize, so
+//! quick mode (`--backends ...`) can print the file it would have needed (`--print-config`).
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Deserialize a map whose keys must be unique (YAML parsers keep the last duplicate silently).
+fn unique_keys<'de, D, V>(de: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map of names to definitions")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "duplicate name `{key}`: each name may be defined once"
+                    )));
+                }
+                let value = map.next_value()?;
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    de.deserialize_map(Unique(PhantomData))
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Pingora's own server settings (`threads`, `pid_file`, `upgrade_sock`, `error_log`,
+    /// `grace_period_seconds`, ...), passed to Pingora's `ServerConf`. Kept as raw YAML here so
+    /// every Pingora key works; unknown keys are rejected during validation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pingora: Option<serde_yaml::Mapping>,
+    /// Addresses fulcrum accepts client traffic on.
+    #[serde(default)]
+    pub listeners: Vec<ListenerSpec>,
+    /// Small fixed-response HTTP servers run inside this process (demos and tests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demo_backends: Vec<DemoBackendSpec>,
+    /// Named groups of backends.
+    #[serde(default, deserialize_with = "unique_keys")]
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    /// Host + path-prefix rules that pick an upstream group.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Forwarding headers and which clients are believed when they send them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<ForwardingSpec>,
+}
+
+/// One listening address.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// `IP:port` to bind, e.g. `127.0.0.1:8080` or `[::1]:8080`.
+    pub addr: String,
+    /// Also accept HTTP/2 without TLS (prior knowledge h2c). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub h2c: bool,
+}
+
+/// A fixed-response HTTP server that fulcrum runs itself.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoBackendSpec {
+    /// Name, answered as the body by default.
+    pub name: String,
+    /// `IP:port` to bind.
+    pub addr: String,
+    /// Response body; default `"<name>\n"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Response status; default 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Wait this long before answering (e.g. `250ms`, `2s`); default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// Extra response headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A named group of backends and how to choose among them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// Selection algorithm name; default `round_robin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// For `consistent`: what to hash (`client_ip`, `path`, `header:NAME`, `cookie:NAME`,
+    /// `query:NAME`); default `client_ip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
+    /// For `consistent`: the algorithm used when the hash key is absent from a request;
+    /// default `round_robin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_fallback: Option<String>,
+    /// The backends of the group.
+    #[serde(default)]
+    pub backends: Vec<BackendSpec>,
+    /// Timeouts towards these backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsSpec>,
+    /// TLS towards these backends; plain HTTP when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsSpec>,
+    /// How many backends one request may try when connecting fails; default 3 (at most the
+    /// number of backends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tries: Option<usize>,
+}
+
+/// One backend of an upstream group.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// `host:port`; a host name is resolved once, when the config is loaded.
+    pub addr: String,
+    /// Relative share of traffic, 1 to 1000; default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i64>,
+}
+
+/// Timeouts as duration strings (`500ms`, `5s`, `2m`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSpec {
+    /// TCP (and TLS) connect; default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
+    /// Each read from the backend, including waiting for the response head; default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+    /// Each write to the backend; default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<String>,
+    /// How long an idle keep-alive connection to the backend is kept in the pool; default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<String>,
+}
+
+/// TLS towards backends.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSpec {
+    /// Server name sent in SNI and checked against the certificate; default: the backend's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Verify the backend's certificate chain and name; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
+}
+
+/// A routing rule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Host to match (`api.example.com` or `*.example.com`); any host when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Path prefix, matched on whole segments; default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Name of the upstream group that serves this route.
+    pub upstream: String,
+    /// Remove `path` from the request path before forwarding; default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strip_prefix: bool,
+    /// Header changes for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<HeaderRulesSpec>,
+}
+
+/// Header changes in both directions.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderRulesSpec {
+    /// Changes to the request sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<HeaderEditsSpec>,
+    /// Changes to the response sent to the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<HeaderEditsSpec>,
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderEditsSpec {
+    /// Append these headers (keeping existing values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    /// Replace these headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// Remove these headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+/// Forwarding headers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingSpec {
+    /// CIDRs (or bare IPs) of proxies in front of fulcrum whose forwarding headers are believed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// Send `X-Forwarded-For`; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_forwarded_for: Option<bool>,
+    /// Send `X-Forwarded-Proto`; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_forwarded_proto: Option<bool>,
+    /// Send `X-Forwarded-Host`; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_forwarded_host: Option<bool>,
+    /// Send RFC 7239 `Forwarded`; default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<bool>,
+    /// Add `Via: 1.1 fulcrum` to requests and responses; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<bool>,
+    /// Response header naming the backend that answered (e.g. `X-Served-By`); off by default
+    /// because it reveals internal addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by_header: Option<String>,
+}

@@ -1,0 +1,517 @@
+//! Turning the YAML schema into the validated model, with one clear error per problem.
+
+use super::error::{ConfigError, ConfigErrorKind};
+use super::model::*;
+use super::schema::*;
+use super::units::parse_duration;
+use http::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+use pingora_core::server::configuration::ServerConf;
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+/// Largest accepted backend weight.
+pub const MAX_WEIGHT: i64 = 1000;
+
+/// fulcrum's defaults for Pingora keys the user did not set. Pingora's own defaults (a 300 s
+/// grace period, files named after pingora in /tmp) surprise in a demo or a test.
+const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
+    ("grace_period_seconds", PingoraDefault::Int(5)),
+    ("graceful_shutdown_timeout_seconds", PingoraDefault::Int(5)),
+    ("pid_file", PingoraDefault::Str("/tmp/fulcrum.pid")),
+    (
+        "upgrade_sock",
+        PingoraDefault::Str("/tmp/fulcrum_upgrade.sock"),
+    ),
+    ("threads", PingoraDefault::Cpus),
+];
+
+enum PingoraDefault {
+    Int(u64),
+    Str(&'static str),
+    Cpus,
+}
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Check a parsed file and build the model.
+pub fn validate(spec: &FileConfig) -> Result<Config> {
+    let server = pingora_conf(spec.pingora.as_ref())?;
+    let listeners = listeners(&spec.listeners)?;
+    let demo_backends = demo_backends(&spec.demo_backends, &listeners)?;
+    let (upstreams, names) = upstreams(&spec.upstreams)?;
+    let routes = routes(&spec.routes, &names)?;
+    let forwarding = forwarding(spec.forwarding.as_ref())?;
+    Ok(Config {
+        server,
+        listeners,
+        demo_backends,
+        upstreams,
+        routes,
+        forwarding,
+    })
+}
+
+/// The `pingora:` mapping with fulcrum's defaults filled in, as it will be used.
+pub fn pingora_with_defaults(raw: Option<&Mapping>) -> Mapping {
+    let mut map = raw.cloned().unwrap_or_default();
+    for (key, default) in PINGORA_DEFAULTS {
+        let key = Value::String((*key).to_string());
+        if map.contains_key(&key) {
+            continue;
+        }
+        let value = match default {
+            PingoraDefault::Int(n) => Value::Number((*n).into()),
+            PingoraDefault::Str(s) => Value::String((*s).to_string()),
+            PingoraDefault::Cpus => {
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Value::Number((n as u64).into())
+            }
+        };
+        map.insert(key, value);
+    }
+    map
+}
+
+fn pingora_conf(raw: Option<&Mapping>) -> Result<ServerConf> {
+    let map = pingora_with_defaults(raw);
+    let mut unknown = Vec::new();
+    let conf: ServerConf =
+        serde_ignored::deserialize(Value::Mapping(map), |path| unknown.push(path.to_string()))
+            .map_err(|e| ConfigError {
+                file: None,
+                path: "pingora".into(),
+                kind: ConfigErrorKind::Syntax(e.to_string()),
+            })?;
+    if let Some(key) = unknown.first() {
+        return Err(ConfigError::invalid(
+            format!("pingora.{key}"),
+            "unknown key (see Pingora's ServerConf for the keys this section takes)",
+        ));
+    }
+    if conf.threads == 0 {
+        return Err(ConfigError::invalid(
+            "pingora.threads",
+            "expected at least 1 thread, found 0",
+        ));
+    }
+    conf.validate()
+        .map_err(|e| ConfigError::invalid("pingora", e.to_string()))
+}
+
+fn socket_addr(path: &str, text: &str) -> Result<SocketAddr> {
+    text.parse().map_err(|_| {
+        ConfigError::invalid(
+            path,
+            format!("expected IP:port like 127.0.0.1:8080 or [::1]:8080, found {text:?}"),
+        )
+    })
+}
+
+/// A backend address: `IP:port`, or `host:port` resolved now.
+fn resolve_addr(path: &str, text: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let bad = |why: String| ConfigError::invalid(path, why);
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| bad(format!("expected host:port, found {text:?} (no port)")))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad(format!("expected host:port, found {text:?}")));
+    }
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve {text:?}: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| bad(format!("{text:?} resolves to no address")))
+}
+
+fn listeners(specs: &[ListenerSpec]) -> Result<Vec<Listener>> {
+    if specs.is_empty() {
+        return Err(ConfigError::invalid(
+            "listeners",
+            "at least one listener is required, e.g. `listeners: [{addr: 127.0.0.1:8080}]`",
+        ));
+    }
+    let mut seen = HashMap::new();
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let path = format!("listeners[{i}].addr");
+        let addr = socket_addr(&path, &spec.addr)?;
+        if let Some(first) = seen.insert(addr, i) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("{addr} is already used by listeners[{first}]"),
+            ));
+        }
+        out.push(Listener {
+            addr,
+            h2c: spec.h2c,
+        });
+    }
+    Ok(out)
+}
+
+fn demo_backends(specs: &[DemoBackendSpec], listeners: &[Listener]) -> Result<Vec<DemoBackend>> {
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let base = format!("demo_backends[{i}]");
+        if spec.name.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{base}.name"),
+                "expected a non-empty name",
+            ));
+        }
+        if !names.insert(spec.name.as_str()) {
+            return Err(ConfigError::invalid(
+                format!("{base}.name"),
+                format!("duplicate name {:?}", spec.name),
+            ));
+        }
+        let addr = socket_addr(&format!("{base}.addr"), &spec.addr)?;
+        if !addrs.insert(addr) || listeners.iter().any(|l| l.addr == addr) {
+            return Err(ConfigError::invalid(
+                format!("{base}.addr"),
+                format!("{addr} is already used by another listener or demo backend"),
+            ));
+        }
+        let status = spec.status.unwrap_or(200);
+        if !(100..=599).contains(&status) {
+            return Err(ConfigError::invalid(
+                format!("{base}.status"),
+                format!("expected an HTTP status from 100 to 599, found {status}"),
+            ));
+        }
+        let delay = spec
+            .delay
+            .as_deref()
+            .map(|d| parse_duration(&format!("{base}.delay"), d))
+            .transpose()?;
+        out.push(DemoBackend {
+            name: spec.name.clone(),
+            addr,
+            status,
+            body: spec
+                .body
+                .clone()
+                .unwrap_or_else(|| format!("{}\n", spec.name)),
+            delay,
+            headers: header_pairs(&format!("{base}.headers"), &spec.headers)?,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_algorithm(path: &str, name: &str) -> Result<Algorithm> {
+    Algorithm::from_name(name).ok_or_else(|| {
+        let known: Vec<_> = Algorithm::ALL.iter().map(|(n, _)| *n).collect();
+        ConfigError::invalid(
+            path,
+            format!(
+                "unknown algorithm {name:?}, expected one of: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+fn hash_key(path: &str, text: &str) -> Result<HashKey> {
+    let bad = || {
+        ConfigError::invalid(
+            path,
+            format!(
+                "expected client_ip, path, header:NAME, cookie:NAME or query:NAME, found {text:?}"
+            ),
+        )
+    };
+    match text.split_once(':') {
+        None if text == "client_ip" => Ok(HashKey::ClientIp),
+        None if text == "path" => Ok(HashKey::Path),
+        Some((_, name)) if name.is_empty() => Err(bad()),
+        Some(("header", name)) => HeaderName::from_bytes(name.as_bytes())
+            .map(HashKey::Header)
+            .map_err(|_| bad()),
+        Some(("cookie", name)) => Ok(HashKey::Cookie(name.to_string())),
+        Some(("query", name)) => Ok(HashKey::Query(name.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+fn upstreams(
+    specs: &BTreeMap<String, UpstreamSpec>,
+) -> Result<(Vec<Upstream>, HashMap<String, usize>)> {
+    let mut out = Vec::with_capacity(specs.len());
+    let mut names = HashMap::new();
+    for (name, spec) in specs {
+        let base = format!("upstreams.{name}");
+        if name.is_empty() {
+            return Err(ConfigError::invalid(
+                "upstreams",
+                "an upstream name is empty",
+            ));
+        }
+        names.insert(name.clone(), out.len());
+        out.push(upstream(&base, name, spec)?);
+    }
+    Ok((out, names))
+}
+
+fn upstream(base: &str, name: &str, spec: &UpstreamSpec) -> Result<Upstream> {
+    if spec.backends.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{base}.backends"),
+            "an upstream needs at least one backend, e.g. `backends: [{addr: 127.0.0.1:3001}]`",
+        ));
+    }
+    let algorithm = match &spec.algorithm {
+        Some(a) => parse_algorithm(&format!("{base}.algorithm"), a)?,
+        None => Algorithm::RoundRobin,
+    };
+    let hash_key = match &spec.hash_key {
+        Some(k) => hash_key(&format!("{base}.hash_key"), k)?,
+        None => HashKey::ClientIp,
+    };
+    let hash_fallback = match &spec.hash_fallback {
+        Some(a) => {
+            let path = format!("{base}.hash_fallback");
+            let fallback = parse_algorithm(&path, a)?;
+            if fallback == Algorithm::Consistent {
+                return Err(ConfigError::invalid(
+                    path,
+                    "the fallback must not itself hash; pick round_robin or random",
+                ));
+            }
+            fallback
+        }
+        None => Algorithm::RoundRobin,
+    };
+    let mut backends = Vec::with_capacity(spec.backends.len());
+    let mut seen = HashMap::new();
+    for (i, b) in spec.backends.iter().enumerate() {
+        let path = format!("{base}.backends[{i}]");
+        let addr = resolve_addr(&format!("{path}.addr"), &b.addr)?;
+        let weight = b.weight.unwrap_or(1);
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            return Err(ConfigError::invalid(
+                format!("{path}.weight"),
+                format!("expected an integer from 1 to {MAX_WEIGHT}, found {weight}"),
+            ));
+        }
+        if let Some(first) = seen.insert(addr, i) {
+            return Err(ConfigError::invalid(
+                format!("{path}.addr"),
+                format!("{addr} is already backends[{first}] of this upstream"),
+            ));
+        }
+        backends.push(Backend {
+            addr,
+            weight: weight as u32,
+        });
+    }
+    let timeouts = timeouts(&format!("{base}.timeouts"), spec.timeouts.as_ref())?;
+    let tls = spec.tls.as_ref().map(|t| UpstreamTls {
+        sni: t.sni.clone().unwrap_or_default(),
+        verify: t.verify.unwrap_or(true),
+    });
+    let max_tries = match spec.max_tries {
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.max_tries"),
+                "expected at least 1 try, found 0",
+            ))
+        }
+        Some(n) => n.min(backends.len()),
+        None => backends.len().min(3),
+    };
+    Ok(Upstream {
+        name: name.to_string(),
+        algorithm,
+        hash_key,
+        hash_fallback,
+        backends,
+        timeouts,
+        tls,
+        max_tries,
+    })
+}
+
+fn timeouts(base: &str, spec: Option<&TimeoutsSpec>) -> Result<Timeouts> {
+    let mut t = Timeouts::default();
+    let Some(spec) = spec else { return Ok(t) };
+    let fields = [
+        ("connect", &spec.connect, &mut t.connect),
+        ("read", &spec.read, &mut t.read),
+        ("write", &spec.write, &mut t.write),
+        ("idle", &spec.idle, &mut t.idle),
+    ];
+    for (key, text, slot) in fields {
+        if let Some(text) = text {
+            let path = format!("{base}.{key}");
+            let d = parse_duration(&path, text)?;
+            if d.is_zero() {
+                return Err(ConfigError::invalid(path, "expected a duration above zero"));
+            }
+            *slot = d;
+        }
+    }
+    Ok(t)
+}
+
+fn host_match(path: &str, host: Option<&str>) -> Result<HostMatch> {
+    let Some(host) = host else {
+        return Ok(HostMatch::Any);
+    };
+    let lower = host.to_ascii_lowercase();
+    let (wild, name) = match lower.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, lower.as_str()),
+    };
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        && !name.starts_with('.')
+        && !name.ends_with('.');
+    if !valid {
+        return Err(ConfigError::invalid(
+            path,
+            format!("expected a host name like api.example.com or *.example.com, found {host:?}"),
+        ));
+    }
+    Ok(if wild {
+        HostMatch::Suffix(format!(".{name}"))
+    } else {
+        HostMatch::Exact(name.to_string())
+    })
+}
+
+fn routes(specs: &[RouteSpec], names: &HashMap<String, usize>) -> Result<Vec<Route>> {
+    if specs.is_empty() {
+        return Err(ConfigError::invalid(
+            "routes",
+            "at least one route is required, e.g. `routes: [{path: /, upstream: NAME}]`",
+        ));
+    }
+    let mut seen: HashMap<(HostMatch, String), usize> = HashMap::new();
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let base = format!("routes[{i}]");
+        let host = host_match(&format!("{base}.host"), spec.host.as_deref())?;
+        let path = spec.path.clone().unwrap_or_else(|| "/".to_string());
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            return Err(ConfigError::invalid(
+                format!("{base}.path"),
+                format!("expected a path prefix starting with / (no query), found {path:?}"),
+            ));
+        }
+        let upstream = *names.get(&spec.upstream).ok_or_else(|| {
+            let mut known: Vec<_> = names.keys().map(String::as_str).collect();
+            known.sort_unstable();
+            ConfigError::invalid(
+                format!("{base}.upstream"),
+                format!(
+                    "no upstream named {:?} (defined: {})",
+                    spec.upstream,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })?;
+        if let Some(first) = seen.insert((host.clone(), path.clone()), i) {
+            return Err(ConfigError::invalid(
+                base,
+                format!("same host and path as routes[{first}]"),
+            ));
+        }
+        let (request_headers, response_headers) = match &spec.headers {
+            Some(h) => (
+                header_edits(&format!("{base}.headers.request"), h.request.as_ref())?,
+                header_edits(&format!("{base}.headers.response"), h.response.as_ref())?,
+            ),
+            None => Default::default(),
+        };
+        out.push(Route {
+            host,
+            path,
+            upstream,
+            strip_prefix: spec.strip_prefix,
+            request_headers,
+            response_headers,
+        });
+    }
+    Ok(out)
+}
+
+fn header_name(path: &str, name: &str) -> Result<HeaderName> {
+    HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| ConfigError::invalid(path, format!("{name:?} is not a valid header name")))
+}
+
+fn header_pairs(
+    base: &str,
+    map: &BTreeMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>> {
+    map.iter()
+        .map(|(name, value)| {
+            let path = format!("{base}.{name}");
+            let n = header_name(&path, name)?;
+            let v = HeaderValue::from_str(value).map_err(|_| {
+                ConfigError::invalid(&path, format!("{value:?} is not a valid header value"))
+            })?;
+            Ok((n, v))
+        })
+        .collect()
+}
+
+fn header_edits(base: &str, spec: Option<&HeaderEditsSpec>) -> Result<HeaderEdits> {
+    let Some(spec) = spec else {
+        return Ok(HeaderEdits::default());
+    };
+    let remove = spec
+        .remove
+        .iter()
+        .enumerate()
+        .map(|(i, n)| header_name(&format!("{base}.remove[{i}]"), n))
+        .collect::<Result<_>>()?;
+    Ok(HeaderEdits {
+        remove,
+        set: header_pairs(&format!("{base}.set"), &spec.set)?,
+        add: header_pairs(&format!("{base}.add"), &spec.add)?,
+    })
+}
+
+fn forwarding(spec: Option<&ForwardingSpec>) -> Result<Forwarding> {
+    let mut f = Forwarding::default();
+    let Some(spec) = spec else { return Ok(f) };
+    for (i, text) in spec.trusted_proxies.iter().enumerate() {
+        let net = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+            .map_err(|_| {
+                ConfigError::invalid(
+                    format!("forwarding.trusted_proxies[{i}]"),
+                    format!("expected a CIDR like 10.0.0.0/8 or an IP, found {text:?}"),
+                )
+            })?;
+        f.trusted_proxies.push(net.trunc());
+    }
+    f.x_forwarded_for = spec.x_forwarded_for.unwrap_or(f.x_forwarded_for);
+    f.x_forwarded_proto = spec.x_forwarded_proto.unwrap_or(f.x_forwarded_proto);
+    f.x_forwarded_host = spec.x_forwarded_host.unwrap_or(f.x_forwarded_host);
+    f.forwarded = spec.forwarded.unwrap_or(f.forwarded);
+    f.via = spec.via.unwrap_or(f.via);
+    f.served_by_header = spec
+        .served_by_header
+        .as_deref()
+        .map(|n| header_name("forwarding.served_by_header", n))
+        .transpose()?;
+    Ok(f)
+}

@@ -1,0 +1,13 @@
+//! fulcrum: a load-balancing reverse proxy built on Cloudflare's Pingora.
+//!
+//! A request's life, module by module: [`config`] (YAML -> validated model) -> [`server`]
+//! (Pingora services) -> [`proxy`] hooks: [`routing`] -> [`balancer`] (pick a backend) ->
+//! connect, retry on failure -> rewrite headers -> proxy -> answer errors.
+
+pub mod balancer;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod routing;
+pub mod server;

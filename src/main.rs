@@ -1,0 +1,33 @@
+//! The `fulcrum` binary: parse flags, load and validate the config, run Pingora.
+
+use clap::Parser;
+use fulcrum::cli::Cli;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let (spec, config) = match cli.load() {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.print_config {
+        print!("{}", fulcrum::config::to_yaml(&spec));
+        return ExitCode::SUCCESS;
+    }
+    if cli.test {
+        let what = cli
+            .conf
+            .as_ref()
+            .map_or("the command-line config".to_string(), |p| {
+                p.display().to_string()
+            });
+        println!("fulcrum: {what} is valid");
+        return ExitCode::SUCCESS;
+    }
+    let server = fulcrum::server::build(config, cli.pingora_opt());
+    server.run_forever()
+}

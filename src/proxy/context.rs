@@ -1,0 +1,18 @@
+//! What fulcrum remembers about one request while Pingora walks it through the hooks.
+
+use std::net::IpAddr;
+
+/// Per-request state (Pingora's `CTX`).
+#[derive(Debug, Default)]
+pub struct RequestCtx {
+    /// Index of the matched route.
+    pub route: Option<usize>,
+    /// Index (in the group's config order) of the backend chosen for the current attempt.
+    pub backend: Option<usize>,
+    /// Backends that already failed for this request; selection skips them.
+    pub failed: Vec<usize>,
+    /// Backends tried so far.
+    pub tries: usize,
+    /// The client IP as fulcrum believes it (see `forwarding::client_ip`).
+    pub client_ip: Option<IpAddr>,
+}

@@ -1,0 +1,276 @@
+//! The `ProxyHttp` implementation: a request's life, hook by hook.
+//!
+//! `request_filter` routes (404 when nothing matches) -> `upstream_peer` picks a backend from
+//! the route's group -> `fail_to_connect` marks it failed and asks Pingora to retry on another
+//! -> `upstream_request_filter` rewrites the path and headers -> `response_filter` edits the
+//! response -> `fail_to_proxy` answers 502/503/504 with a short body when something broke.
+
+pub mod context;
+pub mod forwarding;
+pub mod hash_key;
+pub mod header_rules;
+pub mod peer;
+pub mod respond;
+
+use crate::balancer::UpstreamGroup;
+use crate::config::model::{Algorithm, Config, Forwarding, Route};
+use crate::routing::{normalize_host, strip_prefix, Router};
+use async_trait::async_trait;
+use context::RequestCtx;
+use http::{HeaderValue, Uri};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+/// Everything the proxy reads while serving requests; built once from the validated config.
+pub struct ProxyState {
+    /// Routes in config order.
+    pub routes: Vec<Route>,
+    /// Route lookup tables.
+    pub router: Router,
+    /// Upstream groups, indexed like the config's upstreams.
+    pub groups: Vec<UpstreamGroup>,
+    /// Forwarding-header policy.
+    pub forwarding: Forwarding,
+    /// Per group, per backend: the prepared peer.
+    peers: Vec<Vec<HttpPeer>>,
+    /// Per group, per backend: the backend's address as a header value (for `served_by`).
+    served_by: Vec<Vec<HeaderValue>>,
+}
+
+impl ProxyState {
+    /// Build selectors, routing tables and peers.
+    pub fn new(config: &Config) -> Self {
+        let groups: Vec<UpstreamGroup> = config
+            .upstreams
+            .iter()
+            .cloned()
+            .map(UpstreamGroup::new)
+            .collect();
+        let peers = config
+            .upstreams
+            .iter()
+            .map(|u| u.backends.iter().map(|b| peer::build(u, b)).collect())
+            .collect();
+        let served_by = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.backends
+                    .iter()
+                    .map(|b| {
+                        HeaderValue::from_str(&b.addr.to_string())
+                            .unwrap_or(HeaderValue::from_static(""))
+                    })
+                    .collect()
+            })
+            .collect();
+        ProxyState {
+            routes: config.routes.clone(),
+            router: Router::new(&config.routes),
+            groups,
+            forwarding: config.forwarding.clone(),
+            peers,
+            served_by,
+        }
+    }
+}
+
+/// The proxy: a handle on shared [`ProxyState`].
+pub struct Proxy {
+    state: Arc<ProxyState>,
+}
+
+impl Proxy {
+    /// A proxy serving from `state`.
+    pub fn new(state: Arc<ProxyState>) -> Self {
+        Proxy { state }
+    }
+
+    fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
+        ctx.route.and_then(|i| self.state.routes.get(i))
+    }
+}
+
+/// The Host of a request (Host header, else the URI authority), raw.
+fn raw_host(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
+fn peer_ip(session: &Session) -> IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+}
+
+fn scheme(session: &Session) -> &'static str {
+    match session.digest().and_then(|d| d.ssl_digest.as_ref()) {
+        Some(_) => "https",
+        None => "http",
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let host = raw_host(req).map(normalize_host);
+        ctx.route = self.state.router.find(host.as_deref(), req.uri.path());
+        if ctx.route.is_none() {
+            respond::send(
+                session,
+                404,
+                respond::error_answer(&Error::new(ErrorType::HTTPStatus(404))).1,
+            )
+            .await;
+            return Ok(true);
+        }
+        let peer = peer_ip(session);
+        ctx.client_ip = Some(forwarding::client_ip(
+            &self.state.forwarding,
+            session.req_header(),
+            peer,
+        ));
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let route = self
+            .route(ctx)
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
+        let g = route.upstream;
+        let group = &self.state.groups[g];
+        let key = match group.config.algorithm {
+            Algorithm::Consistent => hash_key::extract(
+                &group.config.hash_key,
+                session.req_header(),
+                ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            ),
+            _ => None,
+        };
+        let failed = &ctx.failed;
+        let chosen = group.select(key.as_ref().map(|k| k.as_bytes()), |i| failed.contains(&i));
+        let Some(i) = chosen else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(503),
+                format!("no healthy backend in upstream {}", group.config.name),
+            ));
+        };
+        ctx.backend = Some(i);
+        ctx.tries += 1;
+        Ok(Box::new(self.state.peers[g][i].clone()))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(i) = ctx.backend {
+            ctx.failed.push(i);
+        }
+        let max_tries = self
+            .route(ctx)
+            .map_or(1, |r| self.state.groups[r.upstream].config.max_tries);
+        if ctx.tries < max_tries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = self.route(ctx) else {
+            return Ok(());
+        };
+        if route.strip_prefix {
+            let path = strip_prefix(&route.path, upstream_request.uri.path());
+            let new = match upstream_request.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.into_owned(),
+            };
+            if let Ok(uri) = new.parse::<Uri>() {
+                upstream_request.set_uri(uri);
+            }
+        }
+        let downstream = session.req_header();
+        forwarding::apply(
+            &self.state.forwarding,
+            upstream_request,
+            peer_ip(session),
+            raw_host(downstream),
+            scheme(session),
+        );
+        header_rules::edit_request(&route.request_headers, upstream_request);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(route) = self.route(ctx) else {
+            return Ok(());
+        };
+        let fwd = &self.state.forwarding;
+        if fwd.via {
+            let value = match upstream_response
+                .headers
+                .get("via")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(v) => format!("{v}, {}", forwarding::VIA),
+                None => forwarding::VIA.to_string(),
+            };
+            let _ = upstream_response.insert_header("via", value);
+        }
+        if let (Some(name), Some(i)) = (&fwd.served_by_header, ctx.backend) {
+            if let Some(v) = self.state.served_by[route.upstream].get(i) {
+                let _ = upstream_response.insert_header(name.clone(), v.clone());
+            }
+        }
+        header_rules::edit_response(&route.response_headers, upstream_response);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let (code, body) = respond::error_answer(e);
+        if code > 0 {
+            respond::send(session, code, body).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}

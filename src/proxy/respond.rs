@@ -1,0 +1,61 @@
+//! Short plain-text answers that fulcrum writes itself (no route, no backend, errors).
+
+use bytes::Bytes;
+use pingora_core::{Error, ErrorSource, ErrorType};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+/// Seconds a client is told to wait (`Retry-After`) when no backend is available.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The status and body for an error that ended a request; status 0 means the client is gone.
+pub fn error_answer(e: &Error) -> (u16, &'static str) {
+    use ErrorType::*;
+    match e.etype() {
+        HTTPStatus(404) => (404, "404 Not Found: no route matches this host and path\n"),
+        HTTPStatus(503) => (503, "503 Service Unavailable: no healthy backend\n"),
+        HTTPStatus(code) => (*code, ""),
+        _ => match e.esource() {
+            ErrorSource::Upstream => match e.etype() {
+                ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => (
+                    504,
+                    "504 Gateway Timeout: the backend did not answer in time\n",
+                ),
+                _ => (
+                    502,
+                    "502 Bad Gateway: the backend refused or broke the connection\n",
+                ),
+            },
+            ErrorSource::Downstream => match e.etype() {
+                WriteError | ReadError | ConnectionClosed => (0, ""),
+                ReadTimedout => (408, "408 Request Timeout\n"),
+                _ => (400, "400 Bad Request\n"),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => (500, "500 Internal Server Error\n"),
+        },
+    }
+}
+
+/// Write a complete short response. Errors mean the client went away; they are ignored.
+pub async fn send(session: &mut Session, status: u16, body: &'static str) {
+    let Ok(mut resp) = ResponseHeader::build(status, Some(4)) else {
+        return;
+    };
+    let _ = resp.insert_header("content-type", "text/plain; charset=utf-8");
+    let _ = resp.insert_header("content-length", body.len());
+    if status == 503 {
+        let _ = resp.insert_header("retry-after", RETRY_AFTER_SECS);
+    }
+    if session
+        .write_response_header(Box::new(resp), body.is_empty())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if !body.is_empty() {
+        let _ = session
+            .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
+            .await;
+    }
+}
