@@ -1,54 +1,51 @@
 //! Upstream groups at run time: pingora-load-balancing selectors plus fulcrum's own.
 //!
 //! Each group owns one Pingora [`HealthRegistry`] (health is per backend, shared by every
-//! selector of the group) and one or two selectors built from the same static backend list:
-//! the group's algorithm, and for `consistent` groups the fallback used when a request has no
-//! hash key. Selection always goes through Pingora's [`LoadBalancer::select_with`], so health
-//! and "not this one again" filtering are the same for every algorithm.
+//! selector of the group), one [`GroupStats`] table of counters, and a selector for its
+//! algorithm. Keyed algorithms add a way to turn the request into a choice (a Ketama ring, a
+//! sticky cookie) and fall back to a plain selector when the request carries no key. Selection
+//! always ends in Pingora's [`LoadBalancer::select_with`], so health and "not this one again"
+//! filtering work the same for every algorithm.
+//!
+//! | algorithm | selector |
+//! | --- | --- |
+//! | `round_robin`, `random`, `consistent`, `ip_hash` | Pingora's `RoundRobin`, `Random`, `KetamaHashing`, `FNVHash` |
+//! | `weighted_round_robin` | [`smooth::SmoothWeighted`] |
+//! | `least_connections`, `p2c` | [`least_conn::LeastConnections`], [`least_conn::PowerOfTwo`] |
+//! | `first` | [`first::First`] |
+//! | `cookie` | [`sticky::StickyCookies`] over the fallback's selector |
 
+pub mod first;
+pub mod least_conn;
+pub mod ordered;
 pub mod smooth;
+pub mod stats;
+pub mod sticky;
 
 use crate::config::model::{self, Algorithm};
 use futures::FutureExt;
+use ordered::BackendTable;
 use pingora_load_balancing::discovery::Static;
 use pingora_load_balancing::selection::consistent::KetamaHashing;
-use pingora_load_balancing::selection::{BackendIter, BackendSelection, Random, RoundRobin};
+use pingora_load_balancing::selection::{
+    BackendIter, BackendSelection, FNVHash, Random, RoundRobin,
+};
 use pingora_load_balancing::{Backend, Backends, HealthRegistry, LoadBalancer};
-use smooth::SmoothWeighted;
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use stats::GroupStats;
+use std::collections::BTreeSet;
 use std::sync::Arc;
-
-/// Backend positions in config order, handed to fulcrum's selectors on every rebuild (Pingora
-/// only gives a selector an address-sorted set).
-#[derive(Debug, Default)]
-pub struct ConfigOrder {
-    position: HashMap<SocketAddr, usize>,
-}
-
-impl ConfigOrder {
-    /// The config index of a backend, if it belongs to the group.
-    pub fn index_of(&self, backend: &Backend) -> Option<usize> {
-        backend
-            .addr
-            .as_inet()
-            .and_then(|a| self.position.get(a).copied())
-    }
-
-    /// The backends sorted by config position (unknown ones last, by address).
-    pub fn sorted(&self, backends: &BTreeSet<Backend>) -> Vec<Backend> {
-        let mut v: Vec<Backend> = backends.iter().cloned().collect();
-        v.sort_by_key(|b| self.index_of(b).unwrap_or(usize::MAX));
-        v
-    }
-}
+use sticky::StickyCookies;
 
 /// One selector over the group's backends.
 enum Selector {
     RoundRobin(LoadBalancer<RoundRobin>),
     Random(LoadBalancer<Random>),
+    Fnv(LoadBalancer<FNVHash>),
     Consistent(LoadBalancer<KetamaHashing>),
-    Smooth(LoadBalancer<SmoothWeighted>),
+    Smooth(LoadBalancer<smooth::SmoothWeighted>),
+    LeastConnections(LoadBalancer<least_conn::LeastConnections>),
+    P2c(LoadBalancer<least_conn::PowerOfTwo>),
+    First(LoadBalancer<first::First>),
 }
 
 fn load_balancer<S>(
@@ -70,20 +67,45 @@ where
     lb
 }
 
+/// Dispatch one expression over every selector variant.
+macro_rules! each_selector {
+    ($sel:expr, $lb:ident => $body:expr) => {
+        match $sel {
+            Selector::RoundRobin($lb) => $body,
+            Selector::Random($lb) => $body,
+            Selector::Fnv($lb) => $body,
+            Selector::Consistent($lb) => $body,
+            Selector::Smooth($lb) => $body,
+            Selector::LeastConnections($lb) => $body,
+            Selector::P2c($lb) => $body,
+            Selector::First($lb) => $body,
+        }
+    };
+}
+
 impl Selector {
     fn new(
         algorithm: Algorithm,
         backends: &BTreeSet<Backend>,
         registry: &Arc<HealthRegistry>,
-        order: &Arc<ConfigOrder>,
+        table: &Arc<BackendTable>,
     ) -> Self {
+        let t = || Some(Arc::clone(table));
         match algorithm {
-            Algorithm::RoundRobin => Selector::RoundRobin(load_balancer(backends, registry, None)),
+            Algorithm::RoundRobin | Algorithm::Cookie => {
+                Selector::RoundRobin(load_balancer(backends, registry, None))
+            }
             Algorithm::Random => Selector::Random(load_balancer(backends, registry, None)),
+            Algorithm::IpHash => Selector::Fnv(load_balancer(backends, registry, None)),
             Algorithm::Consistent => Selector::Consistent(load_balancer(backends, registry, None)),
             Algorithm::WeightedRoundRobin => {
-                Selector::Smooth(load_balancer(backends, registry, Some(Arc::clone(order))))
+                Selector::Smooth(load_balancer(backends, registry, t()))
             }
+            Algorithm::LeastConnections => {
+                Selector::LeastConnections(load_balancer(backends, registry, t()))
+            }
+            Algorithm::P2c => Selector::P2c(load_balancer(backends, registry, t())),
+            Algorithm::First => Selector::First(load_balancer(backends, registry, t())),
         }
     }
 
@@ -91,22 +113,21 @@ impl Selector {
     where
         F: Fn(&Backend, bool) -> bool,
     {
-        match self {
-            Selector::RoundRobin(lb) => lb.select_with(key, max_iterations, accept),
-            Selector::Random(lb) => lb.select_with(key, max_iterations, accept),
-            Selector::Consistent(lb) => lb.select_with(key, max_iterations, accept),
-            Selector::Smooth(lb) => lb.select_with(key, max_iterations, accept),
-        }
+        each_selector!(self, lb => lb.select_with(key, max_iterations, accept))
     }
 
     fn is_ready(&self, backend: &Backend) -> bool {
-        match self {
-            Selector::RoundRobin(lb) => lb.backends().ready(backend),
-            Selector::Random(lb) => lb.backends().ready(backend),
-            Selector::Consistent(lb) => lb.backends().ready(backend),
-            Selector::Smooth(lb) => lb.backends().ready(backend),
-        }
+        each_selector!(self, lb => lb.backends().ready(backend))
     }
+}
+
+/// What a request brings to selection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pick<'a> {
+    /// Hash input for `consistent` and `ip_hash`; `None` when the request has none.
+    pub key: Option<&'a [u8]>,
+    /// For `cookie` groups: the backend the request's sticky cookie names.
+    pub sticky: Option<usize>,
 }
 
 /// An upstream group ready to pick backends.
@@ -115,12 +136,17 @@ pub struct UpstreamGroup {
     pub config: model::Upstream,
     /// Health of the group's backends, shared by its selectors.
     pub registry: Arc<HealthRegistry>,
+    /// Per-backend counters (in-flight requests, ...), in config order.
+    pub stats: Arc<GroupStats>,
+    /// For `cookie` groups: the sticky cookie.
+    pub sticky: Option<StickyCookies>,
     /// Backends as Pingora sees them, in config order.
     backends: Vec<Backend>,
-    order: Arc<ConfigOrder>,
-    primary: Selector,
-    /// For `consistent` groups: the selector used when a request has no hash key.
-    fallback: Option<Selector>,
+    table: Arc<BackendTable>,
+    /// Selector for requests with a key (`consistent`, `ip_hash`).
+    keyed: Option<Selector>,
+    /// Selector for everything else: the algorithm itself, or the fallback of a keyed one.
+    plain: Selector,
     max_iterations: usize,
 }
 
@@ -136,28 +162,39 @@ impl UpstreamGroup {
                 ext: Default::default(),
             })
             .collect();
-        let order = Arc::new(ConfigOrder {
-            position: config
-                .backends
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (b.addr, i))
-                .collect(),
-        });
+        let stats = Arc::new(GroupStats::new(backends.len()));
+        let table = Arc::new(BackendTable::new(
+            config.backends.iter().map(|b| b.addr),
+            Arc::clone(&stats),
+        ));
         let set: BTreeSet<Backend> = backends.iter().cloned().collect();
         let registry = Arc::new(HealthRegistry::new());
-        let primary = Selector::new(config.algorithm, &set, &registry, &order);
-        let fallback = (config.algorithm == Algorithm::Consistent)
-            .then(|| Selector::new(config.hash_fallback, &set, &registry, &order));
+        let (keyed, plain) = match config.algorithm {
+            Algorithm::Consistent | Algorithm::IpHash => (
+                Some(Selector::new(config.algorithm, &set, &registry, &table)),
+                Selector::new(config.fallback, &set, &registry, &table),
+            ),
+            Algorithm::Cookie => (
+                None,
+                Selector::new(config.fallback, &set, &registry, &table),
+            ),
+            other => (None, Selector::new(other, &set, &registry, &table)),
+        };
+        let sticky = config
+            .sticky
+            .as_ref()
+            .map(|s| StickyCookies::new(s, &config.backends));
         // Enough steps for any selector to reach every backend, including random ones.
         let max_iterations = 64 + 8 * backends.len();
         UpstreamGroup {
             config,
             registry,
+            stats,
+            sticky,
             backends,
-            order,
-            primary,
-            fallback,
+            table,
+            keyed,
+            plain,
             max_iterations,
         }
     }
@@ -177,24 +214,32 @@ impl UpstreamGroup {
         self.config.backends.get(index)
     }
 
-    /// Pick a backend that is healthy and not excluded; `key` is the hash key for `consistent`
-    /// groups (`None`: the request has none, use the fallback). Returns a config index.
-    pub fn select(&self, key: Option<&[u8]>, excluded: impl Fn(usize) -> bool) -> Option<usize> {
-        let (selector, key) = match (&self.fallback, key) {
-            (Some(fallback), None) => (fallback, &[][..]),
-            (_, key) => (&self.primary, key.unwrap_or_default()),
+    /// Whether the backend at a config index may take traffic now.
+    pub fn is_ready(&self, index: usize) -> bool {
+        self.backends
+            .get(index)
+            .is_some_and(|b| self.plain.is_ready(b))
+    }
+
+    /// Pick a backend that may take traffic and is not excluded (it already failed for this
+    /// request). Returns a config index, or `None` when no backend is left.
+    pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<usize> {
+        if let Some(i) = pick.sticky {
+            if !excluded(i) && self.is_ready(i) {
+                return Some(i);
+            }
+        }
+        let (selector, key) = match (&self.keyed, pick.key) {
+            (Some(keyed), Some(key)) => (keyed, key),
+            _ => (&self.plain, &[][..]),
         };
-        let accept = |b: &Backend, healthy: bool| {
-            healthy && self.order.index_of(b).is_some_and(|i| !excluded(i))
+        let accept = |b: &Backend, ready: bool| {
+            ready && self.table.index_of(b).is_some_and(|i| !excluded(i))
         };
         if let Some(b) = selector.select_with(key, self.max_iterations, accept) {
-            return self.order.index_of(&b);
+            return self.table.index_of(&b);
         }
-        // The selector gave up (a random walk can miss a lone healthy backend): scan in order.
-        self.backends
-            .iter()
-            .enumerate()
-            .find(|(i, b)| !excluded(*i) && self.primary.is_ready(b))
-            .map(|(i, _)| i)
+        // The selector gave up (a random walk can miss a lone ready backend): scan in order.
+        (0..self.backends.len()).find(|&i| !excluded(i) && self.is_ready(i))
     }
 }

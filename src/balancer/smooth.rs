@@ -6,8 +6,8 @@
 //! `sum(weights) / gcd(weights)` picks, so it is computed once when the selector is built and a
 //! request only bumps an atomic counter: O(1), lock-free, whatever the number of backends.
 
-use super::ConfigOrder;
-use pingora_load_balancing::selection::{BackendIter, BackendSelection};
+use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
+use pingora_load_balancing::selection::BackendSelection;
 use pingora_load_balancing::Backend;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,7 +19,7 @@ const EXACT_BUILD_LIMIT: u64 = 16_000_000;
 
 /// Smooth weighted round robin selector.
 pub struct SmoothWeighted {
-    backends: Box<[Backend]>,
+    ordered: Ordered,
     sequence: Box<[u32]>,
     next: AtomicUsize,
 }
@@ -53,88 +53,77 @@ pub fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
             sequence.push(best as u32);
         }
     } else {
-        // Stride scheduling: backend i is due at (k + 1/2) / w_i for its k-th pick.
-        // Entries order by earliest due time, then by config order.
-        let mut heap: BinaryHeap<(std::cmp::Reverse<(u128, u128)>, std::cmp::Reverse<usize>)> =
-            BinaryHeap::new();
-        let due = |k: u64, w: i64| -> (u128, u128) { ((2 * k + 1) as u128, 2 * w as u128) };
-        let key = |(num, den): (u128, u128)| num * 1_000_000_000_000 / den;
-        let mut picks = vec![0u64; weights.len()];
-        for (i, w) in weights.iter().enumerate() {
-            heap.push((
-                std::cmp::Reverse((key(due(0, *w)), 0)),
-                std::cmp::Reverse(i),
-            ));
+        // Stride scheduling: backend i's k-th pick is due at (k + 1/2) / w_i. The heap pops
+        // the earliest due time, then the lowest config index. Due times are compared as
+        // fractions by cross multiplication, exactly.
+        #[derive(PartialEq, Eq)]
+        struct Due {
+            num: u128,
+            den: u128,
+            index: usize,
         }
+        impl Ord for Due {
+            fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+                (o.num * self.den)
+                    .cmp(&(self.num * o.den))
+                    .then(o.index.cmp(&self.index))
+            }
+        }
+        impl PartialOrd for Due {
+            fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(o))
+            }
+        }
+        let due = |k: u64, index: usize| Due {
+            num: 2 * k as u128 + 1,
+            den: 2 * weights[index] as u128,
+            index,
+        };
+        let mut picks = vec![0u64; weights.len()];
+        let mut heap: BinaryHeap<Due> = (0..weights.len()).map(|i| due(0, i)).collect();
         while sequence.len() < period {
-            let Some((_, std::cmp::Reverse(i))) = heap.pop() else {
+            let Some(Due { index, .. }) = heap.pop() else {
                 break;
             };
-            sequence.push(i as u32);
-            picks[i] += 1;
-            heap.push((
-                std::cmp::Reverse((key(due(picks[i], weights[i])), 0)),
-                std::cmp::Reverse(i),
-            ));
+            sequence.push(index as u32);
+            picks[index] += 1;
+            heap.push(due(picks[index], index));
         }
     }
     sequence
 }
 
-impl SmoothWeighted {
-    fn from_ordered(backends: Vec<Backend>) -> Self {
-        let weights: Vec<u64> = backends.iter().map(|b| b.weight.max(1) as u64).collect();
-        SmoothWeighted {
-            sequence: smooth_sequence(&weights).into_boxed_slice(),
-            backends: backends.into_boxed_slice(),
-            next: AtomicUsize::new(0),
-        }
+impl HasOrdered for SmoothWeighted {
+    fn ordered(&self) -> &Ordered {
+        &self.ordered
     }
 }
 
 impl BackendSelection for SmoothWeighted {
-    type Iter = SmoothIter;
-    type Config = Arc<ConfigOrder>;
+    type Iter = RotationIter<SmoothWeighted>;
+    type Config = Arc<BackendTable>;
 
     fn build(backends: &BTreeSet<Backend>) -> Self {
-        Self::from_ordered(backends.iter().cloned().collect())
+        Self::build_with_config(backends, &Arc::new(BackendTable::standalone(backends)))
     }
 
-    fn build_with_config(backends: &BTreeSet<Backend>, order: &Self::Config) -> Self {
-        Self::from_ordered(order.sorted(backends))
+    fn build_with_config(backends: &BTreeSet<Backend>, table: &Self::Config) -> Self {
+        let ordered = table.ordered(backends);
+        SmoothWeighted {
+            sequence: smooth_sequence(&ordered.weight).into_boxed_slice(),
+            ordered,
+            next: AtomicUsize::new(0),
+        }
     }
 
-    fn iter(self: &Arc<Self>, _key: &[u8]) -> SmoothIter {
+    fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
         let start = if self.sequence.is_empty() {
             0
         } else {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             self.sequence[n % self.sequence.len()] as usize
         };
-        SmoothIter {
-            selector: Arc::clone(self),
-            start,
-            step: 0,
-        }
-    }
-}
-
-/// Yields the scheduled backend, then every other backend once, in config order.
-pub struct SmoothIter {
-    selector: Arc<SmoothWeighted>,
-    start: usize,
-    step: usize,
-}
-
-impl BackendIter for SmoothIter {
-    fn next(&mut self) -> Option<&Backend> {
-        let n = self.selector.backends.len();
-        if self.step >= n {
-            return None;
-        }
-        let i = (self.start + self.step) % n;
-        self.step += 1;
-        self.selector.backends.get(i)
+        RotationIter::new(Arc::clone(self), start)
     }
 }
 

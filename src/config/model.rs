@@ -54,7 +54,7 @@ pub struct DemoBackend {
 }
 
 /// How an upstream group picks a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// Pingora's `RoundRobin`: rotation in address order, a backend of weight w repeated w times.
     RoundRobin,
@@ -62,8 +62,19 @@ pub enum Algorithm {
     WeightedRoundRobin,
     /// Pingora's `Random`, weight-aware.
     Random,
+    /// Power of two choices: two random backends, the one with fewer in-flight requests
+    /// (relative to weight) wins.
+    P2c,
+    /// Fewest in-flight requests relative to weight; ties broken by rotation.
+    LeastConnections,
+    /// Pingora's FNV hash of the client IP over the backends.
+    IpHash,
     /// Pingora's Ketama consistent hashing on a [`HashKey`].
     Consistent,
+    /// Sticky sessions: a cookie names the backend; the fallback picks when it can't.
+    Cookie,
+    /// The first healthy backend in config order (primary/backup).
+    First,
 }
 
 impl Algorithm {
@@ -72,13 +83,19 @@ impl Algorithm {
         ("round_robin", Algorithm::RoundRobin),
         ("weighted_round_robin", Algorithm::WeightedRoundRobin),
         ("random", Algorithm::Random),
+        ("p2c", Algorithm::P2c),
+        ("least_connections", Algorithm::LeastConnections),
+        ("ip_hash", Algorithm::IpHash),
         ("consistent", Algorithm::Consistent),
+        ("cookie", Algorithm::Cookie),
+        ("first", Algorithm::First),
     ];
 
-    /// Accepted aliases (`weighted`, `ketama`).
+    /// Accepted aliases (`weighted`, `ketama`, `least_conn`).
     const ALIASES: &'static [(&'static str, Algorithm)] = &[
         ("weighted", Algorithm::WeightedRoundRobin),
         ("ketama", Algorithm::Consistent),
+        ("least_conn", Algorithm::LeastConnections),
     ];
 
     /// Parse a config name or alias.
@@ -98,6 +115,45 @@ impl Algorithm {
             .map(|(n, _)| *n)
             .unwrap_or("unknown")
     }
+
+    /// Whether the algorithm needs something from the request (a key or a cookie) and so
+    /// cannot serve as a fallback.
+    pub fn is_keyed(self) -> bool {
+        matches!(
+            self,
+            Algorithm::Consistent | Algorithm::Cookie | Algorithm::IpHash
+        )
+    }
+}
+
+/// `SameSite` attribute of the sticky cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// `SameSite=Strict`.
+    Strict,
+    /// `SameSite=Lax`.
+    Lax,
+    /// `SameSite=None` (browsers require `Secure` with it).
+    None,
+}
+
+/// The sticky-session cookie of a `cookie` group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StickyCookie {
+    /// Cookie name.
+    pub name: String,
+    /// `Path` attribute.
+    pub path: String,
+    /// `Max-Age`; a session cookie when `None`.
+    pub max_age: Option<Duration>,
+    /// `HttpOnly` attribute.
+    pub http_only: bool,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// `SameSite` attribute.
+    pub same_site: Option<SameSite>,
+    /// Key of the HMAC that turns a backend address into the cookie value.
+    pub secret: Vec<u8>,
 }
 
 /// What a `consistent` group hashes.
@@ -166,8 +222,11 @@ pub struct Upstream {
     pub algorithm: Algorithm,
     /// Hash key for `consistent`.
     pub hash_key: HashKey,
-    /// Algorithm used when the hash key is absent.
-    pub hash_fallback: Algorithm,
+    /// Algorithm used when a `consistent` request has no key or a `cookie` request no valid
+    /// cookie (never a keyed algorithm).
+    pub fallback: Algorithm,
+    /// The sticky cookie, for `cookie` groups.
+    pub sticky: Option<StickyCookie>,
     /// Backends in config order (never empty).
     pub backends: Vec<Backend>,
     /// Timeouts.

@@ -110,10 +110,13 @@ pub struct UpstreamSpec {
     /// `query:NAME`); default `client_ip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hash_key: Option<String>,
-    /// For `consistent`: the algorithm used when the hash key is absent from a request;
-    /// default `round_robin`.
+    /// For `consistent` and `cookie`: the algorithm used when a request has no hash key or no
+    /// valid sticky cookie; default `round_robin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hash_fallback: Option<String>,
+    pub fallback: Option<String>,
+    /// For `cookie`: the sticky cookie's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<StickySpec>,
     /// The backends of the group.
     #[serde(default)]
     pub backends: Vec<BackendSpec>,
@@ -127,6 +130,34 @@ pub struct UpstreamSpec {
     /// number of backends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tries: Option<usize>,
+}
+
+/// The sticky-session cookie of a `cookie` group.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickySpec {
+    /// Cookie name; default `fulcrum_sticky`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+    /// `Path`; default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `Max-Age` as a duration (`1h`); a session cookie when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    /// `HttpOnly`; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_only: Option<bool>,
+    /// `Secure`; default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure: Option<bool>,
+    /// `SameSite`: `strict`, `lax` or `none`; default `lax`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_site: Option<String>,
+    /// HMAC key for cookie values; default: random at start-up (cookies then stop matching
+    /// after a restart, and differ between instances).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// One backend of an upstream group.

@@ -276,19 +276,33 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec) -> Result<Upstream> {
         Some(k) => hash_key(&format!("{base}.hash_key"), k)?,
         None => HashKey::ClientIp,
     };
-    let hash_fallback = match &spec.hash_fallback {
+    let fallback = match &spec.fallback {
         Some(a) => {
-            let path = format!("{base}.hash_fallback");
+            let path = format!("{base}.fallback");
             let fallback = parse_algorithm(&path, a)?;
-            if fallback == Algorithm::Consistent {
+            if fallback.is_keyed() {
                 return Err(ConfigError::invalid(
                     path,
-                    "the fallback must not itself hash; pick round_robin or random",
+                    format!(
+                        "the fallback must not need a key itself; pick round_robin, \
+                         weighted_round_robin, random, p2c, least_connections or first, found {a:?}"
+                    ),
                 ));
             }
             fallback
         }
         None => Algorithm::RoundRobin,
+    };
+    let sticky = match (&spec.sticky, algorithm) {
+        (Some(s), Algorithm::Cookie) => Some(sticky(&format!("{base}.sticky"), s)?),
+        (None, Algorithm::Cookie) => Some(sticky(&format!("{base}.sticky"), &Default::default())?),
+        (Some(_), _) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.sticky"),
+                "only used with `algorithm: cookie`",
+            ))
+        }
+        (None, _) => None,
     };
     let mut backends = Vec::with_capacity(spec.backends.len());
     let mut seen = HashMap::new();
@@ -332,11 +346,82 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec) -> Result<Upstream> {
         name: name.to_string(),
         algorithm,
         hash_key,
-        hash_fallback,
+        fallback,
+        sticky,
         backends,
         timeouts,
         tls,
         max_tries,
+    })
+}
+
+fn sticky(base: &str, spec: &StickySpec) -> Result<StickyCookie> {
+    let name = spec
+        .cookie
+        .clone()
+        .unwrap_or_else(|| "fulcrum_sticky".into());
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    if !token(&name) {
+        return Err(ConfigError::invalid(
+            format!("{base}.cookie"),
+            format!("{name:?} is not a valid cookie name"),
+        ));
+    }
+    let path = spec.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path.bytes().any(|b| b == b';' || b.is_ascii_control()) {
+        return Err(ConfigError::invalid(
+            format!("{base}.path"),
+            format!("expected a cookie path starting with /, found {path:?}"),
+        ));
+    }
+    let max_age = spec
+        .max_age
+        .as_deref()
+        .map(|d| parse_duration(&format!("{base}.max_age"), d))
+        .transpose()?;
+    let same_site = match spec
+        .same_site
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("lax") => Some(SameSite::Lax),
+        Some("strict") => Some(SameSite::Strict),
+        Some("none") => Some(SameSite::None),
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.same_site"),
+                format!("expected strict, lax or none, found {other:?}"),
+            ))
+        }
+    };
+    let secret = match &spec.secret {
+        Some(s) if s.len() < 16 => {
+            return Err(ConfigError::invalid(
+                format!("{base}.secret"),
+                "expected at least 16 characters",
+            ))
+        }
+        Some(s) => s.as_bytes().to_vec(),
+        None => {
+            use rand::RngCore;
+            let mut key = vec![0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            key
+        }
+    };
+    Ok(StickyCookie {
+        name,
+        path,
+        max_age,
+        http_only: spec.http_only.unwrap_or(true),
+        secure: spec.secure.unwrap_or(false),
+        same_site,
+        secret,
     })
 }
 

@@ -1,5 +1,6 @@
 //! What fulcrum remembers about one request while Pingora walks it through the hooks.
 
+use crate::balancer::stats::InFlight;
 use std::net::IpAddr;
 
 /// Per-request state (Pingora's `CTX`).
@@ -9,6 +10,11 @@ pub struct RequestCtx {
     pub route: Option<usize>,
     /// Index (in the group's config order) of the backend chosen for the current attempt.
     pub backend: Option<usize>,
+    /// The current attempt counted in its backend's in-flight requests; dropped (un-counted)
+    /// when the attempt fails over, in the logging hook, or at the latest with the context.
+    pub in_flight: Option<InFlight>,
+    /// For `cookie` groups: the backend the request's sticky cookie named.
+    pub sticky: Option<usize>,
     /// Backends that already failed for this request; selection skips them.
     pub failed: Vec<usize>,
     /// Backends tried so far.

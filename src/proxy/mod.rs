@@ -12,8 +12,9 @@ pub mod header_rules;
 pub mod peer;
 pub mod respond;
 
-use crate::balancer::UpstreamGroup;
-use crate::config::model::{Algorithm, Config, Forwarding, Route};
+use crate::balancer::stats::InFlight;
+use crate::balancer::{Pick, UpstreamGroup};
+use crate::config::model::{Algorithm, Config, Forwarding, HashKey, Route};
 use crate::routing::{normalize_host, strip_prefix, Router};
 use async_trait::async_trait;
 use context::RequestCtx;
@@ -157,17 +158,24 @@ impl ProxyHttp for Proxy {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
         let g = route.upstream;
         let group = &self.state.groups[g];
+        let req = session.req_header();
+        let client = ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         let key = match group.config.algorithm {
-            Algorithm::Consistent => hash_key::extract(
-                &group.config.hash_key,
-                session.req_header(),
-                ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            ),
+            Algorithm::Consistent => hash_key::extract(&group.config.hash_key, req, client),
+            Algorithm::IpHash => hash_key::extract(&HashKey::ClientIp, req, client),
             _ => None,
         };
+        if let Some(sticky) = &group.sticky {
+            if ctx.tries == 0 {
+                ctx.sticky = sticky.backend_for(req);
+            }
+        }
+        let pick = Pick {
+            key: key.as_ref().map(|k| k.as_bytes()),
+            sticky: ctx.sticky,
+        };
         let failed = &ctx.failed;
-        let chosen = group.select(key.as_ref().map(|k| k.as_bytes()), |i| failed.contains(&i));
-        let Some(i) = chosen else {
+        let Some(i) = group.select(pick, |i| failed.contains(&i)) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!("no healthy backend in upstream {}", group.config.name),
@@ -175,6 +183,8 @@ impl ProxyHttp for Proxy {
         };
         ctx.backend = Some(i);
         ctx.tries += 1;
+        // Replacing a previous attempt's guard un-counts that attempt.
+        ctx.in_flight = Some(InFlight::start(&group.stats, i));
         Ok(Box::new(self.state.peers[g][i].clone()))
     }
 
@@ -188,6 +198,7 @@ impl ProxyHttp for Proxy {
         if let Some(i) = ctx.backend {
             ctx.failed.push(i);
         }
+        ctx.in_flight = None;
         let max_tries = self
             .route(ctx)
             .map_or(1, |r| self.state.groups[r.upstream].config.max_tries);
@@ -254,8 +265,19 @@ impl ProxyHttp for Proxy {
                 let _ = upstream_response.insert_header(name.clone(), v.clone());
             }
         }
+        if let (Some(sticky), Some(i)) = (&self.state.groups[route.upstream].sticky, ctx.backend) {
+            if ctx.sticky != Some(i) {
+                if let Some(v) = sticky.set_cookie(i) {
+                    let _ = upstream_response.append_header("set-cookie", v.clone());
+                }
+            }
+        }
         header_rules::edit_response(&route.response_headers, upstream_response);
         Ok(())
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        ctx.in_flight = None;
     }
 
     async fn fail_to_proxy(

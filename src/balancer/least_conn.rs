@@ -1,0 +1,136 @@
+//! Load-aware selectors: least connections and power of two choices.
+//!
+//! Load is the backend's in-flight requests divided by its weight, compared by cross
+//! multiplication. In-flight counts are request-level and live in the group's
+//! [`GroupStats`](super::stats::GroupStats), which survives selector rebuilds.
+
+use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
+use pingora_load_balancing::selection::BackendSelection;
+use pingora_load_balancing::Backend;
+use rand::Rng;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Groups up to this size are scanned exactly; larger ones are sampled.
+pub const EXACT_SCAN_LIMIT: usize = 32;
+/// Candidates examined per pick in a large group.
+pub const SAMPLE_SIZE: usize = 8;
+
+struct Loads {
+    ordered: Ordered,
+    table: Arc<BackendTable>,
+}
+
+impl Loads {
+    fn in_flight(&self, pos: usize) -> u64 {
+        self.table.stats.in_flight(self.ordered.index[pos]) as u64
+    }
+
+    /// Whether position `a` is strictly less loaded than position `b`.
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (wa, wb) = (self.ordered.weight[a], self.ordered.weight[b]);
+        self.in_flight(a) * wb < self.in_flight(b) * wa
+    }
+}
+
+/// Least connections: exact for groups up to [`EXACT_SCAN_LIMIT`] backends (scanned from a
+/// rotating start, so ties rotate); above, the least loaded of [`SAMPLE_SIZE`] random
+/// backends, as Envoy's least-request balancer does, so a pick stays O(1) at 1,000 backends.
+pub struct LeastConnections {
+    loads: Loads,
+    next: AtomicUsize,
+}
+
+impl HasOrdered for LeastConnections {
+    fn ordered(&self) -> &Ordered {
+        &self.loads.ordered
+    }
+}
+
+impl BackendSelection for LeastConnections {
+    type Iter = RotationIter<LeastConnections>;
+    type Config = Arc<BackendTable>;
+
+    fn build(backends: &BTreeSet<Backend>) -> Self {
+        Self::build_with_config(backends, &Arc::new(BackendTable::standalone(backends)))
+    }
+
+    fn build_with_config(backends: &BTreeSet<Backend>, table: &Self::Config) -> Self {
+        LeastConnections {
+            loads: Loads {
+                ordered: table.ordered(backends),
+                table: Arc::clone(table),
+            },
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
+        let n = self.loads.ordered.len();
+        if n == 0 {
+            return RotationIter::new(Arc::clone(self), 0);
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut best = start;
+        if n <= EXACT_SCAN_LIMIT {
+            for step in 1..n {
+                let pos = (start + step) % n;
+                if self.loads.less(pos, best) {
+                    best = pos;
+                }
+            }
+        } else {
+            let mut rng = rand::thread_rng();
+            for _ in 1..SAMPLE_SIZE {
+                let pos = rng.gen_range(0..n);
+                if self.loads.less(pos, best) {
+                    best = pos;
+                }
+            }
+        }
+        RotationIter::new(Arc::clone(self), best)
+    }
+}
+
+/// Power of two choices: two distinct random backends, the less loaded wins (the first on a
+/// tie).
+pub struct PowerOfTwo {
+    loads: Loads,
+}
+
+impl HasOrdered for PowerOfTwo {
+    fn ordered(&self) -> &Ordered {
+        &self.loads.ordered
+    }
+}
+
+impl BackendSelection for PowerOfTwo {
+    type Iter = RotationIter<PowerOfTwo>;
+    type Config = Arc<BackendTable>;
+
+    fn build(backends: &BTreeSet<Backend>) -> Self {
+        Self::build_with_config(backends, &Arc::new(BackendTable::standalone(backends)))
+    }
+
+    fn build_with_config(backends: &BTreeSet<Backend>, table: &Self::Config) -> Self {
+        PowerOfTwo {
+            loads: Loads {
+                ordered: table.ordered(backends),
+                table: Arc::clone(table),
+            },
+        }
+    }
+
+    fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
+        let n = self.loads.ordered.len();
+        if n < 2 {
+            return RotationIter::new(Arc::clone(self), 0);
+        }
+        let mut rng = rand::thread_rng();
+        let a = rng.gen_range(0..n);
+        let b = (a + rng.gen_range(1..n)) % n;
+        let best = if self.loads.less(b, a) { b } else { a };
+        RotationIter::new(Arc::clone(self), best)
+    }
+}
