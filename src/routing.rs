@@ -82,7 +82,8 @@ impl Router {
         r.wildcard
             .iter_mut()
             .for_each(|(_, v)| sort_longest_first(v));
-        r.wildcard.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.wildcard
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         sort_longest_first(&mut r.any);
         r
     }

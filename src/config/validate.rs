@@ -232,7 +232,7 @@ fn hash_key(path: &str, text: &str) -> Result<HashKey> {
     match text.split_once(':') {
         None if text == "client_ip" => Ok(HashKey::ClientIp),
         None if text == "path" => Ok(HashKey::Path),
-        Some((_, name)) if name.is_empty() => Err(bad()),
+        Some((_, "")) => Err(bad()),
         Some(("header", name)) => HeaderName::from_bytes(name.as_bytes())
             .map(HashKey::Header)
             .map_err(|_| bad()),

@@ -1,0 +1,112 @@
+//! Nanoseconds per backend selection, for every algorithm, at 3, 100 and 1,000 backends,
+//! single-threaded and with two threads contending.
+//!
+//! One iteration is what a request does to choose: `UpstreamGroup::select` plus counting the
+//! request in flight and un-counting it (the `InFlight` guard). Run with
+//! `cargo bench --bench selection`; `-- --quick` for a fast pass.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use fulcrum::balancer::stats::InFlight;
+use fulcrum::balancer::{Pick, UpstreamGroup};
+use fulcrum::config::model::{
+    Algorithm, Backend, HashKey, SameSite, StickyCookie, Timeouts, Upstream,
+};
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
+    let backends = (0..n)
+        .map(|i| Backend {
+            addr: format!("127.0.{}.{}:8080", i / 250, i % 250 + 1)
+                .parse()
+                .expect("address"),
+            weight: (i % 5 + 1) as u32,
+        })
+        .collect();
+    UpstreamGroup::new(Upstream {
+        name: "bench".into(),
+        algorithm,
+        hash_key: HashKey::ClientIp,
+        fallback: Algorithm::RoundRobin,
+        sticky: (algorithm == Algorithm::Cookie).then(|| StickyCookie {
+            name: "sid".into(),
+            path: "/".into(),
+            max_age: None,
+            http_only: true,
+            secure: false,
+            same_site: Some(SameSite::Lax),
+            secret: b"bench secret, 16+ bytes".to_vec(),
+        }),
+        backends,
+        timeouts: Timeouts::default(),
+        tls: None,
+        max_tries: 3,
+    })
+}
+
+/// One request's selection; `seq` varies the key for hashing algorithms.
+fn select_once(g: &UpstreamGroup, seq: u32) -> usize {
+    let key = seq.to_be_bytes();
+    let pick = Pick {
+        key: Some(&key),
+        sticky: (g.config.algorithm == Algorithm::Cookie).then_some(seq as usize % g.len()),
+    };
+    let i = g.select(pick, |_| false).unwrap_or(0);
+    let guard = InFlight::start(&g.stats, i);
+    black_box(&guard);
+    i
+}
+
+fn bench(c: &mut Criterion) {
+    let mut single = c.benchmark_group("select");
+    single.warm_up_time(Duration::from_millis(300));
+    single.measurement_time(Duration::from_secs(1));
+    for (name, algorithm) in Algorithm::ALL {
+        for n in [3usize, 100, 1000] {
+            let g = group(*algorithm, n);
+            let mut seq = 0u32;
+            single.bench_with_input(BenchmarkId::new(*name, n), &n, |b, _| {
+                b.iter(|| {
+                    seq = seq.wrapping_add(1);
+                    select_once(&g, seq)
+                })
+            });
+        }
+    }
+    single.finish();
+
+    let mut contended = c.benchmark_group("select_2_threads");
+    contended.warm_up_time(Duration::from_millis(300));
+    contended.measurement_time(Duration::from_secs(1));
+    for (name, algorithm) in Algorithm::ALL {
+        for n in [3usize, 1000] {
+            let g = Arc::new(group(*algorithm, n));
+            contended.bench_with_input(BenchmarkId::new(*name, n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    // Both threads select `iters` times; report the mean wall time per
+                    // selection of one thread while the other contends.
+                    let start = Instant::now();
+                    let handles: Vec<_> = (0..2)
+                        .map(|t| {
+                            let g = Arc::clone(&g);
+                            std::thread::spawn(move || {
+                                for s in 0..iters {
+                                    black_box(select_once(&g, (s as u32) ^ (t << 31)));
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    start.elapsed()
+                })
+            });
+        }
+    }
+    contended.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
