@@ -53,7 +53,7 @@ fn select_once(g: &UpstreamGroup, seq: u32) -> usize {
         sticky: (g.config.algorithm == Algorithm::Cookie).then_some(seq as usize % g.len()),
     };
     let i = g.select(pick, |_| false).unwrap_or(0);
-    let guard = InFlight::start(&g.stats, i);
+    let guard = InFlight::start(g.stats, i);
     black_box(&guard);
     i
 }

@@ -4,6 +4,7 @@
 //! (Pingora services) -> [`proxy`] hooks: [`routing`] -> [`balancer`] (pick a backend) ->
 //! connect, retry on failure -> rewrite headers -> proxy -> answer errors.
 
+pub mod admin;
 pub mod balancer;
 pub mod cli;
 pub mod config;

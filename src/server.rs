@@ -14,10 +14,15 @@ pub fn build(config: Config, opt: Opt) -> Server {
         server: server_conf,
         listeners,
         demo_backends,
+        admin,
         ..
     } = config;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
+
+    if let Some(admin) = &admin {
+        server.add_service(crate::admin::service(admin, Arc::clone(&state)));
+    }
 
     if !demo_backends.is_empty() {
         server.add_service(crate::demo::service(&demo_backends));

@@ -4,10 +4,10 @@
 //! multiplication. In-flight counts are request-level and live in the group's
 //! [`GroupStats`](super::stats::GroupStats), which survives selector rebuilds.
 
+use super::fast_rng;
 use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
 use pingora_load_balancing::selection::BackendSelection;
 use pingora_load_balancing::Backend;
-use rand::Rng;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,9 +67,16 @@ impl BackendSelection for LeastConnections {
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
+        RotationIter::new(Arc::clone(self), self.start())
+    }
+}
+
+impl LeastConnections {
+    /// The position (in config order) of the least loaded backend.
+    pub fn start(&self) -> usize {
         let n = self.loads.ordered.len();
         if n == 0 {
-            return RotationIter::new(Arc::clone(self), 0);
+            return 0;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut best = start;
@@ -81,15 +88,14 @@ impl BackendSelection for LeastConnections {
                 }
             }
         } else {
-            let mut rng = rand::thread_rng();
             for _ in 1..SAMPLE_SIZE {
-                let pos = rng.gen_range(0..n);
+                let pos = fast_rng::below(n);
                 if self.loads.less(pos, best) {
                     best = pos;
                 }
             }
         }
-        RotationIter::new(Arc::clone(self), best)
+        best
     }
 }
 
@@ -123,14 +129,23 @@ impl BackendSelection for PowerOfTwo {
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
+        RotationIter::new(Arc::clone(self), self.start())
+    }
+}
+
+impl PowerOfTwo {
+    /// The position (in config order) of the less loaded of two random backends.
+    pub fn start(&self) -> usize {
         let n = self.loads.ordered.len();
         if n < 2 {
-            return RotationIter::new(Arc::clone(self), 0);
+            return 0;
         }
-        let mut rng = rand::thread_rng();
-        let a = rng.gen_range(0..n);
-        let b = (a + rng.gen_range(1..n)) % n;
-        let best = if self.loads.less(b, a) { b } else { a };
-        RotationIter::new(Arc::clone(self), best)
+        let a = fast_rng::below(n);
+        let b = (a + 1 + fast_rng::below(n - 1)) % n;
+        if self.loads.less(b, a) {
+            b
+        } else {
+            a
+        }
     }
 }

@@ -15,6 +15,7 @@
 //! | `first` | [`first::First`] |
 //! | `cookie` | [`sticky::StickyCookies`] over the fallback's selector |
 
+pub mod fast_rng;
 pub mod first;
 pub mod least_conn;
 pub mod ordered;
@@ -23,101 +24,104 @@ pub mod stats;
 pub mod sticky;
 
 use crate::config::model::{self, Algorithm};
-use futures::FutureExt;
-use ordered::BackendTable;
-use pingora_load_balancing::discovery::Static;
+use ordered::{BackendTable, HasOrdered};
 use pingora_load_balancing::selection::consistent::KetamaHashing;
 use pingora_load_balancing::selection::{
     BackendIter, BackendSelection, FNVHash, Random, RoundRobin,
 };
-use pingora_load_balancing::{Backend, Backends, HealthRegistry, LoadBalancer};
+use pingora_load_balancing::Backend;
 use stats::GroupStats;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use sticky::StickyCookies;
 
-/// One selector over the group's backends.
+/// A backend's position in its group's config, carried in Pingora's `Backend::ext` so that a
+/// selector's answer maps back to fulcrum's tables without hashing the address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendIndex(pub usize);
+
+/// One selector over the group's backends. Pingora's selectors are walked through their
+/// `BackendIter`; fulcrum's own answer a starting position directly (no iterator, no `Arc`
+/// traffic on the hot path).
 enum Selector {
-    RoundRobin(LoadBalancer<RoundRobin>),
-    Random(LoadBalancer<Random>),
-    Fnv(LoadBalancer<FNVHash>),
-    Consistent(LoadBalancer<KetamaHashing>),
-    Smooth(LoadBalancer<smooth::SmoothWeighted>),
-    LeastConnections(LoadBalancer<least_conn::LeastConnections>),
-    P2c(LoadBalancer<least_conn::PowerOfTwo>),
-    First(LoadBalancer<first::First>),
+    RoundRobin(Arc<RoundRobin>),
+    Random(Arc<Random>),
+    Fnv(Arc<FNVHash>),
+    Consistent(Arc<KetamaHashing>),
+    Smooth(smooth::SmoothWeighted),
+    LeastConnections(least_conn::LeastConnections),
+    P2c(least_conn::PowerOfTwo),
+    First(first::First),
 }
 
-fn load_balancer<S>(
-    backends: &BTreeSet<Backend>,
-    registry: &Arc<HealthRegistry>,
-    config: Option<S::Config>,
-) -> LoadBalancer<S>
-where
-    S: BackendSelection + 'static,
-    S::Iter: BackendIter,
-{
-    let view =
-        Backends::new_with_health_registry(Static::new(backends.clone()), Arc::clone(registry));
-    let lb = LoadBalancer::from_backends_with_config(view, config);
-    // Static discovery completes at once and cannot fail; update() only fills the selector.
-    if let Some(Err(e)) = lb.update().now_or_never() {
-        log::error!("building a selector failed: {e}");
-    }
-    lb
-}
-
-/// Dispatch one expression over every selector variant.
-macro_rules! each_selector {
-    ($sel:expr, $lb:ident => $body:expr) => {
-        match $sel {
-            Selector::RoundRobin($lb) => $body,
-            Selector::Random($lb) => $body,
-            Selector::Fnv($lb) => $body,
-            Selector::Consistent($lb) => $body,
-            Selector::Smooth($lb) => $body,
-            Selector::LeastConnections($lb) => $body,
-            Selector::P2c($lb) => $body,
-            Selector::First($lb) => $body,
+/// The first backend `iter` yields that `accept` takes, within `max_steps`.
+fn first_accepted(
+    mut iter: impl BackendIter,
+    max_steps: usize,
+    accept: &impl Fn(usize) -> bool,
+) -> Option<usize> {
+    for _ in 0..max_steps {
+        let b = iter.next()?;
+        if let Some(&BackendIndex(i)) = b.ext.get::<BackendIndex>() {
+            if accept(i) {
+                return Some(i);
+            }
         }
-    };
+    }
+    None
+}
+
+/// Starting at position `start`, the first backend in config order that `accept` takes.
+fn first_accepted_from(
+    s: &impl HasOrdered,
+    start: usize,
+    accept: &impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let o = s.ordered();
+    let n = o.len();
+    (0..n)
+        .map(|step| o.index[(start + step) % n])
+        .find(|&i| accept(i))
 }
 
 impl Selector {
-    fn new(
-        algorithm: Algorithm,
-        backends: &BTreeSet<Backend>,
-        registry: &Arc<HealthRegistry>,
-        table: &Arc<BackendTable>,
-    ) -> Self {
-        let t = || Some(Arc::clone(table));
+    fn new(algorithm: Algorithm, backends: &BTreeSet<Backend>, table: &Arc<BackendTable>) -> Self {
         match algorithm {
             Algorithm::RoundRobin | Algorithm::Cookie => {
-                Selector::RoundRobin(load_balancer(backends, registry, None))
+                Selector::RoundRobin(Arc::new(RoundRobin::build(backends)))
             }
-            Algorithm::Random => Selector::Random(load_balancer(backends, registry, None)),
-            Algorithm::IpHash => Selector::Fnv(load_balancer(backends, registry, None)),
-            Algorithm::Consistent => Selector::Consistent(load_balancer(backends, registry, None)),
+            Algorithm::Random => Selector::Random(Arc::new(Random::build(backends))),
+            Algorithm::IpHash => Selector::Fnv(Arc::new(FNVHash::build(backends))),
+            Algorithm::Consistent => Selector::Consistent(Arc::new(KetamaHashing::build(backends))),
             Algorithm::WeightedRoundRobin => {
-                Selector::Smooth(load_balancer(backends, registry, t()))
+                Selector::Smooth(smooth::SmoothWeighted::build_with_config(backends, table))
             }
-            Algorithm::LeastConnections => {
-                Selector::LeastConnections(load_balancer(backends, registry, t()))
+            Algorithm::LeastConnections => Selector::LeastConnections(
+                least_conn::LeastConnections::build_with_config(backends, table),
+            ),
+            Algorithm::P2c => {
+                Selector::P2c(least_conn::PowerOfTwo::build_with_config(backends, table))
             }
-            Algorithm::P2c => Selector::P2c(load_balancer(backends, registry, t())),
-            Algorithm::First => Selector::First(load_balancer(backends, registry, t())),
+            Algorithm::First => Selector::First(first::First::build_with_config(backends, table)),
         }
     }
 
-    fn select_with<F>(&self, key: &[u8], max_iterations: usize, accept: F) -> Option<Backend>
-    where
-        F: Fn(&Backend, bool) -> bool,
-    {
-        each_selector!(self, lb => lb.select_with(key, max_iterations, accept))
-    }
-
-    fn is_ready(&self, backend: &Backend) -> bool {
-        each_selector!(self, lb => lb.backends().ready(backend))
+    fn select(
+        &self,
+        key: &[u8],
+        max_steps: usize,
+        accept: &impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        match self {
+            Selector::RoundRobin(s) => first_accepted(s.iter(key), max_steps, accept),
+            Selector::Random(s) => first_accepted(s.iter(key), max_steps, accept),
+            Selector::Fnv(s) => first_accepted(s.iter(key), max_steps, accept),
+            Selector::Consistent(s) => first_accepted(s.iter(key), max_steps, accept),
+            Selector::Smooth(s) => first_accepted_from(s, s.start(), accept),
+            Selector::LeastConnections(s) => first_accepted_from(s, s.start(), accept),
+            Selector::P2c(s) => first_accepted_from(s, s.start(), accept),
+            Selector::First(s) => first_accepted_from(s, 0, accept),
+        }
     }
 }
 
@@ -134,20 +138,17 @@ pub struct Pick<'a> {
 pub struct UpstreamGroup {
     /// The validated config of the group.
     pub config: model::Upstream,
-    /// Health of the group's backends, shared by its selectors.
-    pub registry: Arc<HealthRegistry>,
-    /// Per-backend counters (in-flight requests, ...), in config order.
-    pub stats: Arc<GroupStats>,
+    /// Per-backend counters and state (in-flight requests, health, ...), in config order.
+    pub stats: &'static GroupStats,
     /// For `cookie` groups: the sticky cookie.
     pub sticky: Option<StickyCookies>,
-    /// Backends as Pingora sees them, in config order.
-    backends: Vec<Backend>,
-    table: Arc<BackendTable>,
+    /// Backends as Pingora sees them (config order), each carrying its [`BackendIndex`].
+    pub backends: Vec<Backend>,
     /// Selector for requests with a key (`consistent`, `ip_hash`).
     keyed: Option<Selector>,
     /// Selector for everything else: the algorithm itself, or the fallback of a keyed one.
     plain: Selector,
-    max_iterations: usize,
+    max_steps: usize,
 }
 
 impl UpstreamGroup {
@@ -156,46 +157,45 @@ impl UpstreamGroup {
         let backends: Vec<Backend> = config
             .backends
             .iter()
-            .map(|b| Backend {
-                addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.addr),
-                weight: b.weight as usize,
-                ext: Default::default(),
+            .enumerate()
+            .map(|(i, b)| {
+                let mut backend = Backend {
+                    addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.addr),
+                    weight: b.weight as usize,
+                    ext: Default::default(),
+                };
+                backend.ext.insert(BackendIndex(i));
+                backend
             })
             .collect();
-        let stats = Arc::new(GroupStats::new(backends.len()));
+        let stats = GroupStats::leak(backends.len());
         let table = Arc::new(BackendTable::new(
             config.backends.iter().map(|b| b.addr),
-            Arc::clone(&stats),
+            stats,
         ));
         let set: BTreeSet<Backend> = backends.iter().cloned().collect();
-        let registry = Arc::new(HealthRegistry::new());
         let (keyed, plain) = match config.algorithm {
             Algorithm::Consistent | Algorithm::IpHash => (
-                Some(Selector::new(config.algorithm, &set, &registry, &table)),
-                Selector::new(config.fallback, &set, &registry, &table),
+                Some(Selector::new(config.algorithm, &set, &table)),
+                Selector::new(config.fallback, &set, &table),
             ),
-            Algorithm::Cookie => (
-                None,
-                Selector::new(config.fallback, &set, &registry, &table),
-            ),
-            other => (None, Selector::new(other, &set, &registry, &table)),
+            Algorithm::Cookie => (None, Selector::new(config.fallback, &set, &table)),
+            other => (None, Selector::new(other, &set, &table)),
         };
         let sticky = config
             .sticky
             .as_ref()
             .map(|s| StickyCookies::new(s, &config.backends));
-        // Enough steps for any selector to reach every backend, including random ones.
-        let max_iterations = 64 + 8 * backends.len();
+        // Enough steps for any of Pingora's iterators to reach every backend, random included.
+        let max_steps = 64 + 8 * backends.len();
         UpstreamGroup {
             config,
-            registry,
             stats,
             sticky,
             backends,
-            table,
             keyed,
             plain,
-            max_iterations,
+            max_steps,
         }
     }
 
@@ -216,16 +216,15 @@ impl UpstreamGroup {
 
     /// Whether the backend at a config index may take traffic now.
     pub fn is_ready(&self, index: usize) -> bool {
-        self.backends
-            .get(index)
-            .is_some_and(|b| self.plain.is_ready(b))
+        self.stats.get(index).is_some_and(|s| s.is_ready())
     }
 
     /// Pick a backend that may take traffic and is not excluded (it already failed for this
     /// request). Returns a config index, or `None` when no backend is left.
     pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<usize> {
+        let accept = |i: usize| !excluded(i) && self.is_ready(i);
         if let Some(i) = pick.sticky {
-            if !excluded(i) && self.is_ready(i) {
+            if accept(i) {
                 return Some(i);
             }
         }
@@ -233,13 +232,162 @@ impl UpstreamGroup {
             (Some(keyed), Some(key)) => (keyed, key),
             _ => (&self.plain, &[][..]),
         };
-        let accept = |b: &Backend, ready: bool| {
-            ready && self.table.index_of(b).is_some_and(|i| !excluded(i))
-        };
-        if let Some(b) = selector.select_with(key, self.max_iterations, accept) {
-            return self.table.index_of(&b);
+        selector
+            .select(key, self.max_steps, &accept)
+            // A random walk can miss a lone acceptable backend: scan in order.
+            .or_else(|| (0..self.backends.len()).find(|&i| accept(i)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::stats::InFlight;
+    use crate::config::model::{Backend as ModelBackend, HashKey, Timeouts, Upstream};
+
+    fn group(algorithm: Algorithm, weights: &[u32]) -> UpstreamGroup {
+        UpstreamGroup::new(Upstream {
+            name: "t".into(),
+            algorithm,
+            hash_key: HashKey::ClientIp,
+            fallback: Algorithm::RoundRobin,
+            sticky: None,
+            backends: weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| ModelBackend {
+                    addr: format!("10.0.{}.{}:80", i / 200, i % 200 + 1)
+                        .parse()
+                        .unwrap(),
+                    weight: *w,
+                })
+                .collect(),
+            timeouts: Timeouts::default(),
+            tls: None,
+            max_tries: 3,
+        })
+    }
+
+    fn shares(g: &UpstreamGroup, n: usize) -> Vec<f64> {
+        let mut counts = vec![0usize; g.len()];
+        for _ in 0..n {
+            counts[g.select(Pick::default(), |_| false).unwrap()] += 1;
         }
-        // The selector gave up (a random walk can miss a lone ready backend): scan in order.
-        (0..self.backends.len()).find(|&i| !excluded(i) && self.is_ready(i))
+        counts.iter().map(|c| *c as f64 / n as f64).collect()
+    }
+
+    #[test]
+    fn random_and_p2c_shares_over_10k_selections() {
+        let s = shares(&group(Algorithm::Random, &[3, 1]), 10_000);
+        assert!((s[0] - 0.75).abs() < 0.03, "random 3:1 gave {s:?}");
+        for algorithm in [
+            Algorithm::P2c,
+            Algorithm::Random,
+            Algorithm::LeastConnections,
+        ] {
+            let s = shares(&group(algorithm, &[1, 1, 1]), 10_000);
+            for share in &s {
+                assert!((share - 1.0 / 3.0).abs() < 0.03, "{algorithm:?} gave {s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn least_connections_avoids_the_loaded_backend_and_rotates_ties() {
+        let g = group(Algorithm::LeastConnections, &[1, 1, 1]);
+        let held: Vec<InFlight> = (0..3).map(|_| InFlight::start(g.stats, 1)).collect();
+        let picks: Vec<usize> = (0..6)
+            .map(|_| g.select(Pick::default(), |_| false).unwrap())
+            .collect();
+        assert!(!picks.contains(&1), "{picks:?}");
+        assert!(
+            picks.contains(&0) && picks.contains(&2),
+            "ties rotate: {picks:?}"
+        );
+        drop(held);
+        assert_eq!(g.stats.total_in_flight(), 0);
+    }
+
+    #[test]
+    fn least_connections_divides_by_weight() {
+        let g = group(Algorithm::LeastConnections, &[4, 1]);
+        // 3 in flight on a weight-4 backend is less load than 1 on a weight-1 backend.
+        let _a: Vec<InFlight> = (0..3).map(|_| InFlight::start(g.stats, 0)).collect();
+        let _b = InFlight::start(g.stats, 1);
+        for _ in 0..4 {
+            assert_eq!(g.select(Pick::default(), |_| false), Some(0));
+        }
+    }
+
+    #[test]
+    fn least_connections_samples_large_groups_well() {
+        let g = group(Algorithm::LeastConnections, &[1; 1000]);
+        // Load every backend but a tenth of them; sampling must land on idle ones mostly.
+        let _held: Vec<InFlight> = (0..1000)
+            .filter(|i| i % 10 != 0)
+            .map(|i| InFlight::start(g.stats, i))
+            .collect();
+        let idle_picks = (0..1000)
+            .filter(|_| g.select(Pick::default(), |_| false).unwrap() % 10 == 0)
+            .count();
+        // P(no idle among 8 samples) = 0.9^8 = 0.43, so about 57% land on idle backends.
+        assert!(idle_picks > 450, "{idle_picks}");
+    }
+
+    #[test]
+    fn ketama_moves_about_one_in_n_keys_when_a_backend_goes() {
+        let g = group(Algorithm::Consistent, &[1; 10]);
+        let pick = |key: &[u8]| {
+            g.select(
+                Pick {
+                    key: Some(key),
+                    sticky: None,
+                },
+                |_| false,
+            )
+            .unwrap()
+        };
+        let keys: Vec<Vec<u8>> = (0..10_000u32).map(|k| k.to_be_bytes().to_vec()).collect();
+        let before: Vec<usize> = keys.iter().map(|k| pick(k)).collect();
+        g.stats.get(3).unwrap().set_healthy(false);
+        let after: Vec<usize> = keys.iter().map(|k| pick(k)).collect();
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        for (b, a) in before.iter().zip(&after) {
+            if *b != 3 {
+                assert_eq!(b, a, "a key not on the removed backend moved");
+            }
+        }
+        let fraction = moved as f64 / keys.len() as f64;
+        assert!((0.05..0.15).contains(&fraction), "moved {fraction}");
+    }
+
+    #[test]
+    fn every_algorithm_skips_unready_and_excluded_backends() {
+        for (name, algorithm) in Algorithm::ALL {
+            let g = group(*algorithm, &[1, 2, 3, 1]);
+            g.stats.get(0).unwrap().set_healthy(false);
+            for seq in 0..50u32 {
+                let key = seq.to_be_bytes();
+                let pick = Pick {
+                    key: Some(&key),
+                    sticky: Some(0),
+                };
+                let i = g.select(pick, |i| i == 2).unwrap();
+                assert!(i == 1 || i == 3, "{name} picked {i}");
+            }
+            for i in 0..4 {
+                g.stats.get(i).unwrap().set_healthy(false);
+            }
+            assert_eq!(g.select(Pick::default(), |_| false), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn first_prefers_config_order() {
+        let g = group(Algorithm::First, &[1, 1, 1]);
+        assert_eq!(g.select(Pick::default(), |_| false), Some(0));
+        assert_eq!(g.select(Pick::default(), |i| i == 0), Some(1));
+        g.stats.get(1).unwrap().set_healthy(false);
+        assert_eq!(g.select(Pick::default(), |i| i == 0), Some(2));
     }
 }

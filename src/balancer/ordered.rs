@@ -13,12 +13,12 @@ use std::sync::Arc;
 pub struct BackendTable {
     position: HashMap<SocketAddr, usize>,
     /// The group's per-backend counters.
-    pub stats: Arc<GroupStats>,
+    pub stats: &'static GroupStats,
 }
 
 impl BackendTable {
     /// A table for backends at these addresses, in config order.
-    pub fn new(addrs: impl IntoIterator<Item = SocketAddr>, stats: Arc<GroupStats>) -> Self {
+    pub fn new(addrs: impl IntoIterator<Item = SocketAddr>, stats: &'static GroupStats) -> Self {
         BackendTable {
             position: addrs.into_iter().enumerate().map(|(i, a)| (a, i)).collect(),
             stats,
@@ -33,7 +33,7 @@ impl BackendTable {
             .filter_map(|b| b.addr.as_inet().copied())
             .collect();
         let n = addrs.len();
-        Self::new(addrs, Arc::new(GroupStats::new(n)))
+        Self::new(addrs, GroupStats::leak(n))
     }
 
     /// The config index of a backend, if it belongs to the group.

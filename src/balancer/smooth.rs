@@ -93,6 +93,17 @@ pub fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
     sequence
 }
 
+impl SmoothWeighted {
+    /// The position (in config order) of the next scheduled backend.
+    pub fn start(&self) -> usize {
+        if self.sequence.is_empty() {
+            return 0;
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.sequence[n % self.sequence.len()] as usize
+    }
+}
+
 impl HasOrdered for SmoothWeighted {
     fn ordered(&self) -> &Ordered {
         &self.ordered
@@ -117,13 +128,7 @@ impl BackendSelection for SmoothWeighted {
     }
 
     fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
-        let start = if self.sequence.is_empty() {
-            0
-        } else {
-            let n = self.next.fetch_add(1, Ordering::Relaxed);
-            self.sequence[n % self.sequence.len()] as usize
-        };
-        RotationIter::new(Arc::clone(self), start)
+        RotationIter::new(Arc::clone(self), self.start())
     }
 }
 

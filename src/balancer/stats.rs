@@ -3,20 +3,67 @@
 //! Pingora rebuilds a selector whenever the backend set changes, so anything that must survive
 //! (in-flight requests above all) lives here, in one table per upstream group, shared with the
 //! selectors through their `Config` and with requests through [`InFlight`] guards.
+//!
+//! A group's table lives as long as the process (a config is loaded once; a reload is a new
+//! process), so it is allocated once with [`GroupStats::leak`] and shared as `&'static`: no
+//! reference count for two worker threads to fight over on every request.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-/// Counters for one backend.
-#[derive(Debug, Default)]
+/// Counters and state for one backend.
+#[derive(Debug)]
 pub struct BackendStats {
     in_flight: AtomicUsize,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    healthy: AtomicBool,
+}
+
+impl Default for BackendStats {
+    fn default() -> Self {
+        BackendStats {
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+        }
+    }
 }
 
 impl BackendStats {
+    /// Whether the backend may take traffic now.
+    pub fn is_ready(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether active health checks consider the backend healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Record the active health-check verdict.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
     /// Requests currently assigned to this backend.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Attempts ever sent to this backend (a retried request counts once per backend tried).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Attempts that failed: connect errors, or errors while proxying.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Count a failed attempt.
+    pub fn record_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -32,6 +79,11 @@ impl GroupStats {
         GroupStats {
             backends: (0..n).map(|_| BackendStats::default()).collect(),
         }
+    }
+
+    /// Zeroed counters for `n` backends that live for the rest of the process.
+    pub fn leak(n: usize) -> &'static GroupStats {
+        Box::leak(Box::new(Self::new(n)))
     }
 
     /// The counters of the backend at a config index.
@@ -54,25 +106,30 @@ impl GroupStats {
 /// another backend, or is abandoned) un-counts it exactly once.
 #[derive(Debug)]
 pub struct InFlight {
-    stats: Arc<GroupStats>,
+    stats: &'static GroupStats,
     index: usize,
 }
 
 impl InFlight {
     /// Count a request against the backend at `index`.
-    pub fn start(stats: &Arc<GroupStats>, index: usize) -> Self {
+    pub fn start(stats: &'static GroupStats, index: usize) -> Self {
         if let Some(b) = stats.get(index) {
             b.in_flight.fetch_add(1, Ordering::Relaxed);
+            b.requests.fetch_add(1, Ordering::Relaxed);
         }
-        InFlight {
-            stats: Arc::clone(stats),
-            index,
-        }
+        InFlight { stats, index }
     }
 
     /// The backend's config index.
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// Count this attempt as failed.
+    pub fn fail(&self) {
+        if let Some(b) = self.stats.get(self.index) {
+            b.record_failure();
+        }
     }
 }
 
@@ -90,10 +147,10 @@ mod tests {
 
     #[test]
     fn guards_count_exactly_once() {
-        let stats = Arc::new(GroupStats::new(2));
-        let a = InFlight::start(&stats, 0);
-        let b = InFlight::start(&stats, 0);
-        let c = InFlight::start(&stats, 1);
+        let stats = GroupStats::leak(2);
+        let a = InFlight::start(stats, 0);
+        let b = InFlight::start(stats, 0);
+        let c = InFlight::start(stats, 1);
         assert_eq!((stats.in_flight(0), stats.in_flight(1)), (2, 1));
         drop(a);
         drop(c);

@@ -25,6 +25,17 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Forwarding-header policy.
     pub forwarding: Forwarding,
+    /// The admin listener, when enabled.
+    pub admin: Option<Admin>,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Bearer token every request must carry, if set.
+    pub token: Option<String>,
 }
 
 /// A listening address.

@@ -64,6 +64,24 @@ pub struct FileConfig {
     /// Forwarding headers and which clients are believed when they send them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<ForwardingSpec>,
+    /// The admin listener (status JSON, health, metrics); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSpec>,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// `IP:port`; default `127.0.0.1:9900`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// Bearer token required on every admin request; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Allow a non-loopback `addr` without a token; default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_public_without_token: bool,
 }
 
 /// One listening address.

@@ -43,6 +43,11 @@ pub fn validate(spec: &FileConfig) -> Result<Config> {
     let (upstreams, names) = upstreams(&spec.upstreams)?;
     let routes = routes(&spec.routes, &names)?;
     let forwarding = forwarding(spec.forwarding.as_ref())?;
+    let admin = spec
+        .admin
+        .as_ref()
+        .map(|a| admin(a, &listeners, &demo_backends))
+        .transpose()?;
     Ok(Config {
         server,
         listeners,
@@ -50,7 +55,40 @@ pub fn validate(spec: &FileConfig) -> Result<Config> {
         upstreams,
         routes,
         forwarding,
+        admin,
     })
+}
+
+/// Default admin address.
+pub const ADMIN_ADDR: &str = "127.0.0.1:9900";
+
+fn admin(spec: &AdminSpec, listeners: &[Listener], demo: &[DemoBackend]) -> Result<Admin> {
+    let addr = socket_addr("admin.addr", spec.addr.as_deref().unwrap_or(ADMIN_ADDR))?;
+    if listeners.iter().any(|l| l.addr == addr) || demo.iter().any(|d| d.addr == addr) {
+        return Err(ConfigError::invalid(
+            "admin.addr",
+            format!("{addr} is already used by a listener or demo backend"),
+        ));
+    }
+    let token = match &spec.token {
+        Some(t) if t.len() < 16 || t.bytes().any(|b| !b.is_ascii_graphic()) => {
+            return Err(ConfigError::invalid(
+                "admin.token",
+                "expected at least 16 printable characters without spaces",
+            ))
+        }
+        t => t.clone(),
+    };
+    if !addr.ip().is_loopback() && token.is_none() && !spec.allow_public_without_token {
+        return Err(ConfigError::invalid(
+            "admin.addr",
+            format!(
+                "{addr} is reachable from other hosts; set admin.token, or \
+                 allow_public_without_token: true if that is really intended"
+            ),
+        ));
+    }
+    Ok(Admin { addr, token })
 }
 
 /// The `pingora:` mapping with fulcrum's defaults filled in, as it will be used.

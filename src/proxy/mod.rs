@@ -184,7 +184,7 @@ impl ProxyHttp for Proxy {
         ctx.backend = Some(i);
         ctx.tries += 1;
         // Replacing a previous attempt's guard un-counts that attempt.
-        ctx.in_flight = Some(InFlight::start(&group.stats, i));
+        ctx.in_flight = Some(InFlight::start(group.stats, i));
         Ok(Box::new(self.state.peers[g][i].clone()))
     }
 
@@ -198,7 +198,9 @@ impl ProxyHttp for Proxy {
         if let Some(i) = ctx.backend {
             ctx.failed.push(i);
         }
-        ctx.in_flight = None;
+        if let Some(attempt) = ctx.in_flight.take() {
+            attempt.fail();
+        }
         let max_tries = self
             .route(ctx)
             .map_or(1, |r| self.state.groups[r.upstream].config.max_tries);
@@ -276,8 +278,12 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        ctx.in_flight = None;
+    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(attempt) = ctx.in_flight.take() {
+            if e.is_some_and(|e| matches!(e.esource(), pingora_core::ErrorSource::Upstream)) {
+                attempt.fail();
+            }
+        }
     }
 
     async fn fail_to_proxy(
