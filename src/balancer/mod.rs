@@ -324,11 +324,11 @@ mod tests {
         let g = group(Algorithm::LeastConnections, &[1; 1000]);
         // Load every backend but a tenth of them; sampling must land on idle ones mostly.
         let _held: Vec<InFlight> = (0..1000)
-            .filter(|i| i % 10 != 0)
+            .filter(|i| !i.is_multiple_of(10))
             .map(|i| InFlight::start(g.stats, i))
             .collect();
         let idle_picks = (0..1000)
-            .filter(|_| g.select(Pick::default(), |_| false).unwrap() % 10 == 0)
+            .filter(|_| g.select(Pick::default(), |_| false).unwrap().is_multiple_of(10))
             .count();
         // P(no idle among 8 samples) = 0.9^8 = 0.43, so about 57% land on idle backends.
         assert!(idle_picks > 450, "{idle_picks}");
