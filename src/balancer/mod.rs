@@ -324,7 +324,7 @@ mod tests {
         let g = group(Algorithm::LeastConnections, &[1; 1000]);
         // Load every backend but a tenth of them; sampling must land on idle ones mostly.
         let _held: Vec<InFlight> = (0..1000)
-            .filter(|i| !i.is_multiple_of(10))
+            .filter(|i: &usize| !i.is_multiple_of(10))
             .map(|i| InFlight::start(g.stats, i))
             .collect();
         let idle_picks = (0..1000)
