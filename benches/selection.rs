@@ -42,6 +42,9 @@ fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
         timeouts: Timeouts::default(),
         tls: None,
         max_tries: 3,
+        max_try_duration: None,
+        health_check: None,
+        circuit_breaker: Default::default(),
     })
 }
 
@@ -52,8 +55,9 @@ fn select_once(g: &UpstreamGroup, seq: u32) -> usize {
         key: Some(&key),
         sticky: (g.config.algorithm == Algorithm::Cookie).then_some(seq as usize % g.len()),
     };
-    let i = g.select(pick, |_| false).unwrap_or(0);
-    let guard = InFlight::start(g.stats, i);
+    let chosen = g.select(pick, |_| false).expect("a backend");
+    let i = chosen.index;
+    let guard = InFlight::start(g.stats, i, chosen.trial);
     black_box(&guard);
     i
 }

@@ -9,6 +9,7 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod health;
 pub mod proxy;
 pub mod routing;
 pub mod server;

@@ -1,10 +1,12 @@
 //! Assembling the Pingora server from a validated config: proxy services, demo backends.
 
 use crate::config::Config;
+use crate::health::HealthService;
 use crate::proxy::{Proxy, ProxyState};
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
+use pingora_core::services::background::background_service;
 use std::sync::Arc;
 
 /// Build a ready-to-run server. Binds nothing until `run_forever`.
@@ -27,6 +29,17 @@ pub fn build(config: Config, opt: Opt) -> Server {
     if !demo_backends.is_empty() {
         server.add_service(crate::demo::service(&demo_backends));
     }
+
+    // Health checks report ready after their first round; the proxy waits for them.
+    let health: Vec<_> = state
+        .groups
+        .iter()
+        .filter_map(HealthService::for_group)
+        .map(|svc| {
+            let name = format!("health checks of {}", svc.upstream_name());
+            server.add_service(background_service(&name, svc))
+        })
+        .collect();
 
     // One proxy service per h2c setting: Pingora sets HTTP options per service.
     for h2c in [false, true] {
@@ -54,7 +67,8 @@ pub fn build(config: Config, opt: Opt) -> Server {
         for l in addrs {
             svc.add_tcp(&l.addr.to_string());
         }
-        server.add_service(svc);
+        let handle = server.add_service(svc);
+        handle.add_dependencies(&health);
     }
     server
 }

@@ -30,7 +30,8 @@ use pingora_load_balancing::selection::{
     BackendIter, BackendSelection, FNVHash, Random, RoundRobin,
 };
 use pingora_load_balancing::Backend;
-use stats::GroupStats;
+use stats::{Admission, GroupStats};
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use sticky::StickyCookies;
@@ -125,6 +126,15 @@ impl Selector {
     }
 }
 
+/// The backend selection chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chosen {
+    /// Config index of the backend.
+    pub index: usize,
+    /// The request is the half-open trial of the backend's circuit breaker.
+    pub trial: bool,
+}
+
 /// What a request brings to selection.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Pick<'a> {
@@ -168,7 +178,7 @@ impl UpstreamGroup {
                 backend
             })
             .collect();
-        let stats = GroupStats::leak(backends.len());
+        let stats = GroupStats::leak(backends.len(), config.circuit_breaker);
         let table = Arc::new(BackendTable::new(
             config.backends.iter().map(|b| b.addr),
             stats,
@@ -214,28 +224,46 @@ impl UpstreamGroup {
         self.config.backends.get(index)
     }
 
-    /// Whether the backend at a config index may take traffic now.
+    /// Whether the backend at a config index may take traffic now (health check and circuit
+    /// breaker both allow it).
     pub fn is_ready(&self, index: usize) -> bool {
         self.stats.get(index).is_some_and(|s| s.is_ready())
     }
 
     /// Pick a backend that may take traffic and is not excluded (it already failed for this
-    /// request). Returns a config index, or `None` when no backend is left.
-    pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<usize> {
-        let accept = |i: usize| !excluded(i) && self.is_ready(i);
-        if let Some(i) = pick.sticky {
-            if accept(i) {
-                return Some(i);
+    /// request), or `None` when no backend is left.
+    pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<Chosen> {
+        let trial = Cell::new(false);
+        let accept = |i: usize| {
+            if excluded(i) {
+                return false;
             }
-        }
-        let (selector, key) = match (&self.keyed, pick.key) {
-            (Some(keyed), Some(key)) => (keyed, key),
-            _ => (&self.plain, &[][..]),
+            match self.stats.get(i).map(|s| s.admit()) {
+                Some(Admission::Normal) => true,
+                Some(Admission::Trial) => {
+                    trial.set(true);
+                    true
+                }
+                _ => false,
+            }
         };
-        selector
-            .select(key, self.max_steps, &accept)
-            // A random walk can miss a lone acceptable backend: scan in order.
-            .or_else(|| (0..self.backends.len()).find(|&i| accept(i)))
+        let index = match pick.sticky.filter(|&i| accept(i)) {
+            Some(i) => Some(i),
+            None => {
+                let (selector, key) = match (&self.keyed, pick.key) {
+                    (Some(keyed), Some(key)) => (keyed, key),
+                    _ => (&self.plain, &[][..]),
+                };
+                selector
+                    .select(key, self.max_steps, &accept)
+                    // A random walk can miss a lone acceptable backend: scan in order.
+                    .or_else(|| (0..self.backends.len()).find(|&i| accept(i)))
+            }
+        };
+        index.map(|index| Chosen {
+            index,
+            trial: trial.get(),
+        })
     }
 }
 
@@ -265,13 +293,20 @@ mod tests {
             timeouts: Timeouts::default(),
             tls: None,
             max_tries: 3,
+            max_try_duration: None,
+            health_check: None,
+            circuit_breaker: Default::default(),
         })
+    }
+
+    fn pick(g: &UpstreamGroup, p: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<usize> {
+        g.select(p, excluded).map(|c| c.index)
     }
 
     fn shares(g: &UpstreamGroup, n: usize) -> Vec<f64> {
         let mut counts = vec![0usize; g.len()];
         for _ in 0..n {
-            counts[g.select(Pick::default(), |_| false).unwrap()] += 1;
+            counts[pick(g, Pick::default(), |_| false).unwrap()] += 1;
         }
         counts.iter().map(|c| *c as f64 / n as f64).collect()
     }
@@ -295,9 +330,9 @@ mod tests {
     #[test]
     fn least_connections_avoids_the_loaded_backend_and_rotates_ties() {
         let g = group(Algorithm::LeastConnections, &[1, 1, 1]);
-        let held: Vec<InFlight> = (0..3).map(|_| InFlight::start(g.stats, 1)).collect();
+        let held: Vec<InFlight> = (0..3).map(|_| InFlight::start(g.stats, 1, false)).collect();
         let picks: Vec<usize> = (0..6)
-            .map(|_| g.select(Pick::default(), |_| false).unwrap())
+            .map(|_| pick(&g, Pick::default(), |_| false).unwrap())
             .collect();
         assert!(!picks.contains(&1), "{picks:?}");
         assert!(
@@ -312,10 +347,10 @@ mod tests {
     fn least_connections_divides_by_weight() {
         let g = group(Algorithm::LeastConnections, &[4, 1]);
         // 3 in flight on a weight-4 backend is less load than 1 on a weight-1 backend.
-        let _a: Vec<InFlight> = (0..3).map(|_| InFlight::start(g.stats, 0)).collect();
-        let _b = InFlight::start(g.stats, 1);
+        let _a: Vec<InFlight> = (0..3).map(|_| InFlight::start(g.stats, 0, false)).collect();
+        let _b = InFlight::start(g.stats, 1, false);
         for _ in 0..4 {
-            assert_eq!(g.select(Pick::default(), |_| false), Some(0));
+            assert_eq!(pick(&g, Pick::default(), |_| false), Some(0));
         }
     }
 
@@ -325,10 +360,14 @@ mod tests {
         // Load every backend but a tenth of them; sampling must land on idle ones mostly.
         let _held: Vec<InFlight> = (0..1000)
             .filter(|i: &usize| !i.is_multiple_of(10))
-            .map(|i| InFlight::start(g.stats, i))
+            .map(|i| InFlight::start(g.stats, i, false))
             .collect();
         let idle_picks = (0..1000)
-            .filter(|_| g.select(Pick::default(), |_| false).unwrap().is_multiple_of(10))
+            .filter(|_| {
+                pick(&g, Pick::default(), |_| false)
+                    .unwrap()
+                    .is_multiple_of(10)
+            })
             .count();
         // P(no idle among 8 samples) = 0.9^8 = 0.43, so about 57% land on idle backends.
         assert!(idle_picks > 450, "{idle_picks}");
@@ -337,20 +376,17 @@ mod tests {
     #[test]
     fn ketama_moves_about_one_in_n_keys_when_a_backend_goes() {
         let g = group(Algorithm::Consistent, &[1; 10]);
-        let pick = |key: &[u8]| {
-            g.select(
-                Pick {
-                    key: Some(key),
-                    sticky: None,
-                },
-                |_| false,
-            )
-            .unwrap()
+        let by_key = |key: &[u8]| {
+            let p = Pick {
+                key: Some(key),
+                sticky: None,
+            };
+            pick(&g, p, |_| false).unwrap()
         };
         let keys: Vec<Vec<u8>> = (0..10_000u32).map(|k| k.to_be_bytes().to_vec()).collect();
-        let before: Vec<usize> = keys.iter().map(|k| pick(k)).collect();
+        let before: Vec<usize> = keys.iter().map(|k| by_key(k)).collect();
         g.stats.get(3).unwrap().set_healthy(false);
-        let after: Vec<usize> = keys.iter().map(|k| pick(k)).collect();
+        let after: Vec<usize> = keys.iter().map(|k| by_key(k)).collect();
         let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
         for (b, a) in before.iter().zip(&after) {
             if *b != 3 {
@@ -368,26 +404,26 @@ mod tests {
             g.stats.get(0).unwrap().set_healthy(false);
             for seq in 0..50u32 {
                 let key = seq.to_be_bytes();
-                let pick = Pick {
+                let p = Pick {
                     key: Some(&key),
                     sticky: Some(0),
                 };
-                let i = g.select(pick, |i| i == 2).unwrap();
+                let i = pick(&g, p, |i| i == 2).unwrap();
                 assert!(i == 1 || i == 3, "{name} picked {i}");
             }
             for i in 0..4 {
                 g.stats.get(i).unwrap().set_healthy(false);
             }
-            assert_eq!(g.select(Pick::default(), |_| false), None, "{name}");
+            assert_eq!(pick(&g, Pick::default(), |_| false), None, "{name}");
         }
     }
 
     #[test]
     fn first_prefers_config_order() {
         let g = group(Algorithm::First, &[1, 1, 1]);
-        assert_eq!(g.select(Pick::default(), |_| false), Some(0));
-        assert_eq!(g.select(Pick::default(), |i| i == 0), Some(1));
+        assert_eq!(pick(&g, Pick::default(), |_| false), Some(0));
+        assert_eq!(pick(&g, Pick::default(), |i| i == 0), Some(1));
         g.stats.get(1).unwrap().set_healthy(false);
-        assert_eq!(g.select(Pick::default(), |i| i == 0), Some(2));
+        assert_eq!(pick(&g, Pick::default(), |i| i == 0), Some(2));
     }
 }

@@ -33,7 +33,7 @@ impl BackendTable {
             .filter_map(|b| b.addr.as_inet().copied())
             .collect();
         let n = addrs.len();
-        Self::new(addrs, GroupStats::leak(n))
+        Self::new(addrs, GroupStats::leak(n, Default::default()))
     }
 
     /// The config index of a backend, if it belongs to the group.

@@ -1,4 +1,4 @@
-//! Per-backend counters that live outside Pingora's selectors.
+//! Per-backend counters and state that live outside Pingora's selectors.
 //!
 //! Pingora rebuilds a selector whenever the backend set changes, so anything that must survive
 //! (in-flight requests above all) lives here, in one table per upstream group, shared with the
@@ -7,8 +7,24 @@
 //! A group's table lives as long as the process (a config is loaded once; a reload is a new
 //! process), so it is allocated once with [`GroupStats::leak`] and shared as `&'static`: no
 //! reference count for two worker threads to fight over on every request.
+//!
+//! Whether a backend may take traffic combines two verdicts: the active health check's
+//! (`healthy`) and the passive circuit breaker's. The breaker opens after `max_fails`
+//! consecutive failed requests and ejects the backend for a cooldown; after it, exactly one
+//! trial request is admitted (half-open): success closes the breaker, failure re-opens it with
+//! a doubled cooldown, capped at `max_cooldown`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use crate::config::model::CircuitBreaker;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Milliseconds since the first call in this process (a monotonic clock).
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    // +1 so that 0 can mean "not ejected".
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
 
 /// Counters and state for one backend.
 #[derive(Debug)]
@@ -16,7 +32,15 @@ pub struct BackendStats {
     in_flight: AtomicUsize,
     requests: AtomicU64,
     failures: AtomicU64,
+    ejections: AtomicU64,
     healthy: AtomicBool,
+    consecutive_failures: AtomicU32,
+    /// `now_ms()` deadline of the current ejection; 0 when the breaker is closed.
+    ejected_until: AtomicU64,
+    /// Length of the current (or last) ejection, in ms.
+    cooldown_ms: AtomicU64,
+    /// A half-open trial request is in flight.
+    trial: AtomicBool,
 }
 
 impl Default for BackendStats {
@@ -25,65 +49,155 @@ impl Default for BackendStats {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            cooldown_ms: AtomicU64::new(0),
+            trial: AtomicBool::new(false),
         }
     }
 }
 
+/// Whether selection may use a backend, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Not now: unhealthy, ejected, or its half-open trial is taken.
+    Refused,
+    /// Normal traffic.
+    Normal,
+    /// The single trial request of a half-open breaker.
+    Trial,
+}
+
 impl BackendStats {
-    /// Whether the backend may take traffic now.
-    pub fn is_ready(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Whether active health checks consider the backend healthy.
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Record the active health-check verdict.
-    pub fn set_healthy(&self, healthy: bool) {
-        self.healthy.store(healthy, Ordering::Relaxed);
-    }
-
     /// Requests currently assigned to this backend.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.load(Relaxed)
     }
 
     /// Attempts ever sent to this backend (a retried request counts once per backend tried).
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.requests.load(Relaxed)
     }
 
-    /// Attempts that failed: connect errors, or errors while proxying.
+    /// Attempts that failed: connect errors, errors while proxying, and (when configured) 5xx
+    /// or slow responses.
     pub fn failures(&self) -> u64 {
-        self.failures.load(Ordering::Relaxed)
+        self.failures.load(Relaxed)
     }
 
-    /// Count a failed attempt.
-    pub fn record_failure(&self) {
-        self.failures.fetch_add(1, Ordering::Relaxed);
+    /// Times the circuit breaker ejected this backend.
+    pub fn ejections(&self) -> u64 {
+        self.ejections.load(Relaxed)
     }
-}
 
-/// Counters for every backend of a group, in config order.
-#[derive(Debug)]
-pub struct GroupStats {
-    backends: Box<[BackendStats]>,
-}
+    /// Whether active health checks consider the backend healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
 
-impl GroupStats {
-    /// Zeroed counters for `n` backends.
-    pub fn new(n: usize) -> Self {
-        GroupStats {
-            backends: (0..n).map(|_| BackendStats::default()).collect(),
+    /// Record the active health-check verdict.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Relaxed);
+    }
+
+    /// Whether the circuit breaker is open or half-open.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected_until.load(Relaxed) != 0
+    }
+
+    /// Whether the backend could take a request now (read-only; selection uses [`admit`]).
+    ///
+    /// [`admit`]: Self::admit
+    pub fn is_ready(&self) -> bool {
+        if !self.is_healthy() {
+            return false;
+        }
+        match self.ejected_until.load(Relaxed) {
+            0 => true,
+            until => now_ms() >= until && !self.trial.load(Relaxed),
         }
     }
 
-    /// Zeroed counters for `n` backends that live for the rest of the process.
-    pub fn leak(n: usize) -> &'static GroupStats {
-        Box::leak(Box::new(Self::new(n)))
+    /// Admit a request: normal traffic, the one half-open trial, or nothing.
+    pub fn admit(&self) -> Admission {
+        if !self.is_healthy() {
+            return Admission::Refused;
+        }
+        match self.ejected_until.load(Relaxed) {
+            0 => Admission::Normal,
+            until if now_ms() < until => Admission::Refused,
+            _ => match self.trial.compare_exchange(false, true, Relaxed, Relaxed) {
+                Ok(_) => Admission::Trial,
+                Err(_) => Admission::Refused,
+            },
+        }
+    }
+
+    /// A request to this backend succeeded.
+    fn record_success(&self, trial: bool) {
+        if self.consecutive_failures.load(Relaxed) != 0 {
+            self.consecutive_failures.store(0, Relaxed);
+        }
+        if trial {
+            self.ejected_until.store(0, Relaxed);
+            self.cooldown_ms.store(0, Relaxed);
+            self.trial.store(false, Relaxed);
+        }
+    }
+
+    /// A request to this backend failed; returns the ejection length when it ejects.
+    fn record_failure(&self, cb: &CircuitBreaker, trial: bool) -> Option<Duration> {
+        self.failures.fetch_add(1, Relaxed);
+        if cb.max_fails == 0 {
+            return None;
+        }
+        let base = cb.cooldown.as_millis() as u64;
+        let cap = cb.max_cooldown.as_millis() as u64;
+        if trial {
+            let next = (self.cooldown_ms.load(Relaxed).max(base) * 2).min(cap);
+            self.cooldown_ms.store(next, Relaxed);
+            self.ejected_until.store(now_ms() + next, Relaxed);
+            self.trial.store(false, Relaxed);
+            self.ejections.fetch_add(1, Relaxed);
+            return Some(Duration::from_millis(next));
+        }
+        let n = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
+        if n >= cb.max_fails
+            && self
+                .ejected_until
+                .compare_exchange(0, now_ms() + base, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.cooldown_ms.store(base, Relaxed);
+            self.consecutive_failures.store(0, Relaxed);
+            self.ejections.fetch_add(1, Relaxed);
+            return Some(cb.cooldown);
+        }
+        None
+    }
+}
+
+/// Counters for every backend of a group, in config order, and the group's breaker policy.
+#[derive(Debug)]
+pub struct GroupStats {
+    backends: Box<[BackendStats]>,
+    breaker: CircuitBreaker,
+}
+
+impl GroupStats {
+    /// Fresh counters for `n` backends.
+    pub fn new(n: usize, breaker: CircuitBreaker) -> Self {
+        GroupStats {
+            backends: (0..n).map(|_| BackendStats::default()).collect(),
+            breaker,
+        }
+    }
+
+    /// Fresh counters for `n` backends that live for the rest of the process.
+    pub fn leak(n: usize, breaker: CircuitBreaker) -> &'static GroupStats {
+        Box::leak(Box::new(Self::new(n, breaker)))
     }
 
     /// The counters of the backend at a config index.
@@ -100,24 +214,47 @@ impl GroupStats {
     pub fn total_in_flight(&self) -> usize {
         self.backends.iter().map(BackendStats::in_flight).sum()
     }
+
+    /// The group's circuit-breaker policy.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
 }
 
-/// One request counted against one backend. Dropping it (when the request ends, moves to
-/// another backend, or is abandoned) un-counts it exactly once.
+/// How an attempt ended, for the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The backend answered acceptably.
+    Success,
+    /// Connecting or proxying failed, or the answer counts as a failure.
+    Failure,
+}
+
+/// One request attempt counted against one backend. Dropping it (when the request ends, moves
+/// to another backend, or is abandoned) un-counts it exactly once; an attempt whose outcome
+/// was never recorded gives back a half-open trial it held, changing nothing else.
 #[derive(Debug)]
 pub struct InFlight {
     stats: &'static GroupStats,
     index: usize,
+    trial: bool,
+    resolved: bool,
 }
 
 impl InFlight {
-    /// Count a request against the backend at `index`.
-    pub fn start(stats: &'static GroupStats, index: usize) -> Self {
+    /// Count an attempt against the backend at `index`; `trial` when it was admitted as the
+    /// half-open trial.
+    pub fn start(stats: &'static GroupStats, index: usize, trial: bool) -> Self {
         if let Some(b) = stats.get(index) {
-            b.in_flight.fetch_add(1, Ordering::Relaxed);
-            b.requests.fetch_add(1, Ordering::Relaxed);
+            b.in_flight.fetch_add(1, Relaxed);
+            b.requests.fetch_add(1, Relaxed);
         }
-        InFlight { stats, index }
+        InFlight {
+            stats,
+            index,
+            trial,
+            resolved: false,
+        }
     }
 
     /// The backend's config index.
@@ -125,10 +262,25 @@ impl InFlight {
         self.index
     }
 
-    /// Count this attempt as failed.
-    pub fn fail(&self) {
-        if let Some(b) = self.stats.get(self.index) {
-            b.record_failure();
+    /// Whether the outcome was recorded already.
+    pub fn is_resolved(&self) -> bool {
+        self.resolved
+    }
+
+    /// Record the outcome (once; later calls are ignored). Returns the ejection length when
+    /// this failure ejected the backend.
+    pub fn resolve(&mut self, outcome: Outcome) -> Option<Duration> {
+        if self.resolved {
+            return None;
+        }
+        self.resolved = true;
+        let b = self.stats.get(self.index)?;
+        match outcome {
+            Outcome::Success => {
+                b.record_success(self.trial);
+                None
+            }
+            Outcome::Failure => b.record_failure(&self.stats.breaker, self.trial),
         }
     }
 }
@@ -136,7 +288,10 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(b) = self.stats.get(self.index) {
-            b.in_flight.fetch_sub(1, Ordering::Relaxed);
+            b.in_flight.fetch_sub(1, Relaxed);
+            if self.trial && !self.resolved {
+                b.trial.store(false, Relaxed);
+            }
         }
     }
 }
@@ -145,17 +300,82 @@ impl Drop for InFlight {
 mod tests {
     use super::*;
 
+    fn breaker(max_fails: u32, cooldown_ms: u64) -> CircuitBreaker {
+        CircuitBreaker {
+            max_fails,
+            cooldown: Duration::from_millis(cooldown_ms),
+            max_cooldown: Duration::from_millis(cooldown_ms * 3),
+            ..CircuitBreaker::default()
+        }
+    }
+
     #[test]
     fn guards_count_exactly_once() {
-        let stats = GroupStats::leak(2);
-        let a = InFlight::start(stats, 0);
-        let b = InFlight::start(stats, 0);
-        let c = InFlight::start(stats, 1);
+        let stats = GroupStats::leak(2, CircuitBreaker::default());
+        let a = InFlight::start(stats, 0, false);
+        let b = InFlight::start(stats, 0, false);
+        let c = InFlight::start(stats, 1, false);
         assert_eq!((stats.in_flight(0), stats.in_flight(1)), (2, 1));
         drop(a);
         drop(c);
         assert_eq!((stats.in_flight(0), stats.in_flight(1)), (1, 0));
         drop(b);
         assert_eq!(stats.total_in_flight(), 0);
+    }
+
+    fn fail(stats: &'static GroupStats, trial: bool) -> Option<Duration> {
+        InFlight::start(stats, 0, trial).resolve(Outcome::Failure)
+    }
+
+    #[test]
+    fn breaker_ejects_then_admits_one_trial() {
+        let stats = GroupStats::leak(1, breaker(2, 50));
+        let b = stats.get(0).unwrap();
+        assert_eq!(fail(stats, false), None);
+        // A success resets the count.
+        InFlight::start(stats, 0, false).resolve(Outcome::Success);
+        assert_eq!(fail(stats, false), None);
+        assert_eq!(fail(stats, false), Some(Duration::from_millis(50)));
+        assert_eq!(b.admit(), Admission::Refused);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.is_ready());
+        assert_eq!(b.admit(), Admission::Trial);
+        assert_eq!(b.admit(), Admission::Refused, "only one trial at a time");
+        // The trial fails: re-opened with a doubled cooldown.
+        assert_eq!(fail(stats, true), Some(Duration::from_millis(100)));
+        std::thread::sleep(Duration::from_millis(110));
+        assert_eq!(b.admit(), Admission::Trial);
+        // Capped at max_cooldown (150 ms).
+        assert_eq!(fail(stats, true), Some(Duration::from_millis(150)));
+        std::thread::sleep(Duration::from_millis(160));
+        assert_eq!(b.admit(), Admission::Trial);
+        InFlight::start(stats, 0, true).resolve(Outcome::Success);
+        assert!(!b.is_ejected());
+        assert_eq!(b.admit(), Admission::Normal);
+        assert_eq!(b.ejections(), 3);
+    }
+
+    #[test]
+    fn an_abandoned_trial_frees_the_slot() {
+        let stats = GroupStats::leak(1, breaker(1, 10));
+        let b = stats.get(0).unwrap();
+        fail(stats, false);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(b.admit(), Admission::Trial);
+        drop(InFlight::start(stats, 0, true));
+        assert_eq!(b.admit(), Admission::Trial);
+    }
+
+    #[test]
+    fn unhealthy_is_never_admitted_and_zero_max_fails_never_ejects() {
+        let stats = GroupStats::leak(1, breaker(0, 10));
+        for _ in 0..10 {
+            assert_eq!(fail(stats, false), None);
+        }
+        let b = stats.get(0).unwrap();
+        assert_eq!(b.admit(), Admission::Normal);
+        b.set_healthy(false);
+        assert_eq!(b.admit(), Admission::Refused);
+        assert!(!b.is_ready());
     }
 }

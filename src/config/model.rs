@@ -246,6 +246,74 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
     /// Backends one request may try (>= 1, <= backends.len()).
     pub max_tries: usize,
+    /// No retry once a request has been trying for this long.
+    pub max_try_duration: Option<Duration>,
+    /// Active health checks.
+    pub health_check: Option<HealthCheck>,
+    /// Passive failure tracking.
+    pub circuit_breaker: CircuitBreaker,
+}
+
+/// What an active health check does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    /// A TCP (TLS for TLS groups) connection must succeed.
+    Tcp,
+    /// An HTTP request must get an expected status (and body substring).
+    Http {
+        /// Request method.
+        method: http::Method,
+        /// Request path.
+        path: String,
+        /// Host header; `None` for the backend address.
+        host: Option<String>,
+        /// Accepted status ranges.
+        expect_status: Vec<std::ops::RangeInclusive<u16>>,
+        /// Required body substring.
+        expect_body: Option<String>,
+    },
+}
+
+/// Active health checks of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What is checked.
+    pub kind: CheckKind,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// Time one check may take.
+    pub timeout: Duration,
+    /// Passing checks to become healthy.
+    pub rise: u32,
+    /// Failing checks to become unhealthy.
+    pub fall: u32,
+}
+
+/// Passive failure tracking (a circuit breaker per backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    /// Consecutive failures that eject; 0 = never eject.
+    pub max_fails: u32,
+    /// First ejection length.
+    pub cooldown: Duration,
+    /// Longest ejection.
+    pub max_cooldown: Duration,
+    /// 5xx responses count as failures.
+    pub on_5xx: bool,
+    /// Responses slower than this count as failures.
+    pub slow_response: Option<Duration>,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker {
+            max_fails: 3,
+            cooldown: Duration::from_secs(10),
+            max_cooldown: Duration::from_secs(300),
+            on_5xx: false,
+            slow_response: None,
+        }
+    }
 }
 
 /// Which hosts a route matches.

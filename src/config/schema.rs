@@ -148,6 +148,73 @@ pub struct UpstreamSpec {
     /// number of backends).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tries: Option<usize>,
+    /// Stop retrying once a request has spent this long trying backends (`10s`); default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_try_duration: Option<String>,
+    /// Active health checks; none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSpec>,
+    /// Passive failure tracking (circuit breaker); default on with `max_fails: 3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
+}
+
+/// Active health checks of an upstream group.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// `http` (default) or `tcp`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Time between checks of a backend; default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Time one check may take; default `2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// HTTP: request path; default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// HTTP: request method; default `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// HTTP: Host header; default the backend's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// HTTP: accepted statuses, as codes (`200`), classes (`2xx`) or ranges (`200-399`);
+    /// default `[2xx, 3xx]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expect_status: Vec<serde_yaml::Value>,
+    /// HTTP: a substring the response body must contain; default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_body: Option<String>,
+    /// Consecutive passing checks that make an unhealthy backend healthy; default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rise: Option<u32>,
+    /// Consecutive failing checks that make a healthy backend unhealthy; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fall: Option<u32>,
+}
+
+/// Passive failure tracking of an upstream group's backends.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerSpec {
+    /// Consecutive failed requests that eject a backend; 0 turns ejection off; default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fails: Option<u32>,
+    /// How long the first ejection lasts; default `10s`. Each failed trial doubles it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+    /// The longest an ejection can grow to; default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cooldown: Option<String>,
+    /// Count 5xx responses as failures; default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_5xx: Option<bool>,
+    /// Count responses slower than this (time to response head) as failures; default off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_response: Option<String>,
 }
 
 /// The sticky-session cookie of a `cookie` group.

@@ -2,6 +2,7 @@
 
 use crate::balancer::stats::InFlight;
 use std::net::IpAddr;
+use std::time::Instant;
 
 /// Per-request state (Pingora's `CTX`).
 #[derive(Debug, Default)]
@@ -21,4 +22,10 @@ pub struct RequestCtx {
     pub tries: usize,
     /// The client IP as fulcrum believes it (see `forwarding::client_ip`).
     pub client_ip: Option<IpAddr>,
+    /// When fulcrum started on this request (after reading its head).
+    pub started: Option<Instant>,
+    /// When the current attempt started, if its group counts slow responses as failures.
+    pub attempt_started: Option<Instant>,
+    /// The request was already retried once after a reused upstream connection broke.
+    pub reuse_retried: bool,
 }

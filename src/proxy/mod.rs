@@ -12,7 +12,7 @@ pub mod header_rules;
 pub mod peer;
 pub mod respond;
 
-use crate::balancer::stats::InFlight;
+use crate::balancer::stats::{InFlight, Outcome};
 use crate::balancer::{Pick, UpstreamGroup};
 use crate::config::model::{Algorithm, Config, Forwarding, HashKey, Route};
 use crate::routing::{normalize_host, strip_prefix, Router};
@@ -25,6 +25,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Everything the proxy reads while serving requests; built once from the validated config.
 pub struct ProxyState {
@@ -94,6 +95,38 @@ impl Proxy {
     fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
         ctx.route.and_then(|i| self.state.routes.get(i))
     }
+
+    /// Whether the request may still try another backend, time-wise.
+    fn within_try_budget(&self, ctx: &RequestCtx, group: &UpstreamGroup) -> bool {
+        match (group.config.max_try_duration, ctx.started) {
+            (Some(limit), Some(t)) => t.elapsed() < limit,
+            _ => true,
+        }
+    }
+
+    /// Record the current attempt's outcome for the circuit breaker (once per attempt), and
+    /// log an ejection.
+    fn record(&self, ctx: &mut RequestCtx, outcome: Outcome) {
+        let Some(attempt) = ctx.in_flight.as_mut() else {
+            return;
+        };
+        if let Some(cooldown) = attempt.resolve(outcome) {
+            if let Some(group) = ctx
+                .route
+                .and_then(|r| self.state.routes.get(r))
+                .map(|r| &self.state.groups[r.upstream])
+            {
+                if let Some(b) = group.backend(attempt.index()) {
+                    log::warn!(
+                        "upstream {}: backend {} ejected for {:?} after failed requests",
+                        group.config.name,
+                        b.addr,
+                        cooldown
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// The Host of a request (Host header, else the URI authority), raw.
@@ -139,6 +172,7 @@ impl ProxyHttp for Proxy {
             .await;
             return Ok(true);
         }
+        ctx.started = Some(Instant::now());
         let peer = peer_ip(session);
         ctx.client_ip = Some(forwarding::client_ip(
             &self.state.forwarding,
@@ -175,22 +209,26 @@ impl ProxyHttp for Proxy {
             sticky: ctx.sticky,
         };
         let failed = &ctx.failed;
-        let Some(i) = group.select(pick, |i| failed.contains(&i)) else {
+        let Some(chosen) = group.select(pick, |i| failed.contains(&i)) else {
             return Err(Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!("no healthy backend in upstream {}", group.config.name),
             ));
         };
+        let i = chosen.index;
         ctx.backend = Some(i);
         ctx.tries += 1;
+        if group.config.circuit_breaker.slow_response.is_some() {
+            ctx.attempt_started = Some(Instant::now());
+        }
         // Replacing a previous attempt's guard un-counts that attempt.
-        ctx.in_flight = Some(InFlight::start(group.stats, i));
+        ctx.in_flight = Some(InFlight::start(group.stats, i, chosen.trial));
         Ok(Box::new(self.state.peers[g][i].clone()))
     }
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
@@ -198,16 +236,81 @@ impl ProxyHttp for Proxy {
         if let Some(i) = ctx.backend {
             ctx.failed.push(i);
         }
-        if let Some(attempt) = ctx.in_flight.take() {
-            attempt.fail();
-        }
-        let max_tries = self
-            .route(ctx)
-            .map_or(1, |r| self.state.groups[r.upstream].config.max_tries);
-        if ctx.tries < max_tries {
+        self.record(ctx, Outcome::Failure);
+        ctx.in_flight = None;
+        let Some(route) = self.route(ctx) else {
+            return e;
+        };
+        let group = &self.state.groups[route.upstream];
+        if ctx.tries < group.config.max_tries
+            && self.within_try_budget(ctx, group)
+            && !session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(true);
         }
         e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // Pingora's default policy: never retry a non-idempotent request or one whose body no
+        // longer fits the retry buffer; retry others only when the connection was a reused one
+        // (an idle keep-alive connection the backend had closed).
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent()
+            || session.as_ref().retry_buffer_truncated()
+            || ctx.reuse_retried
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if e.retry()
+            && self
+                .route(ctx)
+                .is_some_and(|r| self.within_try_budget(ctx, &self.state.groups[r.upstream]))
+        {
+            // A stale pooled connection says nothing about the backend: no failure counted.
+            ctx.reuse_retried = true;
+            ctx.in_flight = None;
+        } else {
+            e.set_retry(false);
+            self.record(ctx, Outcome::Failure);
+        }
+        e
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        if (100..200).contains(&status) && status != 101 {
+            return Ok(());
+        }
+        let Some(route) = self.route(ctx) else {
+            return Ok(());
+        };
+        let cb = &self.state.groups[route.upstream].config.circuit_breaker;
+        let slow = match (cb.slow_response, ctx.attempt_started) {
+            (Some(limit), Some(t)) => t.elapsed() > limit,
+            _ => false,
+        };
+        let outcome = if (cb.on_5xx && status >= 500) || slow {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        };
+        self.record(ctx, outcome);
+        Ok(())
     }
 
     async fn upstream_request_filter(
@@ -279,11 +382,15 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(attempt) = ctx.in_flight.take() {
-            if e.is_some_and(|e| matches!(e.esource(), pingora_core::ErrorSource::Upstream)) {
-                attempt.fail();
+        match e {
+            None => self.record(ctx, Outcome::Success),
+            Some(e) if matches!(e.esource(), pingora_core::ErrorSource::Upstream) => {
+                self.record(ctx, Outcome::Failure)
             }
+            // The client went away or sent garbage: nothing learned about the backend.
+            Some(_) => {}
         }
+        ctx.in_flight = None;
     }
 
     async fn fail_to_proxy(

@@ -1,0 +1,279 @@
+//! Active health checks: one Pingora background service per upstream group that has them.
+//!
+//! The checks themselves are pingora-load-balancing's: [`TcpHealthCheck`], and
+//! [`HttpHealthCheck`] with a validator for the expected statuses; a check that also needs a
+//! body substring reads the body through Pingora's HTTP connector ([`BodyCheck`]). The verdicts
+//! go to the group's [`GroupStats`] table, which selection reads without locks.
+//!
+//! State machine per backend: every backend starts healthy (as in Pingora and HAProxy). The
+//! first check's verdict applies at once, so a backend that is down at start-up is taken out
+//! after one interval at most, not after `fall` of them; from then on `fall` consecutive
+//! failures make a healthy backend unhealthy and `rise` consecutive passes bring it back. Each
+//! change is logged once at info level with the upstream, the backend and the reason.
+//!
+//! The service reports ready to Pingora after its first round, and the proxy services depend
+//! on it, so a starting (or upgrading) process serves no traffic before it knows which
+//! backends are up.
+
+use crate::balancer::stats::GroupStats;
+use crate::balancer::UpstreamGroup;
+use crate::config::model::{CheckKind, HealthCheck as CheckConfig, Upstream};
+use async_trait::async_trait;
+use pingora_core::connectors::http::Connector as HttpConnector;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use pingora_core::services::ServiceReadyNotifier;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora_load_balancing::Backend;
+use std::ops::RangeInclusive;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Fails unless the status is in one of the ranges.
+fn check_status(resp: &ResponseHeader, expect: &[RangeInclusive<u16>]) -> Result<()> {
+    let status = resp.status.as_u16();
+    if expect.iter().any(|r| r.contains(&status)) {
+        Ok(())
+    } else {
+        Error::e_explain(
+            ErrorType::CustomCode("unexpected status", status),
+            format!("health check got status {status}"),
+        )
+    }
+}
+
+/// An HTTP check that also requires a substring in the response body.
+pub struct BodyCheck {
+    connector: HttpConnector,
+    peer_template: HttpPeer,
+    req: RequestHeader,
+    expect_status: Vec<RangeInclusive<u16>>,
+    expect_body: String,
+}
+
+/// Responses bigger than this fail a body check (nobody's health page is that big).
+const MAX_BODY: usize = 64 * 1024;
+
+#[async_trait]
+impl HealthCheck for BodyCheck {
+    fn health_threshold(&self, _success: bool) -> usize {
+        1
+    }
+
+    async fn check(&self, target: &Backend) -> Result<()> {
+        let mut peer = self.peer_template.clone();
+        peer._address = target.addr.clone();
+        let (mut session, _) = self.connector.get_http_session(&peer).await?;
+        session
+            .write_request_header(Box::new(self.req.clone()))
+            .await?;
+        session.finish_request_body().await?;
+        session.set_read_timeout(peer.options.read_timeout);
+        session.read_response_header().await?;
+        if let Some(resp) = session.response_header() {
+            check_status(resp, &self.expect_status)?;
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_response_body().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_BODY {
+                break;
+            }
+        }
+        let needle = self.expect_body.as_bytes();
+        if body.windows(needle.len()).any(|w| w == needle) {
+            Ok(())
+        } else {
+            Error::e_explain(
+                ErrorType::Custom("body mismatch"),
+                format!("response body does not contain {:?}", self.expect_body),
+            )
+        }
+    }
+}
+
+/// Build pingora's checker for a group.
+fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send + Sync> {
+    let (tls, sni) = match &upstream.tls {
+        Some(t) => (true, t.sni.clone()),
+        None => (false, String::new()),
+    };
+    match &cfg.kind {
+        CheckKind::Tcp => {
+            let mut check = if tls {
+                TcpHealthCheck::new_tls(&sni)
+            } else {
+                TcpHealthCheck::new()
+            };
+            check.peer_template.options.connection_timeout = Some(cfg.timeout);
+            check
+        }
+        CheckKind::Http {
+            method,
+            path,
+            host,
+            expect_status,
+            expect_body,
+        } => {
+            let Ok(mut req) = RequestHeader::build(method.clone(), path.as_bytes(), None) else {
+                // Validation accepted method and path, so this cannot happen; stay useful.
+                log::warn!(
+                    "upstream {}: cannot build the health-check request; checking TCP only",
+                    upstream.name
+                );
+                return TcpHealthCheck::new();
+            };
+            let host = host.clone().unwrap_or_default();
+            if !host.is_empty() {
+                let _ = req.insert_header("host", host.as_str());
+            }
+            let _ = req.insert_header("user-agent", "fulcrum-health-check");
+            let mut peer = HttpPeer::new("0.0.0.0:1", tls, sni);
+            peer.options.connection_timeout = Some(cfg.timeout);
+            peer.options.read_timeout = Some(cfg.timeout);
+            peer.options.write_timeout = Some(cfg.timeout);
+            if let Some(t) = &upstream.tls {
+                peer.options.verify_cert = t.verify;
+                peer.options.verify_hostname = t.verify;
+            }
+            match expect_body {
+                Some(body) => Box::new(BodyCheck {
+                    connector: HttpConnector::new(None),
+                    peer_template: peer,
+                    req,
+                    expect_status: expect_status.clone(),
+                    expect_body: body.clone(),
+                }),
+                None => {
+                    let mut check = HttpHealthCheck::new(&host, tls);
+                    check.peer_template = peer;
+                    check.req = req;
+                    let expect = expect_status.clone();
+                    check.validator = Some(Box::new(move |resp| check_status(resp, &expect)));
+                    Box::new(check)
+                }
+            }
+        }
+    }
+}
+
+/// Per-backend progress of the rise/fall state machine.
+#[derive(Debug, Default, Clone, Copy)]
+struct Streak {
+    checked: bool,
+    /// Consecutive verdicts that disagree with the current state.
+    against: u32,
+}
+
+/// The health-check background service of one upstream group.
+pub struct HealthService {
+    upstream: String,
+    backends: Vec<Backend>,
+    stats: &'static GroupStats,
+    check: Box<dyn HealthCheck + Send + Sync>,
+    config: CheckConfig,
+    streaks: Mutex<Vec<Streak>>,
+}
+
+impl HealthService {
+    /// The service for a group, if it has health checks configured.
+    pub fn for_group(group: &UpstreamGroup) -> Option<Self> {
+        let cfg = group.config.health_check.clone()?;
+        Some(HealthService {
+            upstream: group.config.name.clone(),
+            backends: group.backends.clone(),
+            stats: group.stats,
+            check: checker(&group.config, &cfg),
+            streaks: Mutex::new(vec![Streak::default(); group.backends.len()]),
+            config: cfg,
+        })
+    }
+
+    /// The name of the group this service checks.
+    pub fn upstream_name(&self) -> &str {
+        &self.upstream
+    }
+
+    /// Check every backend once, concurrently, and apply the verdicts.
+    pub async fn run_round(&self) {
+        let timeout = self.config.timeout + Duration::from_millis(100);
+        let checks = self.backends.iter().map(|b| async move {
+            match tokio::time::timeout(timeout, self.check.check(b)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
+            }
+        });
+        let verdicts = futures::future::join_all(checks).await;
+        for (i, verdict) in verdicts.into_iter().enumerate() {
+            self.apply(i, verdict);
+        }
+    }
+
+    fn apply(&self, i: usize, verdict: std::result::Result<(), String>) {
+        let Some(stats) = self.stats.get(i) else {
+            return;
+        };
+        let mut streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(streak) = streaks.get_mut(i) else {
+            return;
+        };
+        let passed = verdict.is_ok();
+        let healthy = stats.is_healthy();
+        let flip = if !streak.checked {
+            streak.checked = true;
+            passed != healthy
+        } else if passed == healthy {
+            streak.against = 0;
+            false
+        } else {
+            streak.against += 1;
+            streak.against
+                >= if passed {
+                    self.config.rise
+                } else {
+                    self.config.fall
+                }
+        };
+        if !flip {
+            return;
+        }
+        streak.against = 0;
+        stats.set_healthy(passed);
+        let addr = self.backends[i].addr.to_string();
+        match verdict {
+            Ok(()) => log::info!(
+                "upstream {}: backend {addr} is healthy (health check passed)",
+                self.upstream
+            ),
+            Err(reason) => log::info!(
+                "upstream {}: backend {addr} is unhealthy ({reason})",
+                self.upstream
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HealthService {
+    async fn start_with_ready_notifier(
+        &self,
+        mut shutdown: ShutdownWatch,
+        ready: ServiceReadyNotifier,
+    ) {
+        self.run_round().await;
+        ready.notify_ready();
+        let mut ticker = tokio::time::interval(self.config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = ticker.tick() => self.run_round().await,
+            }
+        }
+    }
+}
