@@ -1,4 +1,5 @@
-//! The admin listener: `/status` (JSON), `/health`, on its own address (loopback by default).
+//! The admin listener: `/status` (JSON), `/health`, `/metrics` (Prometheus), on its own
+//! address (loopback by default).
 //!
 //! It is a separate Pingora service, so no proxy route can reach it. With `admin.token` set,
 //! every request must carry `Authorization: Bearer <token>`.
@@ -176,9 +177,18 @@ impl ServeHttp for AdminApp {
                     .unwrap_or_default()
             }
             "/health" => self.health(),
+            "/metrics" => {
+                let (content_type, body) = crate::metrics::render();
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .header("content-type", content_type)
+                    .header("content-length", body.len())
+                    .body(body)
+                    .unwrap_or_default()
+            }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "404 Not Found: try /status or /health\n",
+                "404 Not Found: try /status, /health or /metrics\n",
             ),
         }
     }

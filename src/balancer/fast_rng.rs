@@ -7,18 +7,21 @@ thread_local! {
     static STATE: Cell<u64> = Cell::new(rand::random::<u64>() | 1);
 }
 
-/// A uniformly distributed number in `0..n` (`n` > 0), by Lemire's multiply-shift.
-pub fn below(n: usize) -> usize {
-    let x = STATE.with(|s| {
-        // xorshift64*
+/// The next 64 random bits (xorshift64*).
+pub fn next_u64() -> u64 {
+    STATE.with(|s| {
         let mut x = s.get();
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         s.set(x);
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    });
-    ((x as u128 * n as u128) >> 64) as usize
+    })
+}
+
+/// A uniformly distributed number in `0..n` (`n` > 0), by Lemire's multiply-shift.
+pub fn below(n: usize) -> usize {
+    ((next_u64() as u128 * n as u128) >> 64) as usize
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct BackendStats {
     cooldown_ms: AtomicU64,
     /// A half-open trial request is in flight.
     trial: AtomicBool,
+    connects_new: AtomicU64,
+    connects_reused: AtomicU64,
 }
 
 impl Default for BackendStats {
@@ -55,6 +57,8 @@ impl Default for BackendStats {
             ejected_until: AtomicU64::new(0),
             cooldown_ms: AtomicU64::new(0),
             trial: AtomicBool::new(false),
+            connects_new: AtomicU64::new(0),
+            connects_reused: AtomicU64::new(0),
         }
     }
 }
@@ -90,6 +94,23 @@ impl BackendStats {
     /// Times the circuit breaker ejected this backend.
     pub fn ejections(&self) -> u64 {
         self.ejections.load(Relaxed)
+    }
+
+    /// Upstream connections used: (newly connected, reused from the pool).
+    pub fn connections(&self) -> (u64, u64) {
+        (
+            self.connects_new.load(Relaxed),
+            self.connects_reused.load(Relaxed),
+        )
+    }
+
+    /// Count an upstream connection, new or reused.
+    pub fn record_connection(&self, reused: bool) {
+        if reused {
+            self.connects_reused.fetch_add(1, Relaxed);
+        } else {
+            self.connects_new.fetch_add(1, Relaxed);
+        }
     }
 
     /// Whether active health checks consider the backend healthy.
@@ -184,6 +205,7 @@ impl BackendStats {
 pub struct GroupStats {
     backends: Box<[BackendStats]>,
     breaker: CircuitBreaker,
+    retries: AtomicU64,
 }
 
 impl GroupStats {
@@ -192,6 +214,7 @@ impl GroupStats {
         GroupStats {
             backends: (0..n).map(|_| BackendStats::default()).collect(),
             breaker,
+            retries: AtomicU64::new(0),
         }
     }
 
@@ -213,6 +236,21 @@ impl GroupStats {
     /// Sum of in-flight requests over the group.
     pub fn total_in_flight(&self) -> usize {
         self.backends.iter().map(BackendStats::in_flight).sum()
+    }
+
+    /// Count a retry (a request moving on to another attempt).
+    pub fn record_retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    /// Retries since start.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Relaxed)
+    }
+
+    /// Every backend's counters, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &BackendStats> {
+        self.backends.iter()
     }
 
     /// The group's circuit-breaker policy.

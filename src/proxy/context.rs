@@ -28,4 +28,6 @@ pub struct RequestCtx {
     pub attempt_started: Option<Instant>,
     /// The request was already retried once after a reused upstream connection broke.
     pub reuse_retried: bool,
+    /// The request id (see `request_id`).
+    pub request_id: Option<http::HeaderValue>,
 }

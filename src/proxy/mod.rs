@@ -5,11 +5,13 @@
 //! -> `upstream_request_filter` rewrites the path and headers -> `response_filter` edits the
 //! response -> `fail_to_proxy` answers 502/503/504 with a short body when something broke.
 
+pub mod access_log;
 pub mod context;
 pub mod forwarding;
 pub mod hash_key;
 pub mod header_rules;
 pub mod peer;
+pub mod request_id;
 pub mod respond;
 
 use crate::balancer::stats::{InFlight, Outcome};
@@ -41,6 +43,8 @@ pub struct ProxyState {
     peers: Vec<Vec<HttpPeer>>,
     /// Per group, per backend: the backend's address as a header value (for `served_by`).
     served_by: Vec<Vec<HeaderValue>>,
+    /// Per-request metric handles.
+    metrics: crate::metrics::RequestMetrics,
 }
 
 impl ProxyState {
@@ -70,7 +74,22 @@ impl ProxyState {
                     .collect()
             })
             .collect();
+        crate::metrics::register_groups(
+            groups
+                .iter()
+                .map(|g| {
+                    let addrs = g
+                        .config
+                        .backends
+                        .iter()
+                        .map(|b| b.addr.to_string())
+                        .collect();
+                    (g.config.name.clone(), addrs, g.stats)
+                })
+                .collect(),
+        );
         ProxyState {
+            metrics: crate::metrics::RequestMetrics::new(config),
             routes: config.routes.clone(),
             router: Router::new(&config.routes),
             groups,
@@ -102,6 +121,50 @@ impl Proxy {
             (Some(limit), Some(t)) => t.elapsed() < limit,
             _ => true,
         }
+    }
+
+    fn write_access_log(
+        &self,
+        session: &Session,
+        e: Option<&Error>,
+        ctx: &RequestCtx,
+        status: u16,
+        seconds: f64,
+    ) {
+        let req = session.req_header();
+        let client = session
+            .client_addr()
+            .map_or_else(|| "-".to_string(), |a| a.to_string());
+        let group = self.route(ctx).map(|r| &self.state.groups[r.upstream]);
+        let backend = match (group, ctx.backend) {
+            (Some(g), Some(i)) => g.backend(i).map(|b| b.addr.to_string()),
+            _ => None,
+        };
+        let version = match req.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_09 => "HTTP/0.9",
+            _ => "HTTP/1.1",
+        };
+        let uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        access_log::write(&access_log::Entry {
+            client: &client,
+            method: req.method.as_str(),
+            uri,
+            version,
+            status,
+            bytes: session.as_downstream().body_bytes_sent(),
+            seconds,
+            upstream: group.map_or("-", |g| g.config.name.as_str()),
+            backend: backend.as_deref().unwrap_or("-"),
+            tries: ctx.tries,
+            request_id: ctx
+                .request_id
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
+            error: e.map(|e| e.to_string()),
+        });
     }
 
     /// Record the current attempt's outcome for the circuit breaker (once per attempt), and
@@ -160,7 +223,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.started = Some(Instant::now());
         let req = session.req_header();
+        ctx.request_id = Some(request_id::of(req));
         let host = raw_host(req).map(normalize_host);
         ctx.route = self.state.router.find(host.as_deref(), req.uri.path());
         if ctx.route.is_none() {
@@ -172,7 +237,6 @@ impl ProxyHttp for Proxy {
             .await;
             return Ok(true);
         }
-        ctx.started = Some(Instant::now());
         let peer = peer_ip(session);
         ctx.client_ip = Some(forwarding::client_ip(
             &self.state.forwarding,
@@ -247,6 +311,7 @@ impl ProxyHttp for Proxy {
             && !session.as_ref().retry_buffer_truncated()
         {
             e.set_retry(true);
+            group.stats.record_retry();
         }
         e
     }
@@ -279,6 +344,9 @@ impl ProxyHttp for Proxy {
             // A stale pooled connection says nothing about the backend: no failure counted.
             ctx.reuse_retried = true;
             ctx.in_flight = None;
+            if let Some(r) = self.route(ctx) {
+                self.state.groups[r.upstream].stats.record_retry();
+            }
         } else {
             e.set_retry(false);
             self.record(ctx, Outcome::Failure);
@@ -340,7 +408,28 @@ impl ProxyHttp for Proxy {
             raw_host(downstream),
             scheme(session),
         );
+        if let Some(id) = &ctx.request_id {
+            let _ = upstream_request.insert_header(request_id::HEADER, id.clone());
+        }
         header_rules::edit_request(&route.request_headers, upstream_request);
+        Ok(())
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(route), Some(i)) = (self.route(ctx), ctx.backend) {
+            if let Some(b) = self.state.groups[route.upstream].stats.get(i) {
+                b.record_connection(reused);
+            }
+        }
         Ok(())
     }
 
@@ -350,6 +439,9 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(id) = &ctx.request_id {
+            let _ = upstream_response.insert_header(request_id::HEADER, id.clone());
+        }
         let Some(route) = self.route(ctx) else {
             return Ok(());
         };
@@ -381,7 +473,7 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
-    async fn logging(&self, _session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         match e {
             None => self.record(ctx, Outcome::Success),
             Some(e) if matches!(e.esource(), pingora_core::ErrorSource::Upstream) => {
@@ -391,6 +483,18 @@ impl ProxyHttp for Proxy {
             Some(_) => {}
         }
         ctx.in_flight = None;
+
+        let status = session
+            .as_downstream()
+            .response_written()
+            .map_or(0, |r| r.status.as_u16());
+        let seconds = ctx.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        self.state
+            .metrics
+            .observe(ctx.route, ctx.backend, status, seconds);
+        if access_log::enabled() {
+            self.write_access_log(session, e, ctx, status, seconds);
+        }
     }
 
     async fn fail_to_proxy(

@@ -1,0 +1,265 @@
+//! Prometheus metrics, served as text by the admin listener's `/metrics`.
+//!
+//! Per-request metrics (requests by route, upstream, backend and status class; duration by
+//! route) are resolved to metric handles once at start-up, so a request only bumps atomics.
+//! Everything fulcrum already counts per backend (in flight, health, ejections, retries,
+//! connection reuse) is read from the groups' tables when Prometheus scrapes, by a collector,
+//! at no cost per request. Metrics live in the `prometheus` crate's default registry, the one
+//! `pingora-prometheus` re-exports and gathers.
+
+use crate::balancer::stats::GroupStats;
+use crate::config::model::Config;
+use pingora_prometheus::prometheus::core::{Collector, Desc};
+use pingora_prometheus::prometheus::proto::MetricFamily;
+use pingora_prometheus::prometheus::{
+    self, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+};
+use std::sync::{Mutex, OnceLock};
+
+/// Status classes, as labels; index 0 is for requests answered without a status.
+const CLASSES: [&str; 6] = ["error", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Label value for requests that had no route or no backend.
+const NONE: &str = "none";
+
+/// The label index of a status.
+fn class(status: u16) -> usize {
+    match status {
+        100..=599 => (status / 100) as usize,
+        _ => 0,
+    }
+}
+
+fn requests_vec() -> &'static IntCounterVec {
+    static V: OnceLock<IntCounterVec> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = IntCounterVec::new(
+            Opts::new(
+                "fulcrum_requests_total",
+                "Requests answered, by route, upstream, backend and status class.",
+            ),
+            &["route", "upstream", "backend", "class"],
+        )
+        .expect("valid metric");
+        let _ = prometheus::register(Box::new(v.clone()));
+        v
+    })
+}
+
+fn duration_vec() -> &'static HistogramVec {
+    static V: OnceLock<HistogramVec> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = HistogramVec::new(
+            HistogramOpts::new(
+                "fulcrum_request_duration_seconds",
+                "Time from reading a request's head to its end, by route.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route"],
+        )
+        .expect("valid metric");
+        let _ = prometheus::register(Box::new(v.clone()));
+        v
+    })
+}
+
+/// A route's metrics label: `host/path`, or `path` for catch-all routes.
+pub fn route_label(config: &Config, route: usize) -> String {
+    let r = &config.routes[route];
+    match &r.host {
+        crate::config::model::HostMatch::Any => r.path.clone(),
+        crate::config::model::HostMatch::Exact(h) => format!("{h}{}", r.path),
+        crate::config::model::HostMatch::Suffix(s) => format!("*{s}{}", r.path),
+    }
+}
+
+/// Per-request metric handles, resolved at start-up.
+pub struct RequestMetrics {
+    /// `[route + 1][backend + 1][class]`; index 0 is "none".
+    requests: Vec<Vec<[IntCounter; 6]>>,
+    /// `[route + 1]`.
+    durations: Vec<Histogram>,
+}
+
+impl RequestMetrics {
+    /// Handles for every route and backend of a config.
+    pub fn new(config: &Config) -> Self {
+        let requests_vec = requests_vec();
+        let handles = |route: &str, upstream: &str, backend: &str| {
+            CLASSES.map(|c| requests_vec.with_label_values(&[route, upstream, backend, c]))
+        };
+        let mut requests = vec![vec![handles(NONE, NONE, NONE)]];
+        let mut durations = vec![duration_vec().with_label_values(&[NONE])];
+        for (i, r) in config.routes.iter().enumerate() {
+            let label = route_label(config, i);
+            let up = &config.upstreams[r.upstream];
+            let mut per_backend = vec![handles(&label, &up.name, NONE)];
+            for b in &up.backends {
+                per_backend.push(handles(&label, &up.name, &b.addr.to_string()));
+            }
+            requests.push(per_backend);
+            durations.push(duration_vec().with_label_values(&[&label]));
+        }
+        RequestMetrics {
+            requests,
+            durations,
+        }
+    }
+
+    /// Count a finished request.
+    pub fn observe(&self, route: Option<usize>, backend: Option<usize>, status: u16, seconds: f64) {
+        let r = route.map_or(0, |r| r + 1);
+        let b = backend.map_or(0, |b| b + 1);
+        if let Some(c) = self.requests.get(r).and_then(|v| v.get(b)) {
+            c[class(status)].inc();
+        }
+        if let Some(h) = self.durations.get(r) {
+            h.observe(seconds);
+        }
+    }
+}
+
+/// Reads the groups' tables at scrape time.
+pub struct GroupCollector {
+    groups: Vec<(String, Vec<String>, &'static GroupStats)>,
+    descs: Vec<Desc>,
+    metrics: Mutex<GroupMetrics>,
+}
+
+struct GroupMetrics {
+    in_flight: IntGaugeVec,
+    healthy: IntGaugeVec,
+    ejected: IntGaugeVec,
+    attempts: IntCounterVec,
+    failures: IntCounterVec,
+    ejections: IntCounterVec,
+    connections: IntCounterVec,
+    retries: IntCounterVec,
+}
+
+impl GroupMetrics {
+    fn collectors(&self) -> [&dyn Collector; 8] {
+        [
+            &self.in_flight,
+            &self.healthy,
+            &self.ejected,
+            &self.attempts,
+            &self.failures,
+            &self.ejections,
+            &self.connections,
+            &self.retries,
+        ]
+    }
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+/// Set a counter that mirrors one of fulcrum's own monotonic counts.
+fn mirror(v: &IntCounterVec, labels: &[&str], value: u64) {
+    let c = v.with_label_values(labels);
+    c.reset();
+    c.inc_by(value);
+}
+
+impl GroupCollector {
+    /// A collector over these groups: (name, backend addresses, table).
+    pub fn new(groups: Vec<(String, Vec<String>, &'static GroupStats)>) -> Self {
+        let ub = &["upstream", "backend"];
+        let m = GroupMetrics {
+            in_flight: gauge("fulcrum_backend_in_flight", "Requests in flight.", ub),
+            healthy: gauge(
+                "fulcrum_backend_healthy",
+                "1 when active health checks pass.",
+                ub,
+            ),
+            ejected: gauge(
+                "fulcrum_backend_ejected",
+                "1 while the circuit breaker is open or half-open.",
+                ub,
+            ),
+            attempts: counter(
+                "fulcrum_backend_attempts_total",
+                "Attempts sent to the backend.",
+                ub,
+            ),
+            failures: counter("fulcrum_backend_failures_total", "Failed attempts.", ub),
+            ejections: counter(
+                "fulcrum_backend_ejections_total",
+                "Circuit-breaker ejections.",
+                ub,
+            ),
+            connections: counter(
+                "fulcrum_backend_connections_total",
+                "Upstream connections used, by whether they were reused from the pool.",
+                &["upstream", "backend", "reused"],
+            ),
+            retries: counter(
+                "fulcrum_upstream_retries_total",
+                "Requests retried on another attempt.",
+                &["upstream"],
+            ),
+        };
+        let descs = m
+            .collectors()
+            .iter()
+            .flat_map(|c| c.desc().into_iter().cloned())
+            .collect();
+        GroupCollector {
+            groups,
+            descs,
+            metrics: Mutex::new(m),
+        }
+    }
+}
+
+impl Collector for GroupCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, addrs, stats) in &self.groups {
+            mirror(&m.retries, &[name], stats.retries());
+            for (addr, b) in addrs.iter().zip(stats.iter()) {
+                let l = [name.as_str(), addr.as_str()];
+                m.in_flight.with_label_values(&l).set(b.in_flight() as i64);
+                m.healthy.with_label_values(&l).set(b.is_healthy() as i64);
+                m.ejected.with_label_values(&l).set(b.is_ejected() as i64);
+                mirror(&m.attempts, &l, b.requests());
+                mirror(&m.failures, &l, b.failures());
+                mirror(&m.ejections, &l, b.ejections());
+                let (new, reused) = b.connections();
+                mirror(&m.connections, &[name, addr, "false"], new);
+                mirror(&m.connections, &[name, addr, "true"], reused);
+            }
+        }
+        m.collectors().iter().flat_map(|c| c.collect()).collect()
+    }
+}
+
+/// Register the collector for these groups (once per process; later calls are ignored).
+pub fn register_groups(groups: Vec<(String, Vec<String>, &'static GroupStats)>) {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let _ = prometheus::register(Box::new(GroupCollector::new(groups)));
+    });
+}
+
+/// The metrics text for `/metrics`.
+pub fn render() -> (String, Vec<u8>) {
+    use prometheus::Encoder;
+    let encoder = prometheus::TextEncoder::new();
+    let mut buf = Vec::new();
+    let _ = encoder.encode(&prometheus::gather(), &mut buf);
+    (encoder.format_type().to_string(), buf)
+}
