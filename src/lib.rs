@@ -12,5 +12,6 @@ pub mod demo;
 pub mod health;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;

@@ -7,6 +7,25 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if cli.reload {
+        let file = cli.conf.clone().unwrap_or_default();
+        return match fulcrum::reload::run(&file, cli.daemon) {
+            Ok(r) => {
+                println!(
+                    "fulcrum: reloaded {}: pid {} now serving; old pid {} exited {:.1} s after SIGQUIT",
+                    file.display(),
+                    r.new_pid,
+                    r.old_pid,
+                    r.old_exit_after.as_secs_f64()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("fulcrum: reload: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (spec, config) = match cli.load() {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -29,5 +48,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let server = fulcrum::server::build(config, cli.pingora_opt());
+    // Pingora writes pid_file only when daemonizing; fulcrum writes it in the foreground too,
+    // once it owns its sockets, so `--reload` can find it.
+    if !server.configuration.daemon {
+        fulcrum::reload::write_pid_file(&server.configuration.pid_file);
+    }
     server.run_forever()
 }
