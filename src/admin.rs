@@ -43,14 +43,33 @@ pub struct BackendStatus {
     pub addr: String,
     /// Weight.
     pub weight: u32,
-    /// May take traffic now.
+    /// The active health check passes (always true without health checks).
     pub healthy: bool,
+    /// The circuit breaker has ejected it (open, or half-open awaiting its trial).
+    pub ejected: bool,
+    /// May take traffic now: healthy and not ejected.
+    pub available: bool,
     /// Requests in flight now.
     pub in_flight: usize,
     /// Attempts sent since start.
     pub requests: u64,
     /// Failed attempts since start.
     pub failures: u64,
+    /// Times the circuit breaker ejected it.
+    pub ejections: u64,
+    /// Latency over the most recent requests (see `latency_window`).
+    pub latency_ms: LatencyStatus,
+}
+
+/// Latency figures in `/status`.
+#[derive(Debug, Serialize)]
+pub struct LatencyStatus {
+    /// Requests the figures cover (the most recent, up to 512).
+    pub samples: usize,
+    /// Mean, milliseconds.
+    pub mean: f64,
+    /// 99th percentile, milliseconds.
+    pub p99: f64,
 }
 
 /// Build the status document.
@@ -64,16 +83,25 @@ pub fn status(state: &ProxyState, started: Instant) -> Status {
                 .backends
                 .iter()
                 .enumerate()
-                .map(|(i, b)| {
-                    let s = g.stats.get(i);
-                    BackendStatus {
+                .filter_map(|(i, b)| {
+                    let s = g.stats.get(i)?;
+                    let latency = s.latency();
+                    Some(BackendStatus {
                         addr: b.addr.to_string(),
                         weight: b.weight,
-                        healthy: g.is_ready(i),
-                        in_flight: s.map_or(0, |s| s.in_flight()),
-                        requests: s.map_or(0, |s| s.requests()),
-                        failures: s.map_or(0, |s| s.failures()),
-                    }
+                        healthy: s.is_healthy(),
+                        ejected: s.is_ejected(),
+                        available: s.is_ready(),
+                        in_flight: s.in_flight(),
+                        requests: s.requests(),
+                        failures: s.failures(),
+                        ejections: s.ejections(),
+                        latency_ms: LatencyStatus {
+                            samples: latency.samples,
+                            mean: latency.mean_ms,
+                            p99: latency.p99_ms,
+                        },
+                    })
                 })
                 .collect();
             (

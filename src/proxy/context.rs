@@ -24,7 +24,7 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// When fulcrum started on this request (after reading its head).
     pub started: Option<Instant>,
-    /// When the current attempt started, if its group counts slow responses as failures.
+    /// When the current attempt started.
     pub attempt_started: Option<Instant>,
     /// The request was already retried once after a reused upstream connection broke.
     pub reuse_retried: bool,

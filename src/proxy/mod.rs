@@ -282,9 +282,7 @@ impl ProxyHttp for Proxy {
         let i = chosen.index;
         ctx.backend = Some(i);
         ctx.tries += 1;
-        if group.config.circuit_breaker.slow_response.is_some() {
-            ctx.attempt_started = Some(Instant::now());
-        }
+        ctx.attempt_started = Some(Instant::now());
         // Replacing a previous attempt's guard un-counts that attempt.
         ctx.in_flight = Some(InFlight::start(group.stats, i, chosen.trial));
         Ok(Box::new(self.state.peers[g][i].clone()))
@@ -474,6 +472,13 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let (Some(attempt), Some(t), Some(route)) =
+            (&ctx.in_flight, ctx.attempt_started, self.route(ctx))
+        {
+            if let Some(b) = self.state.groups[route.upstream].stats.get(attempt.index()) {
+                b.record_latency(t.elapsed());
+            }
+        }
         match e {
             None => self.record(ctx, Outcome::Success),
             Some(e) if matches!(e.esource(), pingora_core::ErrorSource::Upstream) => {
