@@ -108,7 +108,7 @@ impl Cli {
         let mut spec = FileConfig::default();
         spec.listeners.push(ListenerSpec {
             addr: self.listen.clone().unwrap_or_else(|| QUICK_LISTEN.into()),
-            h2c: false,
+            ..Default::default()
         });
         spec.upstreams.insert(
             QUICK_UPSTREAM.into(),

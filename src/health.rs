@@ -97,10 +97,13 @@ impl HealthCheck for BodyCheck {
 
 /// Build pingora's checker for a group.
 fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send + Sync> {
-    let (tls, sni) = match &upstream.tls {
-        Some(t) => (true, t.sni.clone()),
-        None => (false, String::new()),
+    // A checker has one server name for all backends: the group's `sni`, or else the first
+    // backend's name, with the name check off (the chain is still verified).
+    let (tls, sni) = match (&upstream.tls, upstream.backends.first()) {
+        (Some(t), Some(b)) => (true, crate::proxy::peer::server_name(t, b)),
+        _ => (false, String::new()),
     };
+    let name_checked = upstream.tls.as_ref().is_some_and(|t| !t.sni.is_empty());
     match &cfg.kind {
         CheckKind::Tcp => {
             let mut check = if tls {
@@ -109,6 +112,10 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
                 TcpHealthCheck::new()
             };
             check.peer_template.options.connection_timeout = Some(cfg.timeout);
+            if let Some(t) = &upstream.tls {
+                crate::proxy::peer::apply_tls(&mut check.peer_template.options, t);
+                check.peer_template.options.verify_hostname &= name_checked;
+            }
             check
         }
         CheckKind::Http {
@@ -136,8 +143,8 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
             peer.options.read_timeout = Some(cfg.timeout);
             peer.options.write_timeout = Some(cfg.timeout);
             if let Some(t) = &upstream.tls {
-                peer.options.verify_cert = t.verify;
-                peer.options.verify_hostname = t.verify;
+                crate::proxy::peer::apply_tls(&mut peer.options, t);
+                peer.options.verify_hostname &= name_checked;
             }
             match expect_body {
                 Some(body) => Box::new(BodyCheck {

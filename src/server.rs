@@ -2,16 +2,36 @@
 
 use crate::config::Config;
 use crate::health::HealthService;
-use crate::proxy::{Proxy, ProxyState};
+use crate::proxy::{ListenerInfo, Proxy, ProxyState};
+use crate::tls::SniResolver;
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::TlsAccept;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use std::sync::Arc;
 
+/// Post-handshake callbacks: none (Pingora's rustls settings take callbacks or paths).
+struct NoCallbacks;
+
+#[async_trait::async_trait]
+impl TlsAccept for NoCallbacks {}
+
 /// Build a ready-to-run server. Binds nothing until `run_forever`.
 pub fn build(config: Config, opt: Opt) -> Server {
     let state = Arc::new(ProxyState::new(&config));
+    for u in config
+        .upstreams
+        .iter()
+        .filter(|u| u.tls.as_ref().is_some_and(|t| t.insecure_skip_verify))
+    {
+        log::warn!(
+            "upstream {}: insecure_skip_verify is on: backend certificates are NOT verified, \
+             so anyone on the path to them can read and change this traffic",
+            u.name
+        );
+    }
     let Config {
         server: server_conf,
         listeners,
@@ -41,31 +61,42 @@ pub fn build(config: Config, opt: Opt) -> Server {
         })
         .collect();
 
-    // One proxy service per h2c setting: Pingora sets HTTP options per service.
-    for h2c in [false, true] {
-        let addrs: Vec<_> = listeners.iter().filter(|l| l.h2c == h2c).collect();
-        if addrs.is_empty() {
-            continue;
-        }
-        let name = if h2c {
-            "fulcrum proxy (h2c)"
-        } else {
-            "fulcrum proxy"
+    // The first HTTPS listener's port is where plain listeners redirect to.
+    let https_port = listeners
+        .iter()
+        .find(|l| l.tls.is_some())
+        .map(|l| l.addr.port());
+    // One proxy service per listener: each knows whether it is HTTPS and whether it redirects.
+    for l in &listeners {
+        let info = ListenerInfo {
+            tls: l.tls.is_some(),
+            redirect_to_https: l.redirect_to_https,
+            https_port,
         };
+        let name = format!("fulcrum proxy {}", l.addr);
         let mut svc = pingora_proxy::http_proxy_service_with_name(
             &server.configuration,
-            Proxy::new(Arc::clone(&state)),
-            name,
+            Proxy::new(Arc::clone(&state), info),
+            &name,
         );
-        if h2c {
+        if l.h2c {
             if let Some(app) = svc.app_logic_mut() {
                 let mut options = HttpServerOptions::default();
                 options.h2c = true;
                 app.server_options = Some(options);
             }
         }
-        for l in addrs {
-            svc.add_tcp(&l.addr.to_string());
+        match &l.tls {
+            Some(tls) => {
+                let mut settings = TlsSettings::with_callbacks(Box::new(NoCallbacks))
+                    .unwrap_or_else(|_| unreachable!("with_callbacks never fails"));
+                settings.set_cert_resolver(Arc::new(SniResolver::new(tls)));
+                if tls.h2 {
+                    settings.enable_h2();
+                }
+                svc.add_tls_with_settings(&l.addr.to_string(), None, settings);
+            }
+            None => svc.add_tcp(&l.addr.to_string()),
         }
         let handle = server.add_service(svc);
         handle.add_dependencies(&health);

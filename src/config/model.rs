@@ -39,12 +39,36 @@ pub struct Admin {
 }
 
 /// A listening address.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Listener {
     /// Address to bind.
     pub addr: SocketAddr,
     /// Accept prior-knowledge HTTP/2 over plain TCP.
     pub h2c: bool,
+    /// HTTPS, when set.
+    pub tls: Option<ListenerTls>,
+    /// Redirect every request to HTTPS (plain listeners only).
+    pub redirect_to_https: bool,
+}
+
+/// HTTPS settings of a listener, with certificates loaded and checked.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// Certificates; the first is the default.
+    pub certs: Vec<ListenerCert>,
+    /// Offer h2 through ALPN.
+    pub h2: bool,
+}
+
+/// A loaded certificate and the names it serves.
+#[derive(Debug, Clone)]
+pub struct ListenerCert {
+    /// Host names (lowercase; `*.` wildcards allowed).
+    pub names: Vec<String>,
+    /// Chain and key.
+    pub key: std::sync::Arc<rustls::sign::CertifiedKey>,
+    /// Where the chain came from (for logs).
+    pub cert_path: String,
 }
 
 /// A fixed-response HTTP server.
@@ -187,6 +211,8 @@ pub enum HashKey {
 pub struct Backend {
     /// Resolved address.
     pub addr: SocketAddr,
+    /// The host name it was written with, if not an IP (used as the TLS server name).
+    pub host: Option<String>,
     /// Relative share, 1 to 1000.
     pub weight: u32,
 }
@@ -216,12 +242,26 @@ impl Default for Timeouts {
 }
 
 /// TLS towards an upstream group's backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct UpstreamTls {
-    /// SNI and expected certificate name; empty means the backend's IP.
+    /// SNI and expected certificate name; empty means the backend's host or IP.
     pub sni: String,
-    /// Verify the certificate chain and name.
-    pub verify: bool,
+    /// CA certificates to verify with; `None` means the system's roots.
+    pub ca: Option<std::sync::Arc<[pingora_core::utils::tls::WrappedX509]>>,
+    /// Where `ca` came from.
+    pub ca_file: Option<String>,
+    /// Skip verification entirely.
+    pub insecure_skip_verify: bool,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("sni", &self.sni)
+            .field("ca_file", &self.ca_file)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .finish()
+    }
 }
 
 /// An upstream group.
@@ -338,6 +378,8 @@ pub struct Route {
     pub upstream: usize,
     /// Remove `path` before forwarding.
     pub strip_prefix: bool,
+    /// On plain listeners, redirect to HTTPS.
+    pub redirect_to_https: bool,
     /// Changes to the upstream request.
     pub request_headers: HeaderEdits,
     /// Changes to the downstream response.

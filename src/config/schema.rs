@@ -93,6 +93,38 @@ pub struct ListenerSpec {
     /// Also accept HTTP/2 without TLS (prior knowledge h2c). Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub h2c: bool,
+    /// Serve HTTPS on this address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsSpec>,
+    /// Answer every request on this (plain HTTP) listener with a 308 redirect to the same URL
+    /// on the first HTTPS listener. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect_to_https: bool,
+}
+
+/// HTTPS on a listener.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSpec {
+    /// Certificates; the one matching the client's SNI is served, the first when none does.
+    pub certificates: Vec<CertificateSpec>,
+    /// Offer HTTP/2 through ALPN (h2, then http/1.1). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h2: Option<bool>,
+}
+
+/// One certificate of an HTTPS listener.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    /// PEM certificate chain, leaf first.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+    /// Host names it serves (`example.com`, `*.example.com`); default: the names in the
+    /// certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// A fixed-response HTTP server that fulcrum runs itself.
@@ -278,12 +310,16 @@ pub struct TimeoutsSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTlsSpec {
-    /// Server name sent in SNI and checked against the certificate; default: the backend's host.
+    /// Server name sent in SNI and checked against the certificate; default: the backend's
+    /// host name as written in `addr`, or its IP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
-    /// Verify the backend's certificate chain and name; default true.
+    /// PEM CA certificates to verify backends with; default: the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verify: Option<bool>,
+    pub ca_file: Option<String>,
+    /// Do not verify backend certificates at all. Default false; logged as a warning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_verify: bool,
 }
 
 /// A routing rule.
@@ -301,6 +337,9 @@ pub struct RouteSpec {
     /// Remove `path` from the request path before forwarding; default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub strip_prefix: bool,
+    /// On plain HTTP listeners, answer with a 308 redirect to HTTPS instead; default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redirect_to_https: bool,
     /// Header changes for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderRulesSpec>,

@@ -44,6 +44,14 @@ pub fn validate(spec: &FileConfig) -> Result<Config> {
     let demo_backends = demo_backends(&spec.demo_backends, &listeners)?;
     let (upstreams, names) = upstreams(&spec.upstreams)?;
     let routes = routes(&spec.routes, &names)?;
+    if let Some(i) = routes.iter().position(|r| r.redirect_to_https) {
+        if !listeners.iter().any(|l| l.tls.is_some()) {
+            return Err(ConfigError::invalid(
+                format!("routes[{i}].redirect_to_https"),
+                "there is no HTTPS listener (with `tls:`) to redirect to",
+            ));
+        }
+    }
     let forwarding = forwarding(spec.forwarding.as_ref())?;
     let admin = spec
         .admin
@@ -188,12 +196,72 @@ fn listeners(specs: &[ListenerSpec]) -> Result<Vec<Listener>> {
                 format!("{addr} is already used by listeners[{first}]"),
             ));
         }
+        let tls = spec
+            .tls
+            .as_ref()
+            .map(|t| listener_tls(&format!("listeners[{i}].tls"), t))
+            .transpose()?;
+        if spec.redirect_to_https && tls.is_some() {
+            return Err(ConfigError::invalid(
+                format!("listeners[{i}].redirect_to_https"),
+                "this listener already serves HTTPS",
+            ));
+        }
+        if spec.h2c && tls.is_some() {
+            return Err(ConfigError::invalid(
+                format!("listeners[{i}].h2c"),
+                "h2c is plain-text HTTP/2; an HTTPS listener offers h2 through ALPN (tls.h2)",
+            ));
+        }
         out.push(Listener {
             addr,
             h2c: spec.h2c,
+            tls,
+            redirect_to_https: spec.redirect_to_https,
         });
     }
+    if let Some(i) = specs.iter().position(|l| l.redirect_to_https) {
+        if !out.iter().any(|l| l.tls.is_some()) {
+            return Err(ConfigError::invalid(
+                format!("listeners[{i}].redirect_to_https"),
+                "there is no HTTPS listener (with `tls:`) to redirect to",
+            ));
+        }
+    }
     Ok(out)
+}
+
+fn listener_tls(base: &str, spec: &ListenerTlsSpec) -> Result<ListenerTls> {
+    if spec.certificates.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{base}.certificates"),
+            "an HTTPS listener needs at least one certificate: `[{cert: FILE, key: FILE}]`",
+        ));
+    }
+    let mut certs = Vec::with_capacity(spec.certificates.len());
+    for (i, c) in spec.certificates.iter().enumerate() {
+        let path = format!("{base}.certificates[{i}]");
+        let (key, found) =
+            crate::tls::load_cert_key(std::path::Path::new(&c.cert), std::path::Path::new(&c.key))
+                .map_err(|e| ConfigError::invalid(&path, e.to_string()))?;
+        let names = if c.names.is_empty() {
+            found
+        } else {
+            c.names.iter().map(|n| n.to_ascii_lowercase()).collect()
+        };
+        for (j, n) in names.iter().enumerate() {
+            host_match(&format!("{path}.names[{j}]"), Some(n))?;
+        }
+        certs.push(ListenerCert {
+            names,
+            key,
+            cert_path: c.cert.clone(),
+        });
+    }
+    Ok(ListenerTls {
+        certs,
+        h2: spec.h2.unwrap_or(true),
+    })
 }
 
 fn demo_backends(specs: &[DemoBackendSpec], listeners: &[Listener]) -> Result<Vec<DemoBackend>> {
@@ -350,6 +418,12 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec) -> Result<Upstream> {
     for (i, b) in spec.backends.iter().enumerate() {
         let path = format!("{base}.backends[{i}]");
         let addr = resolve_addr(&format!("{path}.addr"), &b.addr)?;
+        let host = b
+            .addr
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['))
+            .map(str::to_ascii_lowercase);
         let weight = b.weight.unwrap_or(1);
         if !(1..=MAX_WEIGHT).contains(&weight) {
             return Err(ConfigError::invalid(
@@ -365,14 +439,16 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec) -> Result<Upstream> {
         }
         backends.push(Backend {
             addr,
+            host,
             weight: weight as u32,
         });
     }
     let timeouts = timeouts(&format!("{base}.timeouts"), spec.timeouts.as_ref())?;
-    let tls = spec.tls.as_ref().map(|t| UpstreamTls {
-        sni: t.sni.clone().unwrap_or_default(),
-        verify: t.verify.unwrap_or(true),
-    });
+    let tls = spec
+        .tls
+        .as_ref()
+        .map(|t| upstream_tls(&format!("{base}.tls"), t))
+        .transpose()?;
     let max_tries = match spec.max_tries {
         Some(0) => {
             return Err(ConfigError::invalid(
@@ -578,6 +654,31 @@ fn circuit_breaker(base: &str, spec: Option<&CircuitBreakerSpec>) -> Result<Circ
     Ok(cb)
 }
 
+fn upstream_tls(base: &str, spec: &UpstreamTlsSpec) -> Result<UpstreamTls> {
+    let ca = spec
+        .ca_file
+        .as_deref()
+        .map(|f| {
+            crate::tls::load_ca(std::path::Path::new(f))
+                .map_err(|e| ConfigError::invalid(format!("{base}.ca_file"), e.to_string()))
+        })
+        .transpose()?;
+    if let Some(sni) = &spec.sni {
+        if sni.is_empty() || HeaderValue::from_str(sni).is_err() || sni.contains(['/', ' ']) {
+            return Err(ConfigError::invalid(
+                format!("{base}.sni"),
+                format!("expected a host name, found {sni:?}"),
+            ));
+        }
+    }
+    Ok(UpstreamTls {
+        sni: spec.sni.clone().unwrap_or_default(),
+        ca,
+        ca_file: spec.ca_file.clone(),
+        insecure_skip_verify: spec.insecure_skip_verify,
+    })
+}
+
 fn sticky(base: &str, spec: &StickySpec) -> Result<StickyCookie> {
     let name = spec
         .cookie
@@ -751,6 +852,7 @@ fn routes(specs: &[RouteSpec], names: &HashMap<String, usize>) -> Result<Vec<Rou
             path,
             upstream,
             strip_prefix: spec.strip_prefix,
+            redirect_to_https: spec.redirect_to_https,
             request_headers,
             response_headers,
         });

@@ -59,7 +59,8 @@ impl ProxyState {
         let peers = config
             .upstreams
             .iter()
-            .map(|u| u.backends.iter().map(|b| peer::build(u, b)).collect())
+            .enumerate()
+            .map(|(g, u)| u.backends.iter().map(|b| peer::build(g, u, b)).collect())
             .collect();
         let served_by = config
             .upstreams
@@ -100,15 +101,45 @@ impl ProxyState {
     }
 }
 
-/// The proxy: a handle on shared [`ProxyState`].
+/// What a proxy service knows about the listener it serves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenerInfo {
+    /// The listener serves HTTPS.
+    pub tls: bool,
+    /// Redirect every request to HTTPS.
+    pub redirect_to_https: bool,
+    /// Port of the HTTPS listener redirects go to.
+    pub https_port: Option<u16>,
+}
+
+/// The proxy of one listener: a handle on shared [`ProxyState`].
 pub struct Proxy {
     state: Arc<ProxyState>,
+    listener: ListenerInfo,
 }
 
 impl Proxy {
-    /// A proxy serving from `state`.
-    pub fn new(state: Arc<ProxyState>) -> Self {
-        Proxy { state }
+    /// A proxy serving from `state` on a listener described by `listener`.
+    pub fn new(state: Arc<ProxyState>, listener: ListenerInfo) -> Self {
+        Proxy { state, listener }
+    }
+
+    /// Answer with a 308 to the same URL over HTTPS.
+    async fn redirect_to_https(&self, session: &mut Session) {
+        let req = session.req_header();
+        let host = raw_host(req).map(normalize_host).unwrap_or_default();
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.into_owned()
+        };
+        let port = match self.listener.https_port {
+            Some(443) | None => String::new(),
+            Some(p) => format!(":{p}"),
+        };
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("https://{host}{port}{target}");
+        respond::redirect(session, &location).await;
     }
 
     fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
@@ -226,6 +257,11 @@ impl ProxyHttp for Proxy {
         ctx.started = Some(Instant::now());
         let req = session.req_header();
         ctx.request_id = Some(request_id::of(req));
+        if self.listener.redirect_to_https {
+            self.redirect_to_https(session).await;
+            return Ok(true);
+        }
+        let req = session.req_header();
         let host = raw_host(req).map(normalize_host);
         ctx.route = self.state.router.find(host.as_deref(), req.uri.path());
         if ctx.route.is_none() {
@@ -235,6 +271,10 @@ impl ProxyHttp for Proxy {
                 respond::error_answer(&Error::new(ErrorType::HTTPStatus(404))).1,
             )
             .await;
+            return Ok(true);
+        }
+        if !self.listener.tls && self.route(ctx).is_some_and(|r| r.redirect_to_https) {
+            self.redirect_to_https(session).await;
             return Ok(true);
         }
         let peer = peer_ip(session);

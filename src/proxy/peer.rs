@@ -1,24 +1,54 @@
 //! Building the Pingora `HttpPeer` for each backend, once, from the group's settings.
 
-use crate::config::model::{Backend, Upstream};
-use pingora_core::upstreams::peer::HttpPeer;
+use crate::config::model::{Backend, Upstream, UpstreamTls};
+use pingora_core::upstreams::peer::{HttpPeer, PeerOptions};
 
-/// The peer (address, TLS, timeouts) used to reach `backend`.
-pub fn build(upstream: &Upstream, backend: &Backend) -> HttpPeer {
+/// The TLS server name for a backend: the group's `sni`, else the host name the backend was
+/// written with, else its IP.
+pub fn server_name(tls: &UpstreamTls, backend: &Backend) -> String {
+    if !tls.sni.is_empty() {
+        return tls.sni.clone();
+    }
+    backend
+        .host
+        .clone()
+        .unwrap_or_else(|| backend.addr.ip().to_string())
+}
+
+/// Apply a group's verification settings to a peer's options (proxying and health checks).
+pub fn apply_tls(options: &mut PeerOptions, tls: &UpstreamTls) {
+    if tls.insecure_skip_verify {
+        options.verify_cert = false;
+        options.verify_hostname = false;
+        // Pingora's rustls connector honours "no verification" only on its per-peer path,
+        // which a per-peer CA list selects.
+        options.ca = tls.ca.clone().or_else(crate::tls::placeholder_ca);
+    } else {
+        options.verify_cert = true;
+        options.verify_hostname = true;
+        options.ca = tls.ca.clone();
+    }
+}
+
+/// The peer (address, TLS, timeouts) used to reach `backend` of the group at index `group`.
+///
+/// Each group gets its own connection pool (`group_key`): Pingora's pool key covers the
+/// address, SNI and verification flags but not the CA list, so without it a connection
+/// verified for one group could be reused by another that trusts different CAs.
+pub fn build(group: usize, upstream: &Upstream, backend: &Backend) -> HttpPeer {
     let (tls, sni) = match &upstream.tls {
-        Some(t) if t.sni.is_empty() => (true, backend.addr.ip().to_string()),
-        Some(t) => (true, t.sni.clone()),
+        Some(t) => (true, server_name(t, backend)),
         None => (false, String::new()),
     };
     let mut peer = HttpPeer::new(backend.addr, tls, sni);
+    peer.group_key = group as u64;
     let t = upstream.timeouts;
     peer.options.connection_timeout = Some(t.connect);
     peer.options.read_timeout = Some(t.read);
     peer.options.write_timeout = Some(t.write);
     peer.options.idle_timeout = Some(t.idle);
     if let Some(tls) = &upstream.tls {
-        peer.options.verify_cert = tls.verify;
-        peer.options.verify_hostname = tls.verify;
+        apply_tls(&mut peer.options, tls);
     }
     peer
 }

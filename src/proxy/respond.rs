@@ -59,3 +59,16 @@ pub async fn send(session: &mut Session, status: u16, body: &'static str) {
             .await;
     }
 }
+
+/// Write a `308 Permanent Redirect` to `location` (method and body are kept by clients).
+pub async fn redirect(session: &mut Session, location: &str) {
+    let Ok(mut resp) = ResponseHeader::build(308, Some(3)) else {
+        return;
+    };
+    if resp.insert_header("location", location).is_err() {
+        send(session, 400, "400 Bad Request: bad host\n").await;
+        return;
+    }
+    let _ = resp.insert_header("content-length", 0);
+    let _ = session.write_response_header(Box::new(resp), true).await;
+}
