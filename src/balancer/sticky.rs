@@ -114,6 +114,7 @@ mod tests {
             .iter()
             .map(|a| Backend {
                 addr: a.parse().unwrap(),
+                host: None,
                 weight: 1,
             })
             .collect()
