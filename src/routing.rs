@@ -117,6 +117,7 @@ mod tests {
             path: path.into(),
             upstream: 0,
             strip_prefix: false,
+            redirect_to_https: false,
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
         }

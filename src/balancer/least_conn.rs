@@ -74,28 +74,30 @@ impl BackendSelection for LeastConnections {
 impl LeastConnections {
     /// The position (in config order) of the least loaded backend.
     pub fn start(&self) -> usize {
+        self.start_among(|_| true)
+    }
+
+    /// The position of the least loaded backend among the positions `eligible` allows (the
+    /// rotating start when none is).
+    pub fn start_among(&self, eligible: impl Fn(usize) -> bool) -> usize {
         let n = self.loads.ordered.len();
         if n == 0 {
             return 0;
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let mut best = start;
+        let mut best: Option<usize> = None;
+        let mut consider = |pos: usize| {
+            if eligible(pos) && best.is_none_or(|b| self.loads.less(pos, b)) {
+                best = Some(pos);
+            }
+        };
         if n <= EXACT_SCAN_LIMIT {
-            for step in 1..n {
-                let pos = (start + step) % n;
-                if self.loads.less(pos, best) {
-                    best = pos;
-                }
-            }
+            (0..n).for_each(|step| consider((start + step) % n));
         } else {
-            for _ in 1..SAMPLE_SIZE {
-                let pos = fast_rng::below(n);
-                if self.loads.less(pos, best) {
-                    best = pos;
-                }
-            }
+            consider(start);
+            (1..SAMPLE_SIZE).for_each(|_| consider(fast_rng::below(n)));
         }
-        best
+        best.unwrap_or(start)
     }
 }
 
@@ -136,16 +138,28 @@ impl BackendSelection for PowerOfTwo {
 impl PowerOfTwo {
     /// The position (in config order) of the less loaded of two random backends.
     pub fn start(&self) -> usize {
+        self.start_among(|_| true)
+    }
+
+    /// Like [`start`](Self::start), drawing among the positions `eligible` allows.
+    pub fn start_among(&self, eligible: impl Fn(usize) -> bool) -> usize {
         let n = self.loads.ordered.len();
         if n < 2 {
             return 0;
         }
-        let a = fast_rng::below(n);
-        let b = (a + 1 + fast_rng::below(n - 1)) % n;
-        if self.loads.less(b, a) {
-            b
-        } else {
-            a
+        // Draw again (a few times) rather than slide to a neighbour, so the turns of an
+        // unavailable backend spread over all the others.
+        let draw = |other: Option<usize>| {
+            (0..8)
+                .map(|_| fast_rng::below(n))
+                .find(|&p| Some(p) != other && eligible(p))
+        };
+        match draw(None) {
+            Some(a) => match draw(Some(a)) {
+                Some(b) if self.loads.less(b, a) => b,
+                _ => a,
+            },
+            None => fast_rng::below(n),
         }
     }
 }

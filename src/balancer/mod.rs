@@ -107,10 +107,16 @@ impl Selector {
         }
     }
 
+    /// The first backend the selector proposes that `accept` admits. `eligible` is the
+    /// side-effect-free part of `accept` (ready and not excluded): fulcrum's own selectors use
+    /// it to choose among backends that can actually serve, so a dead or ejected backend,
+    /// which always looks idle, is never the "least loaded" one and its turns are not all
+    /// handed to its neighbour.
     fn select(
         &self,
         key: &[u8],
         max_steps: usize,
+        eligible: &impl Fn(usize) -> bool,
         accept: &impl Fn(usize) -> bool,
     ) -> Option<usize> {
         match self {
@@ -118,9 +124,27 @@ impl Selector {
             Selector::Random(s) => first_accepted(s.iter(key), max_steps, accept),
             Selector::Fnv(s) => first_accepted(s.iter(key), max_steps, accept),
             Selector::Consistent(s) => first_accepted(s.iter(key), max_steps, accept),
-            Selector::Smooth(s) => first_accepted_from(s, s.start(), accept),
-            Selector::LeastConnections(s) => first_accepted_from(s, s.start(), accept),
-            Selector::P2c(s) => first_accepted_from(s, s.start(), accept),
+            Selector::Smooth(s) => {
+                // Skip unavailable backends' turns along the schedule itself.
+                let o = s.ordered();
+                for _ in 0..s.period().min(max_steps) {
+                    let i = o.index[s.start()];
+                    if eligible(i) && accept(i) {
+                        return Some(i);
+                    }
+                }
+                first_accepted_from(s, 0, accept)
+            }
+            Selector::LeastConnections(s) => first_accepted_from(
+                s,
+                s.start_among(|pos| eligible(s.ordered().index[pos])),
+                accept,
+            ),
+            Selector::P2c(s) => first_accepted_from(
+                s,
+                s.start_among(|pos| eligible(s.ordered().index[pos])),
+                accept,
+            ),
             Selector::First(s) => first_accepted_from(s, 0, accept),
         }
     }
@@ -234,6 +258,7 @@ impl UpstreamGroup {
     /// request), or `None` when no backend is left.
     pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<Chosen> {
         let trial = Cell::new(false);
+        let eligible = |i: usize| !excluded(i) && self.is_ready(i);
         let accept = |i: usize| {
             if excluded(i) {
                 return false;
@@ -255,7 +280,7 @@ impl UpstreamGroup {
                     _ => (&self.plain, &[][..]),
                 };
                 selector
-                    .select(key, self.max_steps, &accept)
+                    .select(key, self.max_steps, &eligible, &accept)
                     // A random walk can miss a lone acceptable backend: scan in order.
                     .or_else(|| (0..self.backends.len()).find(|&i| accept(i)))
             }
@@ -287,6 +312,7 @@ mod tests {
                     addr: format!("10.0.{}.{}:80", i / 200, i % 200 + 1)
                         .parse()
                         .unwrap(),
+                    host: None,
                     weight: *w,
                 })
                 .collect(),
@@ -415,6 +441,23 @@ mod tests {
                 g.stats.get(i).unwrap().set_healthy(false);
             }
             assert_eq!(pick(&g, Pick::default(), |_| false), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unavailable_backends_turns_spread_over_the_others() {
+        for algorithm in [
+            Algorithm::WeightedRoundRobin,
+            Algorithm::LeastConnections,
+            Algorithm::P2c,
+        ] {
+            let g = group(algorithm, &[1, 1, 1, 1]);
+            g.stats.get(1).unwrap().set_healthy(false);
+            let s = shares(&g, 3_000);
+            assert_eq!(s[1], 0.0, "{algorithm:?}: {s:?}");
+            for i in [0, 2, 3] {
+                assert!((s[i] - 1.0 / 3.0).abs() < 0.05, "{algorithm:?}: {s:?}");
+            }
         }
     }
 

@@ -94,6 +94,11 @@ pub fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
 }
 
 impl SmoothWeighted {
+    /// Length of the repeating schedule.
+    pub fn period(&self) -> usize {
+        self.sequence.len()
+    }
+
     /// The position (in config order) of the next scheduled backend.
     pub fn start(&self) -> usize {
         if self.sequence.is_empty() {

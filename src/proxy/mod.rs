@@ -387,7 +387,11 @@ impl ProxyHttp for Proxy {
             }
         } else {
             e.set_retry(false);
-            self.record(ctx, Outcome::Failure);
+            // Only the backend's side of the exchange says anything about the backend: a
+            // client that went away is not a backend failure.
+            if matches!(e.esource(), pingora_core::ErrorSource::Upstream) {
+                self.record(ctx, Outcome::Failure);
+            }
         }
         e
     }
