@@ -84,7 +84,15 @@ impl LeastConnections {
         if n == 0 {
             return 0;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        // The rotating start breaks ties; an unavailable start gives its turn away to the
+        // next rotation step rather than to its neighbour.
+        let mut start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        for _ in 1..n.min(EXACT_SCAN_LIMIT) {
+            if eligible(start) {
+                break;
+            }
+            start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        }
         let mut best: Option<usize> = None;
         let mut consider = |pos: usize| {
             if eligible(pos) && best.is_none_or(|b| self.loads.less(pos, b)) {
