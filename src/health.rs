@@ -9,7 +9,9 @@
 //! first check's verdict applies at once, so a backend that is down at start-up is taken out
 //! after one interval at most, not after `fall` of them; from then on `fall` consecutive
 //! failures make a healthy backend unhealthy and `rise` consecutive passes bring it back. Each
-//! change is logged once at info level with the upstream, the backend and the reason.
+//! change is logged once at info level with the upstream, the backend and the reason. A
+//! backend that becomes healthy also has its circuit breaker closed: the check just saw it
+//! come back, which is better evidence than waiting out a cooldown.
 //!
 //! The service reports ready to Pingora after its first round, and the proxy services depend
 //! on it, so a starting (or upgrading) process serves no traffic before it knows which
@@ -250,6 +252,9 @@ impl HealthService {
         }
         streak.against = 0;
         stats.set_healthy(passed);
+        if passed {
+            stats.reset_breaker();
+        }
         let addr = self.backends[i].addr.to_string();
         match verdict {
             Ok(()) => log::info!(

@@ -217,6 +217,14 @@ impl BackendStats {
         }
     }
 
+    /// Close the circuit breaker: the active health check has just seen the backend come
+    /// back, which is better evidence than waiting out a cooldown.
+    pub fn reset_breaker(&self) {
+        self.consecutive_failures.store(0, Relaxed);
+        self.cooldown_ms.store(0, Relaxed);
+        self.ejected_until.store(0, Relaxed);
+    }
+
     /// A request to this backend succeeded.
     fn record_success(&self, trial: bool) {
         if self.consecutive_failures.load(Relaxed) != 0 {

@@ -28,6 +28,8 @@ pub struct RequestCtx {
     pub attempt_started: Option<Instant>,
     /// The request was already retried once after a reused upstream connection broke.
     pub reuse_retried: bool,
+    /// A response head arrived from the current attempt's backend.
+    pub response_started: bool,
     /// The request id (see `request_id`).
     pub request_id: Option<http::HeaderValue>,
 }

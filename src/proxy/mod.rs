@@ -323,6 +323,7 @@ impl ProxyHttp for Proxy {
         ctx.backend = Some(i);
         ctx.tries += 1;
         ctx.attempt_started = Some(Instant::now());
+        ctx.response_started = false;
         // Replacing a previous attempt's guard un-counts that attempt.
         ctx.in_flight = Some(InFlight::start(group.stats, i, chosen.trial));
         Ok(Box::new(self.state.peers[g][i].clone()))
@@ -362,35 +363,45 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
-        // Pingora's default policy: never retry a non-idempotent request or one whose body no
-        // longer fits the retry buffer; retry others only when the connection was a reused one
-        // (an idle keep-alive connection the backend had closed).
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent()
-            || session.as_ref().retry_buffer_truncated()
-            || ctx.reuse_retried
-        {
-            e.set_retry(false);
-        } else {
-            e.retry.decide_reuse(client_reused);
-        }
-        if e.retry()
+        let upstream = matches!(e.esource(), pingora_core::ErrorSource::Upstream);
+        // Replaying is safe only for an idempotent request whose body still fits Pingora's
+        // retry buffer, and only while the client has seen nothing of the response.
+        let replayable = upstream
+            && session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && !ctx.response_started
             && self
                 .route(ctx)
-                .is_some_and(|r| self.within_try_budget(ctx, &self.state.groups[r.upstream]))
-        {
-            // A stale pooled connection says nothing about the backend: no failure counted.
+                .is_some_and(|r| self.within_try_budget(ctx, &self.state.groups[r.upstream]));
+        let max_tries = self
+            .route(ctx)
+            .map_or(1, |r| self.state.groups[r.upstream].config.max_tries);
+        e.set_retry(false);
+        if replayable && client_reused && !ctx.reuse_retried {
+            // A pooled connection the backend had closed: says nothing about the backend.
+            // Retry, on any backend, once.
             ctx.reuse_retried = true;
             ctx.in_flight = None;
+            e.set_retry(true);
+        } else {
+            // A connection-level failure of the backend itself (or the client went away).
+            if upstream {
+                if let Some(i) = ctx.backend {
+                    ctx.failed.push(i);
+                }
+                self.record(ctx, Outcome::Failure);
+            }
+            // Like nginx's proxy_next_upstream error: an idempotent request that broke before
+            // any response byte moves on to another backend.
+            if replayable && ctx.tries < max_tries {
+                ctx.in_flight = None;
+                e.set_retry(true);
+            }
+        }
+        if e.retry() {
             if let Some(r) = self.route(ctx) {
                 self.state.groups[r.upstream].stats.record_retry();
-            }
-        } else {
-            e.set_retry(false);
-            // Only the backend's side of the exchange says anything about the backend: a
-            // client that went away is not a backend failure.
-            if matches!(e.esource(), pingora_core::ErrorSource::Upstream) {
-                self.record(ctx, Outcome::Failure);
             }
         }
         e
@@ -402,6 +413,7 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        ctx.response_started = true;
         let status = upstream_response.status.as_u16();
         if (100..200).contains(&status) && status != 101 {
             return Ok(());

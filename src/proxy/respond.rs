@@ -36,8 +36,10 @@ pub fn error_answer(e: &Error) -> (u16, &'static str) {
     }
 }
 
-/// Write a complete short response. Errors mean the client went away; they are ignored.
+/// Write a complete short response and close the connection after it (the request may have
+/// a body nobody read). Errors mean the client went away; they are ignored.
 pub async fn send(session: &mut Session, status: u16, body: &'static str) {
+    session.set_keepalive(None);
     let Ok(mut resp) = ResponseHeader::build(status, Some(4)) else {
         return;
     };
@@ -70,5 +72,6 @@ pub async fn redirect(session: &mut Session, location: &str) {
         return;
     }
     let _ = resp.insert_header("content-length", 0);
+    session.set_keepalive(None);
     let _ = session.write_response_header(Box::new(resp), true).await;
 }
