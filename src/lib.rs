@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod lifecycle;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

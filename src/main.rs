@@ -48,10 +48,5 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let server = fulcrum::server::build(config, cli.pingora_opt());
-    // Pingora writes pid_file only when daemonizing; fulcrum writes it in the foreground too,
-    // once it owns its sockets, so `--reload` can find it.
-    if !server.configuration.daemon {
-        fulcrum::reload::write_pid_file(&server.configuration.pid_file);
-    }
     server.run_forever()
 }

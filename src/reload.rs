@@ -64,8 +64,19 @@ fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Whether a process exists and is not a zombie (an exited process its parent has not reaped).
 fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    // /proc/PID/stat: "pid (comm) S ..."; the state follows the last ')'.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => true,
+    }
 }
 
 /// Poll `done` every 20 ms until it holds or `limit` passes.
@@ -135,9 +146,14 @@ pub fn run(file: &Path, daemon: bool) -> Result<ReloadReport, ReloadError> {
     kill(Pid::from_raw(old_pid), Signal::SIGQUIT)
         .map_err(|e| ReloadError::NotRunning(format!("cannot signal pid {old_pid}: {e}")))?;
 
-    // (6) The new process writes pid_file once it has the sockets.
+    // (6) In the foreground the new process writes pid_file once it has the sockets; with -d
+    // its launcher exits (0) once the daemon has them (daemon_wait_for_ready).
     let took_over = wait_until(Duration::from_secs(15), || {
-        read_pid(&pid_file).is_some_and(|p| p != old_pid) || early_exit(&mut child).is_some()
+        if daemon {
+            matches!(child.try_wait(), Ok(Some(_)))
+        } else {
+            read_pid(&pid_file).is_some_and(|p| p != old_pid) || early_exit(&mut child).is_some()
+        }
     });
     if let Some(why) = early_exit(&mut child) {
         return Err(ReloadError::NewProcess(why));
@@ -162,11 +178,4 @@ pub fn run(file: &Path, daemon: bool) -> Result<ReloadReport, ReloadError> {
         new_pid,
         old_exit_after: quit_at.elapsed(),
     })
-}
-
-/// Write this process's pid to `pid_file` (Pingora only does so in daemon mode).
-pub fn write_pid_file(path: &str) {
-    if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
-        log::warn!("cannot write pid file {path}: {e}");
-    }
 }

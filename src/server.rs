@@ -40,14 +40,32 @@ pub fn build(config: Config, opt: Opt) -> Server {
         ..
     } = config;
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
-    server.bootstrap();
+    // Bootstrap (taking over the sockets of a running fulcrum with -u) runs as a service, in
+    // the serving process, after daemonizing; with daemon_wait_for_ready the launching process
+    // exits only once it is done. Everything that serves waits for it.
+    let bootstrap = server.bootstrap_as_a_service();
+    let phases = server.watch_execution_phase();
+    server.add_service(background_service(
+        "drain watch",
+        crate::lifecycle::DrainWatch::new(phases),
+    ));
+    if !server.configuration.daemon {
+        let pid_file = crate::lifecycle::PidFile(server.configuration.pid_file.clone());
+        server
+            .add_service(background_service("pid file", pid_file))
+            .add_dependency(&bootstrap);
+    }
 
     if let Some(admin) = &admin {
-        server.add_service(crate::admin::service(admin, Arc::clone(&state)));
+        server
+            .add_service(crate::admin::service(admin, Arc::clone(&state)))
+            .add_dependency(&bootstrap);
     }
 
     if !demo_backends.is_empty() {
-        server.add_service(crate::demo::service(&demo_backends));
+        server
+            .add_service(crate::demo::service(&demo_backends))
+            .add_dependency(&bootstrap);
     }
 
     // Health checks report ready after their first round; the proxy waits for them.
@@ -99,6 +117,7 @@ pub fn build(config: Config, opt: Opt) -> Server {
             None => svc.add_tcp(&l.addr.to_string()),
         }
         let handle = server.add_service(svc);
+        handle.add_dependency(&bootstrap);
         handle.add_dependencies(&health);
     }
     server

@@ -127,7 +127,10 @@ impl Proxy {
     /// Answer with a 308 to the same URL over HTTPS.
     async fn redirect_to_https(&self, session: &mut Session) {
         let req = session.req_header();
-        let host = raw_host(req).map(normalize_host).unwrap_or_default();
+        let Some(host) = raw_host(req).map(normalize_host).filter(|h| !h.is_empty()) else {
+            respond::send(session, 400, "400 Bad Request: a Host header is required\n").await;
+            return;
+        };
         let host = if host.contains(':') {
             format!("[{host}]")
         } else {
@@ -255,6 +258,10 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.started = Some(Instant::now());
+        if crate::lifecycle::draining() {
+            // This process is handing over or stopping: make the client reconnect.
+            session.set_keepalive(None);
+        }
         let req = session.req_header();
         ctx.request_id = Some(request_id::of(req));
         if self.listener.redirect_to_https {
