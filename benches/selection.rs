@@ -21,6 +21,7 @@ fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
             addr: format!("127.0.{}.{}:8080", i / 250, i % 250 + 1)
                 .parse()
                 .expect("address"),
+            host: None,
             weight: (i % 5 + 1) as u32,
         })
         .collect();
