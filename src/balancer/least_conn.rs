@@ -27,6 +27,15 @@ impl Loads {
         self.table.stats.in_flight(self.ordered.index[pos]) as u64
     }
 
+    /// The less loaded of two positions (`a` on a tie).
+    fn lesser(&self, a: usize, b: usize) -> usize {
+        if self.less(b, a) {
+            b
+        } else {
+            a
+        }
+    }
+
     /// Whether position `a` is strictly less loaded than position `b`.
     fn less(&self, a: usize, b: usize) -> bool {
         let (wa, wb) = (self.ordered.weight[a], self.ordered.weight[b]);
@@ -34,8 +43,8 @@ impl Loads {
     }
 }
 
-/// Least connections: exact for groups up to [`EXACT_SCAN_LIMIT`] backends (scanned from a
-/// rotating start, so ties rotate); above, the least loaded of [`SAMPLE_SIZE`] random
+/// Least connections: exact for groups up to [`EXACT_SCAN_LIMIT`] backends (ties take
+/// turns); above, the least loaded of [`SAMPLE_SIZE`] random
 /// backends, as Envoy's least-request balancer does, so a pick stays O(1) at 1,000 backends.
 pub struct LeastConnections {
     loads: Loads,
@@ -77,35 +86,37 @@ impl LeastConnections {
         self.start_among(|_| true)
     }
 
-    /// The position of the least loaded backend among the positions `eligible` allows (the
-    /// rotating start when none is).
+    /// The position of the least loaded backend among the positions `eligible` allows (a
+    /// rotating position when none is).
     pub fn start_among(&self, eligible: impl Fn(usize) -> bool) -> usize {
         let n = self.loads.ordered.len();
         if n == 0 {
             return 0;
         }
-        // The rotating start breaks ties; an unavailable start gives its turn away to the
-        // next rotation step rather than to its neighbour.
-        let mut start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        for _ in 1..n.min(EXACT_SCAN_LIMIT) {
-            if eligible(start) {
-                break;
-            }
-            start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        }
-        let mut best: Option<usize> = None;
-        let mut consider = |pos: usize| {
-            if eligible(pos) && best.is_none_or(|b| self.loads.less(pos, b)) {
-                best = Some(pos);
-            }
-        };
-        if n <= EXACT_SCAN_LIMIT {
-            (0..n).for_each(|step| consider((start + step) % n));
-        } else {
-            consider(start);
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        if n > EXACT_SCAN_LIMIT {
+            // Sampled: a rotating candidate and random ones, the least loaded eligible wins.
+            let mut best: Option<usize> = None;
+            let mut consider = |pos: usize| {
+                if eligible(pos) && best.is_none_or(|b| self.loads.less(pos, b)) {
+                    best = Some(pos);
+                }
+            };
+            consider(turn % n);
             (1..SAMPLE_SIZE).for_each(|_| consider(fast_rng::below(n)));
+            return best.unwrap_or(turn % n);
         }
-        best.unwrap_or(start)
+        // Exact: the least loaded eligible backends; among equals, take turns, so ties spread
+        // evenly instead of favouring whichever backend follows a busy or unavailable one.
+        let least = (0..n)
+            .filter(|&p| eligible(p))
+            .reduce(|a, b| self.loads.lesser(a, b));
+        let Some(least) = least else {
+            return turn % n;
+        };
+        let tied = |p: &usize| eligible(*p) && !self.loads.less(least, *p);
+        let ties = (0..n).filter(tied).count().max(1);
+        (0..n).filter(tied).nth(turn % ties).unwrap_or(least)
     }
 }
 

@@ -1,11 +1,17 @@
-//! Upstream groups at run time: pingora-load-balancing selectors plus fulcrum's own.
+//! Upstream groups at run time: pingora-load-balancing's selectors plus fulcrum's own.
 //!
-//! Each group owns one Pingora [`HealthRegistry`] (health is per backend, shared by every
-//! selector of the group), one [`GroupStats`] table of counters, and a selector for its
-//! algorithm. Keyed algorithms add a way to turn the request into a choice (a Ketama ring, a
-//! sticky cookie) and fall back to a plain selector when the request carries no key. Selection
-//! always ends in Pingora's [`LoadBalancer::select_with`], so health and "not this one again"
-//! filtering work the same for every algorithm.
+//! Each group holds one selector for its algorithm (and, for keyed algorithms, a second one
+//! for requests without a key) and one [`GroupStats`] table: per-backend in-flight counts,
+//! counters, the active health verdict and the circuit breaker. Selection reads readiness from
+//! that table, lock-free, by the backend's config index, which Pingora's `Backend` carries in
+//! its `ext` ([`BackendIndex`]).
+//!
+//! Pingora's selectors (`RoundRobin`, `Random`, `FNVHash`, `KetamaHashing`) are used through
+//! their own `BackendSelection::iter`/`BackendIter` API rather than through
+//! `LoadBalancer::select_with`: that method clones every candidate `Backend`, hashes it to look
+//! its health up, and allocates a set of visited backends on every request, which costs more
+//! than the rest of a pick; fulcrum's table answers the same question with one atomic load.
+//! Active health checks still use pingora-load-balancing's checkers (see [`crate::health`]).
 //!
 //! | algorithm | selector |
 //! | --- | --- |

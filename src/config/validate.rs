@@ -43,6 +43,21 @@ pub fn validate(spec: &FileConfig) -> Result<Config> {
     let listeners = listeners(&spec.listeners)?;
     let demo_backends = demo_backends(&spec.demo_backends, &listeners)?;
     let (upstreams, names) = upstreams(&spec.upstreams)?;
+    // Pingora stops retrying after pingora.max_retries, whatever fulcrum asks for.
+    if let Some(u) = upstreams
+        .iter()
+        .find(|u| u.max_tries > server.max_retries + 1)
+    {
+        return Err(ConfigError::invalid(
+            format!("upstreams.{}.max_tries", u.name),
+            format!(
+                "{} tries need pingora.max_retries of at least {}, found {}",
+                u.max_tries,
+                u.max_tries - 1,
+                server.max_retries
+            ),
+        ));
+    }
     let routes = routes(&spec.routes, &names)?;
     if let Some(i) = routes.iter().position(|r| r.redirect_to_https) {
         if !listeners.iter().any(|l| l.tls.is_some()) {
