@@ -92,7 +92,7 @@ upstreams:
       - addr: "127.0.0.1:{b1}"
     tls:
       sni: backend.internal
-      verify: false
+      insecure_skip_verify: true
 routes:
   - host: app.test
     path: /api
