@@ -432,9 +432,10 @@ routes:
             status = Some(s);
             break;
         }
+        // Only fulcrum's own sockets count: on a busy machine another process may hold the
+        // port by the time it is probed.
         for p in [listen, demo] {
-            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], p));
-            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {
+            if pid_listens_on(child.id(), p) == Some(true) {
                 bound.push(p);
             }
         }
