@@ -1,8 +1,9 @@
 //! Active health checks: one Pingora background service per upstream group that has them.
 //!
-//! The checks themselves are pingora-load-balancing's: [`TcpHealthCheck`], and
-//! [`HttpHealthCheck`] with a validator for the expected statuses; a check that also needs a
-//! body substring reads the body through Pingora's HTTP connector ([`BodyCheck`]). The verdicts
+//! The checks themselves are pingora-load-balancing's where they fit: [`TcpHealthCheck`], and
+//! [`HttpHealthCheck`] with a validator for the expected statuses when `host` is configured;
+//! a check that needs a body substring or a `Host` per backend goes through Pingora's HTTP
+//! connector ([`BodyCheck`]). The verdicts
 //! go to the group's [`GroupStats`] table, which selection reads without locks.
 //!
 //! State machine per backend: every backend starts healthy (as in Pingora and HAProxy). The
@@ -47,13 +48,17 @@ fn check_status(resp: &ResponseHeader, expect: &[RangeInclusive<u16>]) -> Result
     }
 }
 
-/// An HTTP check that also requires a substring in the response body.
+/// An HTTP check for what pingora's `HttpHealthCheck` cannot express: a required body
+/// substring, or a `Host` header that names each backend (pingora's sends one request for
+/// all backends, and a request without `Host` is a 400 for servers like nginx).
 pub struct BodyCheck {
     connector: HttpConnector,
     peer_template: HttpPeer,
     req: RequestHeader,
     expect_status: Vec<RangeInclusive<u16>>,
-    expect_body: String,
+    expect_body: Option<String>,
+    /// Send `Host: <backend address>` (no `host` configured).
+    host_per_backend: bool,
 }
 
 /// Responses bigger than this fail a body check (nobody's health page is that big).
@@ -69,9 +74,11 @@ impl HealthCheck for BodyCheck {
         let mut peer = self.peer_template.clone();
         peer._address = target.addr.clone();
         let (mut session, _) = self.connector.get_http_session(&peer).await?;
-        session
-            .write_request_header(Box::new(self.req.clone()))
-            .await?;
+        let mut req = self.req.clone();
+        if self.host_per_backend {
+            let _ = req.insert_header("host", target.addr.to_string());
+        }
+        session.write_request_header(Box::new(req)).await?;
         session.finish_request_body().await?;
         session.set_read_timeout(peer.options.read_timeout);
         session.read_response_header().await?;
@@ -80,18 +87,20 @@ impl HealthCheck for BodyCheck {
         }
         let mut body = Vec::new();
         while let Some(chunk) = session.read_response_body().await? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_BODY {
-                break;
+            if self.expect_body.is_some() && body.len() <= MAX_BODY {
+                body.extend_from_slice(&chunk);
             }
         }
-        let needle = self.expect_body.as_bytes();
+        let Some(expect_body) = &self.expect_body else {
+            return Ok(());
+        };
+        let needle = expect_body.as_bytes();
         if body.windows(needle.len()).any(|w| w == needle) {
             Ok(())
         } else {
             Error::e_explain(
                 ErrorType::Custom("body mismatch"),
-                format!("response body does not contain {:?}", self.expect_body),
+                format!("response body does not contain {expect_body:?}"),
             )
         }
     }
@@ -148,15 +157,16 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
                 crate::proxy::peer::apply_tls(&mut peer.options, t);
                 peer.options.verify_hostname &= name_checked;
             }
-            match expect_body {
-                Some(body) => Box::new(BodyCheck {
+            match (expect_body, host.is_empty()) {
+                (Some(_), _) | (None, true) => Box::new(BodyCheck {
                     connector: HttpConnector::new(None),
                     peer_template: peer,
                     req,
                     expect_status: expect_status.clone(),
-                    expect_body: body.clone(),
+                    expect_body: expect_body.clone(),
+                    host_per_backend: host.is_empty(),
                 }),
-                None => {
+                (None, false) => {
                     let mut check = HttpHealthCheck::new(&host, tls);
                     check.peer_template = peer;
                     check.req = req;

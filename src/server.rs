@@ -62,11 +62,11 @@ pub fn build(config: Config, opt: Opt) -> Server {
             .add_dependency(&bootstrap);
     }
 
-    if !demo_backends.is_empty() {
-        server
-            .add_service(crate::demo::service(&demo_backends))
-            .add_dependency(&bootstrap);
-    }
+    let demo = (!demo_backends.is_empty()).then(|| {
+        let handle = server.add_service(crate::demo::service(&demo_backends));
+        handle.add_dependency(&bootstrap);
+        handle
+    });
 
     // Health checks report ready after their first round; the proxy waits for them.
     let health: Vec<_> = state
@@ -75,7 +75,12 @@ pub fn build(config: Config, opt: Opt) -> Server {
         .filter_map(HealthService::for_group)
         .map(|svc| {
             let name = format!("health checks of {}", svc.upstream_name());
-            server.add_service(background_service(&name, svc))
+            let handle = server.add_service(background_service(&name, svc));
+            // Demo backends listen before they are checked.
+            if let Some(demo) = &demo {
+                handle.add_dependency(demo);
+            }
+            handle
         })
         .collect();
 

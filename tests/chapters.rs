@@ -297,6 +297,12 @@ const RUN_TESTS: &[&str] = &[
     "02-configuration",
     "03-routing-and-headers",
     "04-load-balancing",
+    "05-health-checks",
+    "06-failover-and-circuit-breaking",
+    "07-sticky-sessions-and-hashing",
+    "08-observability",
+    "09-zero-downtime",
+    "10-production",
 ];
 
 fn run(name: &str) {
@@ -345,6 +351,36 @@ fn chapter_03_routing_and_headers_runs() {
 #[test]
 fn chapter_04_load_balancing_runs() {
     run("04-load-balancing");
+}
+
+#[test]
+fn chapter_05_health_checks_runs() {
+    run("05-health-checks");
+}
+
+#[test]
+fn chapter_06_failover_and_circuit_breaking_runs() {
+    run("06-failover-and-circuit-breaking");
+}
+
+#[test]
+fn chapter_07_sticky_sessions_and_hashing_runs() {
+    run("07-sticky-sessions-and-hashing");
+}
+
+#[test]
+fn chapter_08_observability_runs() {
+    run("08-observability");
+}
+
+#[test]
+fn chapter_09_zero_downtime_runs() {
+    run("09-zero-downtime");
+}
+
+#[test]
+fn chapter_10_production_runs() {
+    run("10-production");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1082,7 +1082,6 @@ async fn daemon_mode_writes_pid_file_and_error_log() {
     let gone = wait_gone(pid, Duration::from_secs(5)).await;
     eprintln!("daemon: exited {gone:?} after SIGTERM");
     assert!(gone.is_some(), "daemon {pid} still runs 5 s after SIGTERM");
-    assert!(port_is_free(port));
     drop(guard);
     if let Some(problem) = launch_problem {
         panic!(

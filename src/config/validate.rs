@@ -43,18 +43,13 @@ pub fn validate(spec: &FileConfig) -> Result<Config> {
     let listeners = listeners(&spec.listeners)?;
     let demo_backends = demo_backends(&spec.demo_backends, &listeners)?;
     let (upstreams, names) = upstreams(&spec.upstreams)?;
-    // Pingora stops retrying after pingora.max_retries, whatever fulcrum asks for.
-    if let Some(u) = upstreams
-        .iter()
-        .find(|u| u.max_tries > server.max_retries + 1)
-    {
+    // Pingora makes at most pingora.max_retries attempts, whatever fulcrum asks for.
+    if let Some(u) = upstreams.iter().find(|u| u.max_tries > server.max_retries) {
         return Err(ConfigError::invalid(
             format!("upstreams.{}.max_tries", u.name),
             format!(
                 "{} tries need pingora.max_retries of at least {}, found {}",
-                u.max_tries,
-                u.max_tries - 1,
-                server.max_retries
+                u.max_tries, u.max_tries, server.max_retries
             ),
         ));
     }

@@ -125,10 +125,17 @@ impl Proxy {
     }
 
     /// Answer with a 308 to the same URL over HTTPS.
-    async fn redirect_to_https(&self, session: &mut Session) {
+    async fn redirect_to_https(&self, session: &mut Session, ctx: &RequestCtx) {
         let req = session.req_header();
         let Some(host) = raw_host(req).map(normalize_host).filter(|h| !h.is_empty()) else {
-            respond::send(session, 400, "400 Bad Request: a Host header is required\n").await;
+            let id = ctx.request_id.as_ref();
+            respond::send(
+                session,
+                400,
+                "400 Bad Request: a Host header is required\n",
+                id,
+            )
+            .await;
             return;
         };
         let host = if host.contains(':') {
@@ -142,7 +149,7 @@ impl Proxy {
         };
         let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
         let location = format!("https://{host}{port}{target}");
-        respond::redirect(session, &location).await;
+        respond::redirect(session, &location, ctx.request_id.as_ref()).await;
     }
 
     fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
@@ -265,23 +272,19 @@ impl ProxyHttp for Proxy {
         let req = session.req_header();
         ctx.request_id = Some(request_id::of(req));
         if self.listener.redirect_to_https {
-            self.redirect_to_https(session).await;
+            self.redirect_to_https(session, ctx).await;
             return Ok(true);
         }
         let req = session.req_header();
         let host = raw_host(req).map(normalize_host);
         ctx.route = self.state.router.find(host.as_deref(), req.uri.path());
         if ctx.route.is_none() {
-            respond::send(
-                session,
-                404,
-                respond::error_answer(&Error::new(ErrorType::HTTPStatus(404))).1,
-            )
-            .await;
+            let (status, body) = respond::error_answer(&Error::new(ErrorType::HTTPStatus(404)));
+            respond::send(session, status, body, ctx.request_id.as_ref()).await;
             return Ok(true);
         }
         if !self.listener.tls && self.route(ctx).is_some_and(|r| r.redirect_to_https) {
-            self.redirect_to_https(session).await;
+            self.redirect_to_https(session, ctx).await;
             return Ok(true);
         }
         let peer = peer_ip(session);
@@ -569,11 +572,11 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let (code, body) = respond::error_answer(e);
         if code > 0 {
-            respond::send(session, code, body).await;
+            respond::send(session, code, body, ctx.request_id.as_ref()).await;
         }
         FailToProxy {
             error_code: code,

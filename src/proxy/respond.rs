@@ -1,6 +1,7 @@
 //! Short plain-text answers that fulcrum writes itself (no route, no backend, errors).
 
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -38,11 +39,19 @@ pub fn error_answer(e: &Error) -> (u16, &'static str) {
 
 /// Write a complete short response and close the connection after it (the request may have
 /// a body nobody read). Errors mean the client went away; they are ignored.
-pub async fn send(session: &mut Session, status: u16, body: &'static str) {
+pub async fn send(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    request_id: Option<&HeaderValue>,
+) {
     session.set_keepalive(None);
-    let Ok(mut resp) = ResponseHeader::build(status, Some(4)) else {
+    let Ok(mut resp) = ResponseHeader::build(status, Some(5)) else {
         return;
     };
+    if let Some(id) = request_id {
+        let _ = resp.insert_header(super::request_id::HEADER, id.clone());
+    }
     let _ = resp.insert_header("content-type", "text/plain; charset=utf-8");
     let _ = resp.insert_header("content-length", body.len());
     if status == 503 {
@@ -63,13 +72,16 @@ pub async fn send(session: &mut Session, status: u16, body: &'static str) {
 }
 
 /// Write a `308 Permanent Redirect` to `location` (method and body are kept by clients).
-pub async fn redirect(session: &mut Session, location: &str) {
-    let Ok(mut resp) = ResponseHeader::build(308, Some(3)) else {
+pub async fn redirect(session: &mut Session, location: &str, request_id: Option<&HeaderValue>) {
+    let Ok(mut resp) = ResponseHeader::build(308, Some(4)) else {
         return;
     };
     if resp.insert_header("location", location).is_err() {
-        send(session, 400, "400 Bad Request: bad host\n").await;
+        send(session, 400, "400 Bad Request: bad host\n", request_id).await;
         return;
+    }
+    if let Some(id) = request_id {
+        let _ = resp.insert_header(super::request_id::HEADER, id.clone());
     }
     let _ = resp.insert_header("content-length", 0);
     session.set_keepalive(None);
