@@ -179,6 +179,17 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
     }
 }
 
+/// A short reason for a failed check: Pingora's errors carry the whole peer in their
+/// context, which makes a health log line a screenful.
+fn reason(e: &Error) -> String {
+    const MAX: usize = 200;
+    let full = format!("{}: {}", e.etype().as_str(), e.root_cause());
+    match full.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}...", &full[..cut]),
+        None => full,
+    }
+}
+
 /// Per-backend progress of the rise/fall state machine.
 #[derive(Debug, Default, Clone, Copy)]
 struct Streak {
@@ -222,7 +233,7 @@ impl HealthService {
         let checks = self.backends.iter().map(|b| async move {
             match tokio::time::timeout(timeout, self.check.check(b)).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => Err(reason(&e)),
                 Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
             }
         });

@@ -147,7 +147,8 @@ pub fn run(file: &Path, daemon: bool) -> Result<ReloadReport, ReloadError> {
         .map_err(|e| ReloadError::NotRunning(format!("cannot signal pid {old_pid}: {e}")))?;
 
     // (6) In the foreground the new process writes pid_file once it has the sockets; with -d
-    // its launcher exits (0) once the daemon has them (daemon_wait_for_ready).
+    // its launcher exits once it has forked the daemon (with daemon_wait_for_ready: once the
+    // daemon has the sockets), and the old process's exit below says the hand-over is done.
     let took_over = wait_until(Duration::from_secs(15), || {
         if daemon {
             matches!(child.try_wait(), Ok(Some(_)))

@@ -1020,8 +1020,7 @@ async fn daemon_mode_writes_pid_file_and_error_log() {
         .stderr(File::create(&err_path).unwrap())
         .spawn()
         .expect("spawn fulcrum -d");
-    // The launching process returns once the daemon is up (fulcrum's default
-    // `daemon_wait_for_ready: true`): give it 10 s. If it hangs, kill it and check the rest
+    // The launching process returns once the daemon is forked: give it 10 s. If it hangs, kill it and check the rest
     // anyway, failing at the end.
     let limit = Duration::from_secs(10);
     let start = Instant::now();

@@ -25,11 +25,9 @@ const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
         PingoraDefault::Str("/tmp/fulcrum_upgrade.sock"),
     ),
     ("threads", PingoraDefault::Cpus),
-    ("daemon_wait_for_ready", PingoraDefault::Bool(true)),
 ];
 
 enum PingoraDefault {
-    Bool(bool),
     Int(u64),
     Str(&'static str),
     Cpus,
@@ -120,7 +118,6 @@ pub fn pingora_with_defaults(raw: Option<&Mapping>) -> Mapping {
             continue;
         }
         let value = match default {
-            PingoraDefault::Bool(b) => Value::Bool(*b),
             PingoraDefault::Int(n) => Value::Number((*n).into()),
             PingoraDefault::Str(s) => Value::String((*s).to_string()),
             PingoraDefault::Cpus => {

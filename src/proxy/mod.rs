@@ -568,6 +568,15 @@ impl ProxyHttp for Proxy {
         }
     }
 
+    fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {
+        let id = ctx.request_id.as_ref().and_then(|v| v.to_str().ok());
+        format!(
+            "{}, request_id: {}",
+            session.as_ref().request_summary(),
+            id.unwrap_or("-")
+        )
+    }
+
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
