@@ -26,6 +26,16 @@ pub fn parse_duration(path: &str, text: &str) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Like [`parse_duration`], and the duration must be above zero (a zero timeout or interval
+/// would mean "never wait" or "spin").
+pub fn parse_positive_duration(path: &str, text: &str) -> Result<Duration, ConfigError> {
+    let d = parse_duration(path, text)?;
+    if d.is_zero() {
+        return Err(ConfigError::invalid(path, "expected a duration above zero"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use super::error::{ConfigError, ConfigErrorKind};
 use super::model::*;
 use super::schema::*;
-use super::units::parse_duration;
+use super::units::{parse_duration, parse_positive_duration};
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora_core::server::configuration::ServerConf;
@@ -535,15 +535,10 @@ fn status_ranges(path: &str, values: &[Value]) -> Result<Vec<std::ops::RangeIncl
 fn health_check(base: &str, spec: &HealthCheckSpec) -> Result<HealthCheck> {
     let duration =
         |key: &str, text: &Option<String>, default: u64| -> Result<std::time::Duration> {
-            let path = format!("{base}.{key}");
-            let d = match text {
-                Some(t) => parse_duration(&path, t)?,
-                None => std::time::Duration::from_millis(default),
-            };
-            if d.is_zero() {
-                return Err(ConfigError::invalid(path, "expected a duration above zero"));
+            match text {
+                Some(t) => parse_positive_duration(&format!("{base}.{key}"), t),
+                None => Ok(std::time::Duration::from_millis(default)),
             }
-            Ok(d)
         };
     let interval = duration("interval", &spec.interval, 5_000)?;
     let timeout = duration("timeout", &spec.timeout, 2_000)?;
@@ -632,14 +627,7 @@ fn circuit_breaker(base: &str, spec: Option<&CircuitBreakerSpec>) -> Result<Circ
     let mut cb = CircuitBreaker::default();
     let Some(spec) = spec else { return Ok(cb) };
     cb.max_fails = spec.max_fails.unwrap_or(cb.max_fails);
-    let positive = |key: &str, text: &str| -> Result<std::time::Duration> {
-        let path = format!("{base}.{key}");
-        let d = parse_duration(&path, text)?;
-        if d.is_zero() {
-            return Err(ConfigError::invalid(path, "expected a duration above zero"));
-        }
-        Ok(d)
-    };
+    let positive = |key: &str, text: &str| parse_positive_duration(&format!("{base}.{key}"), text);
     if let Some(t) = &spec.cooldown {
         cb.cooldown = positive("cooldown", t)?;
     }
@@ -767,12 +755,7 @@ fn timeouts(base: &str, spec: Option<&TimeoutsSpec>) -> Result<Timeouts> {
     ];
     for (key, text, slot) in fields {
         if let Some(text) = text {
-            let path = format!("{base}.{key}");
-            let d = parse_duration(&path, text)?;
-            if d.is_zero() {
-                return Err(ConfigError::invalid(path, "expected a duration above zero"));
-            }
-            *slot = d;
+            *slot = parse_positive_duration(&format!("{base}.{key}"), text)?;
         }
     }
     Ok(t)
