@@ -46,6 +46,7 @@ fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
         max_try_duration: None,
         health_check: None,
         circuit_breaker: Default::default(),
+        backend_limit: None,
     })
 }
 

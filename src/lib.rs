@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod health;
 pub mod lifecycle;
+pub mod limits;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -120,6 +120,8 @@ mod tests {
             redirect_to_https: false,
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
+            max_body_bytes: None,
+            rate_limit: Default::default(),
         }
     }
 

@@ -2,6 +2,8 @@
 
 use crate::config::Config;
 use crate::health::HealthService;
+use crate::limits::connection::{ConnectionCount, Guarded};
+use crate::limits::head_guard::HeadLimits;
 use crate::proxy::{ListenerInfo, Proxy, ProxyState};
 use crate::tls::SniResolver;
 use pingora_core::apps::HttpServerOptions;
@@ -10,6 +12,7 @@ use pingora_core::listeners::TlsAccept;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
+use pingora_core::services::listening::Service;
 use std::sync::Arc;
 
 /// Post-handshake callbacks: none (Pingora's rustls settings take callbacks or paths).
@@ -89,6 +92,8 @@ pub fn build(config: Config, opt: Opt) -> Server {
         .iter()
         .find(|l| l.tls.is_some())
         .map(|l| l.addr.port());
+    // Client connections are counted over all listeners together.
+    let connections = ConnectionCount::new(state.limits.max_connections);
     // One proxy service per listener: each knows whether it is HTTPS and whether it redirects.
     for l in &listeners {
         let info = ListenerInfo {
@@ -97,18 +102,19 @@ pub fn build(config: Config, opt: Opt) -> Server {
             https_port,
         };
         let name = format!("fulcrum proxy {}", l.addr);
-        let mut svc = pingora_proxy::http_proxy_service_with_name(
-            &server.configuration,
-            Proxy::new(Arc::clone(&state), info),
-            &name,
-        );
+        let mut app =
+            pingora_proxy::http_proxy(&server.configuration, Proxy::new(Arc::clone(&state), info));
         if l.h2c {
-            if let Some(app) = svc.app_logic_mut() {
-                let mut options = HttpServerOptions::default();
-                options.h2c = true;
-                app.server_options = Some(options);
-            }
+            let mut options = HttpServerOptions::default();
+            options.h2c = true;
+            app.server_options = Some(options);
         }
+        let head = HeadLimits {
+            timeout: state.limits.header_timeout,
+            max_bytes: state.limits.max_header_bytes,
+        };
+        let guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c);
+        let mut svc = Service::new(name, guarded);
         match &l.tls {
             Some(tls) => {
                 let mut settings = TlsSettings::with_callbacks(Box::new(NoCallbacks))

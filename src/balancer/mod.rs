@@ -328,6 +328,7 @@ mod tests {
             max_try_duration: None,
             health_check: None,
             circuit_breaker: Default::default(),
+            backend_limit: None,
         })
     }
 

@@ -27,6 +27,77 @@ pub struct Config {
     pub forwarding: Forwarding,
     /// The admin listener, when enabled.
     pub admin: Option<Admin>,
+    /// Limits on client requests and connections.
+    pub limits: Limits,
+    /// The per-client rate limit of routes without their own.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Limits on client requests and connections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest request head in bytes (431 above).
+    pub max_header_bytes: usize,
+    /// Most request headers (431 above).
+    pub max_headers: usize,
+    /// Largest request body in bytes (413 above); `None` for no limit.
+    pub max_body_bytes: Option<u64>,
+    /// Time to receive a whole request head (408 after).
+    pub header_timeout: Duration,
+    /// Longest wait between two reads of a request body.
+    pub body_timeout: Duration,
+    /// Idle keep-alive time of a client connection, in whole seconds (at least 1).
+    pub keepalive_timeout_secs: u64,
+    /// Most client connections open at once, over all listeners.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            max_body_bytes: Some(10 * 1024 * 1024),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            keepalive_timeout_secs: 60,
+            max_connections: 20_000,
+        }
+    }
+}
+
+/// A per-client-IP token bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    /// Sustained requests per second (> 0).
+    pub requests_per_second: f64,
+    /// Requests allowed at once (>= 1).
+    pub burst: u32,
+    /// Most client IPs remembered at once.
+    pub max_clients: usize,
+}
+
+/// Which rate limit a route applies.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RouteRateLimit {
+    /// The top-level `rate_limit`, if any.
+    #[default]
+    Inherit,
+    /// None.
+    Off,
+    /// The route's own, with its own buckets.
+    Own(RateLimit),
+}
+
+/// Per-backend concurrency limit of an upstream group and its wait line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendLimit {
+    /// Most requests in flight to one backend.
+    pub max_connections: u32,
+    /// Most requests waiting for a free backend.
+    pub queue_size: usize,
+    /// Longest wait for a free backend.
+    pub queue_timeout: Duration,
 }
 
 /// The admin listener.
@@ -292,6 +363,8 @@ pub struct Upstream {
     pub health_check: Option<HealthCheck>,
     /// Passive failure tracking.
     pub circuit_breaker: CircuitBreaker,
+    /// Per-backend concurrency limit, when set.
+    pub backend_limit: Option<BackendLimit>,
 }
 
 /// What an active health check does.
@@ -384,6 +457,11 @@ pub struct Route {
     pub request_headers: HeaderEdits,
     /// Changes to the downstream response.
     pub response_headers: HeaderEdits,
+    /// Largest request body (413 above), `None` for no limit: the route's own setting, else
+    /// `limits.max_body_bytes`.
+    pub max_body_bytes: Option<u64>,
+    /// The route's rate limit.
+    pub rate_limit: RouteRateLimit,
 }
 
 /// Header edits, applied in the order remove, set, add.

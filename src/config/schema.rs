@@ -7,6 +7,7 @@
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -67,6 +68,83 @@ pub struct FileConfig {
     /// The admin listener (status JSON, health, metrics); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSpec>,
+    /// Limits on what clients may send and how long they may take; safe defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
+    /// Requests per second allowed per client IP, on every route that sets none of its own;
+    /// off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// Limits on client requests and connections.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Largest request head (request line and headers) as a size (`64KiB`); default 64 KiB.
+    /// Larger heads are answered 431.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<Value>,
+    /// Most request headers (1 to 256); default 100. More are answered 431.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_headers: Option<i64>,
+    /// Largest request body (`10MiB`, or `0` for no limit); default 10 MiB. Larger bodies
+    /// are answered 413. Routes may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<Value>,
+    /// Time a client has to send a whole request head, from its first byte (or from accepting
+    /// the connection); default `10s`. Slower clients are answered 408 and closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<String>,
+    /// Longest wait between two reads of a request body; default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_timeout: Option<String>,
+    /// How long an idle keep-alive client connection is kept open, in whole seconds
+    /// (`75s`); default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_timeout: Option<String>,
+    /// Most client connections open at once, over all listeners; default 20000. Connections
+    /// beyond it are answered 503 and closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+}
+
+/// A per-client-IP request rate limit (a token bucket).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSpec {
+    /// Sustained requests per second per client IP (may be fractional, e.g. `0.5`).
+    pub requests_per_second: f64,
+    /// Requests a client may make at once above the sustained rate; default: one second's
+    /// worth (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<i64>,
+    /// Most client IPs remembered at once; default 100000. When full, the clients that are
+    /// back to a full bucket are forgotten first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_clients: Option<i64>,
+}
+
+/// A route's rate limit: its own, or `off`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RouteRateLimitSpec {
+    /// `off`: no rate limit on this route, whatever the top-level one says.
+    Switch(String),
+    /// The route's own limit, with its own per-client buckets.
+    Limit(RateLimitSpec),
+}
+
+/// The wait line of an upstream group whose backends are all at `max_connections`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    /// Most requests waiting at once; default 100. Requests beyond it are answered 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// Longest a request waits for a free backend; default `5s`, then 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// The admin listener.
@@ -189,6 +267,12 @@ pub struct UpstreamSpec {
     /// Passive failure tracking (circuit breaker); default on with `max_fails: 3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breaker: Option<CircuitBreakerSpec>,
+    /// Most requests in flight to one backend at once; no limit when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+    /// Where requests wait when every backend is at `max_connections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueSpec>,
 }
 
 /// Active health checks of an upstream group.
@@ -343,6 +427,13 @@ pub struct RouteSpec {
     /// Header changes for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<HeaderRulesSpec>,
+    /// Largest request body on this route (`100MiB`, `0` for no limit); default
+    /// `limits.max_body_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<Value>,
+    /// This route's own per-client rate limit, or `off`; default the top-level `rate_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RouteRateLimitSpec>,
 }
 
 /// Header changes in both directions.

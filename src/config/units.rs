@@ -1,4 +1,4 @@
-//! Units in config values: durations like `250ms`, `5s`, `2m`, `1h`.
+//! Units in config values: durations like `250ms`, `5s`, `2m`, `1h`; sizes like `64KiB`.
 
 use super::error::ConfigError;
 use std::time::Duration;
@@ -36,9 +36,51 @@ pub fn parse_positive_duration(path: &str, text: &str) -> Result<Duration, Confi
     Ok(d)
 }
 
+/// Parse a size in bytes: a plain integer, or a number with a binary unit (`k`/`KB`/`KiB`,
+/// `m`/`MB`/`MiB`, `g`/`GB`/`GiB`, all powers of 1024, as in nginx).
+pub fn parse_size(path: &str, value: &serde_yaml::Value) -> Result<u64, ConfigError> {
+    let bad = |found: String| {
+        ConfigError::invalid(
+            path,
+            format!("expected a size like 512, 64KiB, 10MiB or 1GiB, found {found}"),
+        )
+    };
+    let text = match value {
+        serde_yaml::Value::Number(n) => return n.as_u64().ok_or_else(|| bad(n.to_string())),
+        serde_yaml::Value::String(s) => s.trim(),
+        other => return Err(bad(format!("{other:?}"))),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad(format!("{text:?}")))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(bad(format!("{text:?}"))),
+    };
+    n.checked_mul(scale).ok_or_else(|| bad(format!("{text:?}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        let v = |s: &str| serde_yaml::Value::String(s.into());
+        assert_eq!(parse_size("k", &v("64KiB")), Ok(64 * 1024));
+        assert_eq!(parse_size("k", &v("10m")), Ok(10 << 20));
+        assert_eq!(parse_size("k", &v("1 GB")), Ok(1 << 30));
+        assert_eq!(parse_size("k", &serde_yaml::Value::from(512u64)), Ok(512));
+        for bad in ["", "KiB", "-1", "1.5MiB", "12 parsecs", "99999999999999G"] {
+            assert_eq!(parse_size("a.b", &v(bad)).unwrap_err().path, "a.b", "{bad}");
+        }
+        assert!(parse_size("k", &serde_yaml::Value::from(-3)).is_err());
+    }
 
     #[test]
     fn parses_each_unit() {

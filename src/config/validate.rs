@@ -3,7 +3,7 @@
 use super::error::{ConfigError, ConfigErrorKind};
 use super::model::*;
 use super::schema::*;
-use super::units::{parse_duration, parse_positive_duration};
+use super::units::{parse_duration, parse_positive_duration, parse_size};
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
 use pingora_core::server::configuration::ServerConf;
@@ -51,7 +51,13 @@ pub fn validate(spec: &FileConfig) -> Result<Config> {
             ),
         ));
     }
-    let routes = routes(&spec.routes, &names)?;
+    let limits = limits(spec.limits.as_ref())?;
+    let rate_limit = spec
+        .rate_limit
+        .as_ref()
+        .map(|r| rate_limit("rate_limit", r))
+        .transpose()?;
+    let routes = routes(&spec.routes, &names, &limits)?;
     if let Some(i) = routes.iter().position(|r| r.redirect_to_https) {
         if !listeners.iter().any(|l| l.tls.is_some()) {
             return Err(ConfigError::invalid(
@@ -74,7 +80,148 @@ pub fn validate(spec: &FileConfig) -> Result<Config> {
         routes,
         forwarding,
         admin,
+        limits,
+        rate_limit,
     })
+}
+
+/// Most headers Pingora parses; it answers 400 to more, before fulcrum sees the request.
+const PINGORA_MAX_HEADERS: i64 = 256;
+
+fn limits(spec: Option<&LimitsSpec>) -> Result<Limits> {
+    let mut out = Limits::default();
+    let Some(spec) = spec else {
+        return Ok(out);
+    };
+    if let Some(v) = &spec.max_header_bytes {
+        let n = parse_size("limits.max_header_bytes", v)?;
+        if !(1024..=1 << 20).contains(&n) {
+            return Err(ConfigError::invalid(
+                "limits.max_header_bytes",
+                format!("expected a size from 1KiB to 1MiB, found {n} bytes"),
+            ));
+        }
+        out.max_header_bytes = n as usize;
+    }
+    if let Some(n) = spec.max_headers {
+        if !(1..=PINGORA_MAX_HEADERS).contains(&n) {
+            return Err(ConfigError::invalid(
+                "limits.max_headers",
+                format!("expected an integer from 1 to {PINGORA_MAX_HEADERS}, found {n}"),
+            ));
+        }
+        out.max_headers = n as usize;
+    }
+    if let Some(v) = &spec.max_body_bytes {
+        out.max_body_bytes = body_limit("limits.max_body_bytes", v)?;
+    }
+    if let Some(t) = &spec.header_timeout {
+        out.header_timeout = parse_positive_duration("limits.header_timeout", t)?;
+    }
+    if let Some(t) = &spec.body_timeout {
+        out.body_timeout = parse_positive_duration("limits.body_timeout", t)?;
+    }
+    if let Some(t) = &spec.keepalive_timeout {
+        let path = "limits.keepalive_timeout";
+        let d = parse_positive_duration(path, t)?;
+        if d.subsec_nanos() != 0 {
+            return Err(ConfigError::invalid(
+                path,
+                format!(
+                    "expected whole seconds (Pingora counts keep-alive in seconds), found {t:?}"
+                ),
+            ));
+        }
+        out.keepalive_timeout_secs = d.as_secs();
+    }
+    if let Some(n) = spec.max_connections {
+        if !(1..=10_000_000).contains(&n) {
+            return Err(ConfigError::invalid(
+                "limits.max_connections",
+                format!("expected an integer from 1 to 10000000, found {n}"),
+            ));
+        }
+        out.max_connections = n as usize;
+    }
+    Ok(out)
+}
+
+/// A body size limit; `0` means none.
+fn body_limit(path: &str, value: &Value) -> Result<Option<u64>> {
+    Ok(Some(parse_size(path, value)?).filter(|&n| n > 0))
+}
+
+fn rate_limit(base: &str, spec: &RateLimitSpec) -> Result<RateLimit> {
+    let rps = spec.requests_per_second;
+    if !(rps.is_finite() && rps > 0.0 && rps <= 1e9) {
+        return Err(ConfigError::invalid(
+            format!("{base}.requests_per_second"),
+            format!("expected a number above 0 (e.g. 10 or 0.5), found {rps}"),
+        ));
+    }
+    let burst = match spec.burst {
+        None => rps.ceil().max(1.0) as u32,
+        Some(b) if (1..=1_000_000).contains(&b) => b as u32,
+        Some(b) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.burst"),
+                format!("expected an integer from 1 to 1000000, found {b}"),
+            ))
+        }
+    };
+    let max_clients = match spec.max_clients {
+        None => 100_000,
+        Some(n) if (1..=100_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.max_clients"),
+                format!("expected an integer from 1 to 100000000, found {n}"),
+            ))
+        }
+    };
+    Ok(RateLimit {
+        requests_per_second: rps,
+        burst,
+        max_clients,
+    })
+}
+
+fn backend_limit(base: &str, spec: &UpstreamSpec) -> Result<Option<BackendLimit>> {
+    let Some(max) = spec.max_connections else {
+        if spec.queue.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{base}.queue"),
+                "only used with `max_connections`",
+            ));
+        }
+        return Ok(None);
+    };
+    if !(1..=1_000_000).contains(&max) {
+        return Err(ConfigError::invalid(
+            format!("{base}.max_connections"),
+            format!("expected an integer from 1 to 1000000, found {max}"),
+        ));
+    }
+    let queue = spec.queue.clone().unwrap_or_default();
+    let queue_size = match queue.size {
+        None => 100,
+        Some(n) if (0..=1_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.queue.size"),
+                format!("expected an integer from 0 to 1000000, found {n}"),
+            ))
+        }
+    };
+    let queue_timeout = match &queue.timeout {
+        Some(t) => parse_positive_duration(&format!("{base}.queue.timeout"), t)?,
+        None => std::time::Duration::from_secs(5),
+    };
+    Ok(Some(BackendLimit {
+        max_connections: max as u32,
+        queue_size,
+        queue_timeout,
+    }))
 }
 
 /// Default admin address.
@@ -493,6 +640,7 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec) -> Result<Upstream> {
         max_try_duration,
         health_check,
         circuit_breaker,
+        backend_limit: backend_limit(base, spec)?,
     })
 }
 
@@ -789,7 +937,11 @@ fn host_match(path: &str, host: Option<&str>) -> Result<HostMatch> {
     })
 }
 
-fn routes(specs: &[RouteSpec], names: &HashMap<String, usize>) -> Result<Vec<Route>> {
+fn routes(
+    specs: &[RouteSpec],
+    names: &HashMap<String, usize>,
+    limits: &Limits,
+) -> Result<Vec<Route>> {
     if specs.is_empty() {
         return Err(ConfigError::invalid(
             "routes",
@@ -837,6 +989,23 @@ fn routes(specs: &[RouteSpec], names: &HashMap<String, usize>) -> Result<Vec<Rou
             ),
             None => Default::default(),
         };
+        let max_body_bytes = match &spec.max_body_bytes {
+            Some(v) => body_limit(&format!("{base}.max_body_bytes"), v)?,
+            None => limits.max_body_bytes,
+        };
+        let rate_limit = match &spec.rate_limit {
+            None => RouteRateLimit::Inherit,
+            Some(RouteRateLimitSpec::Switch(s)) if s == "off" => RouteRateLimit::Off,
+            Some(RouteRateLimitSpec::Switch(s)) => {
+                return Err(ConfigError::invalid(
+                    format!("{base}.rate_limit"),
+                    format!("expected `off` or a map with requests_per_second, found {s:?}"),
+                ))
+            }
+            Some(RouteRateLimitSpec::Limit(r)) => {
+                RouteRateLimit::Own(rate_limit(&format!("{base}.rate_limit"), r)?)
+            }
+        };
         out.push(Route {
             host,
             path,
@@ -845,6 +1014,8 @@ fn routes(specs: &[RouteSpec], names: &HashMap<String, usize>) -> Result<Vec<Rou
             redirect_to_https: spec.redirect_to_https,
             request_headers,
             response_headers,
+            max_body_bytes,
+            rate_limit,
         });
     }
     Ok(out)

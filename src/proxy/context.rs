@@ -1,6 +1,7 @@
 //! What fulcrum remembers about one request while Pingora walks it through the hooks.
 
 use crate::balancer::stats::InFlight;
+use crate::limits::slots::Slot;
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -14,6 +15,10 @@ pub struct RequestCtx {
     /// The current attempt counted in its backend's in-flight requests; dropped (un-counted)
     /// when the attempt fails over, in the logging hook, or at the latest with the context.
     pub in_flight: Option<InFlight>,
+    /// The current attempt's slot on its backend, for groups with `max_connections`.
+    pub slot: Option<Slot>,
+    /// Request body bytes received so far.
+    pub body_bytes: u64,
     /// For `cookie` groups: the backend the request's sticky cookie named.
     pub sticky: Option<usize>,
     /// Backends that already failed for this request; selection skips them.

@@ -16,7 +16,9 @@ pub mod respond;
 
 use crate::balancer::stats::{InFlight, Outcome};
 use crate::balancer::{Pick, UpstreamGroup};
-use crate::config::model::{Algorithm, Config, Forwarding, HashKey, Route};
+use crate::config::model::{Algorithm, Config, Forwarding, HashKey, Limits, Route, RouteRateLimit};
+use crate::limits::rate::RateLimiter;
+use crate::limits::slots::{BackendSlots, QueueError};
 use crate::routing::{normalize_host, strip_prefix, Router};
 use async_trait::async_trait;
 use context::RequestCtx;
@@ -45,6 +47,12 @@ pub struct ProxyState {
     served_by: Vec<Vec<HeaderValue>>,
     /// Per-request metric handles.
     metrics: crate::metrics::RequestMetrics,
+    /// Limits on client requests.
+    pub limits: Limits,
+    /// Per route: the rate limiter it applies (the top-level one shared, or its own).
+    rate_limiters: Vec<Option<Arc<RateLimiter>>>,
+    /// Per group: backend slots, for groups with `max_connections`.
+    slots: Vec<Option<Arc<BackendSlots>>>,
 }
 
 impl ProxyState {
@@ -89,7 +97,32 @@ impl ProxyState {
                 })
                 .collect(),
         );
+        let shared_limiter = config
+            .rate_limit
+            .as_ref()
+            .map(|r| Arc::new(RateLimiter::new(r)));
+        let rate_limiters = config
+            .routes
+            .iter()
+            .map(|r| match &r.rate_limit {
+                RouteRateLimit::Inherit => shared_limiter.clone(),
+                RouteRateLimit::Off => None,
+                RouteRateLimit::Own(limit) => Some(Arc::new(RateLimiter::new(limit))),
+            })
+            .collect();
+        let slots = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.backend_limit
+                    .clone()
+                    .map(|l| BackendSlots::new(l, u.backends.len()))
+            })
+            .collect();
         ProxyState {
+            limits: config.limits.clone(),
+            rate_limiters,
+            slots,
             metrics: crate::metrics::RequestMetrics::new(config),
             routes: config.routes.clone(),
             router: Router::new(&config.routes),
@@ -241,6 +274,65 @@ fn raw_host(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
+/// Bytes of a request head as parsed: request line and header lines (for limits that must
+/// also hold for HTTP/2, where there are no raw head bytes to count).
+fn head_size(req: &RequestHeader) -> usize {
+    let uri = req.uri.authority().map_or(0, |a| a.as_str().len())
+        + req.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method.as_str().len() + uri + 12;
+    req.headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + line
+}
+
+/// The request's Content-Length, when it has one valid value.
+fn content_length(req: &RequestHeader) -> Option<u64> {
+    let v = req.headers.get(http::header::CONTENT_LENGTH)?;
+    v.to_str().ok()?.trim().parse().ok()
+}
+
+/// Why no slot could be had.
+enum SlotError {
+    /// No backend may serve (all unhealthy, ejected or already failed).
+    NoBackend,
+    /// Backends could serve but all are full, and the queue did not help.
+    Queue(QueueError),
+}
+
+/// Select a backend with a free slot, waiting in the group's queue while all are full.
+async fn select_with_slot(
+    group: &UpstreamGroup,
+    slots: &Arc<BackendSlots>,
+    pick: Pick<'_>,
+    failed: &[usize],
+) -> std::result::Result<(crate::balancer::Chosen, crate::limits::slots::Slot), SlotError> {
+    let mut ticket = None;
+    loop {
+        // While others wait, a newcomer queues behind them rather than taking a freed slot.
+        if ticket.is_some() || slots.waiting() == 0 {
+            if let Some(c) = group.select(pick, |i| failed.contains(&i) || slots.is_full(i)) {
+                match slots.try_acquire(c.index) {
+                    Some(slot) => return Ok((c, slot)),
+                    // Lost a race for the last slot: give back what selection admitted.
+                    None => drop(InFlight::start(group.stats, c.index, c.trial)),
+                }
+            }
+        }
+        // Nothing free: is anything able to serve at all?
+        if !(0..group.len()).any(|i| !failed.contains(&i) && group.is_ready(i)) {
+            return Err(SlotError::NoBackend);
+        }
+        if ticket.is_none() {
+            ticket = Some(slots.enqueue().map_err(SlotError::Queue)?);
+        }
+        if let Some(t) = &ticket {
+            t.wait_for_release().await.map_err(SlotError::Queue)?;
+        }
+    }
+}
+
 fn peer_ip(session: &Session) -> IpAddr {
     session
         .client_addr()
@@ -271,6 +363,18 @@ impl ProxyHttp for Proxy {
         }
         let req = session.req_header();
         ctx.request_id = Some(request_id::of(req));
+        let limits = &self.state.limits;
+        if req.headers.len() > limits.max_headers || head_size(req) > limits.max_header_bytes {
+            let body = "431 Request Header Fields Too Large: too many or too large headers\n";
+            respond::send(session, 431, body, ctx.request_id.as_ref()).await;
+            return Ok(true);
+        }
+        // Body reads wait at most body_timeout each; idle keep-alive lasts keepalive_timeout
+        // (only where keep-alive is on: HTTP/1.0 without `Connection: keep-alive` stays off).
+        session.set_read_timeout(Some(limits.body_timeout));
+        if session.get_keepalive().is_some() && !crate::lifecycle::draining() {
+            session.set_keepalive(Some(limits.keepalive_timeout_secs));
+        }
         if self.listener.redirect_to_https {
             self.redirect_to_https(session, ctx).await;
             return Ok(true);
@@ -288,12 +392,49 @@ impl ProxyHttp for Proxy {
             return Ok(true);
         }
         let peer = peer_ip(session);
-        ctx.client_ip = Some(forwarding::client_ip(
-            &self.state.forwarding,
-            session.req_header(),
-            peer,
-        ));
+        let client = forwarding::client_ip(&self.state.forwarding, session.req_header(), peer);
+        ctx.client_ip = Some(client);
+        let route_index = ctx.route.unwrap_or_default();
+        if let Some(limiter) = &self.state.rate_limiters[route_index] {
+            if let Err(wait) = limiter.check(client) {
+                // Whole seconds, rounded up: a client that waits that long is let in.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let body = "429 Too Many Requests: slow down\n";
+                let id = ctx.request_id.as_ref();
+                respond::send_retry_after(session, 429, body, id, Some(secs.max(1))).await;
+                return Ok(true);
+            }
+        }
+        if let Some(max) = self.state.routes[route_index].max_body_bytes {
+            if content_length(session.req_header()).is_some_and(|n| n > max) {
+                let (status, body) = respond::error_answer(&Error::new(ErrorType::HTTPStatus(413)));
+                respond::send(session, status, body, ctx.request_id.as_ref()).await;
+                return Ok(true);
+            }
+        }
         Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(chunk) = body else {
+            return Ok(());
+        };
+        ctx.body_bytes += chunk.len() as u64;
+        let max = self.route(ctx).and_then(|r| r.max_body_bytes);
+        if max.is_some_and(|max| ctx.body_bytes > max) {
+            // A streamed (chunked) body outgrew the limit: stop here, answer 413 if nothing
+            // was answered yet, and close.
+            let mut e = Error::explain(ErrorType::HTTPStatus(413), "request body too large");
+            e.esource = pingora_core::ErrorSource::Downstream;
+            return Err(e);
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -322,20 +463,49 @@ impl ProxyHttp for Proxy {
             key: key.as_ref().map(|k| k.as_bytes()),
             sticky: ctx.sticky,
         };
-        let failed = &ctx.failed;
-        let Some(chosen) = group.select(pick, |i| failed.contains(&i)) else {
-            return Err(Error::explain(
+        let no_backend = || {
+            Error::explain(
                 ErrorType::HTTPStatus(503),
                 format!("no healthy backend in upstream {}", group.config.name),
-            ));
+            )
+        };
+        let (chosen, slot) = match &self.state.slots[g] {
+            None => {
+                let failed = &ctx.failed;
+                let chosen = group
+                    .select(pick, |i| failed.contains(&i))
+                    .ok_or_else(no_backend)?;
+                (chosen, None)
+            }
+            Some(slots) => {
+                let failed = ctx.failed.clone();
+                let (chosen, slot) = select_with_slot(group, slots, pick, &failed)
+                    .await
+                    .map_err(|e| match e {
+                        SlotError::NoBackend => no_backend(),
+                        SlotError::Queue(q) => Error::explain(
+                            ErrorType::HTTPStatus(503),
+                            format!(
+                                "upstream {}: every backend is at max_connections ({})",
+                                group.config.name,
+                                match q {
+                                    QueueError::Full => "queue full",
+                                    QueueError::TimedOut => "queue timeout",
+                                }
+                            ),
+                        ),
+                    })?;
+                (chosen, Some(slot))
+            }
         };
         let i = chosen.index;
         ctx.backend = Some(i);
         ctx.tries += 1;
         ctx.attempt_started = Some(Instant::now());
         ctx.response_started = false;
-        // Replacing a previous attempt's guard un-counts that attempt.
+        // Replacing a previous attempt's guard un-counts that attempt (and frees its slot).
         ctx.in_flight = Some(InFlight::start(group.stats, i, chosen.trial));
+        ctx.slot = slot;
         Ok(Box::new(self.state.peers[g][i].clone()))
     }
 
@@ -351,6 +521,7 @@ impl ProxyHttp for Proxy {
         }
         self.record(ctx, Outcome::Failure);
         ctx.in_flight = None;
+        ctx.slot = None;
         let Some(route) = self.route(ctx) else {
             return e;
         };
@@ -393,6 +564,7 @@ impl ProxyHttp for Proxy {
             // Retry, on any backend, once.
             ctx.reuse_retried = true;
             ctx.in_flight = None;
+            ctx.slot = None;
             e.set_retry(true);
         } else {
             // A connection-level failure of the backend itself (or the client went away).
@@ -406,6 +578,7 @@ impl ProxyHttp for Proxy {
             // any response byte moves on to another backend.
             if replayable && ctx.tries < max_tries {
                 ctx.in_flight = None;
+                ctx.slot = None;
                 e.set_retry(true);
             }
         }
@@ -554,6 +727,7 @@ impl ProxyHttp for Proxy {
             Some(_) => {}
         }
         ctx.in_flight = None;
+        ctx.slot = None;
 
         let status = session
             .as_downstream()

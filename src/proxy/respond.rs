@@ -15,6 +15,10 @@ pub fn error_answer(e: &Error) -> (u16, &'static str) {
     match e.etype() {
         HTTPStatus(404) => (404, "404 Not Found: no route matches this host and path\n"),
         HTTPStatus(503) => (503, "503 Service Unavailable: no healthy backend\n"),
+        HTTPStatus(413) => (
+            413,
+            "413 Content Too Large: the request body is larger than allowed\n",
+        ),
         HTTPStatus(code) => (*code, ""),
         _ => match e.esource() {
             ErrorSource::Upstream => match e.etype() {
@@ -45,6 +49,18 @@ pub async fn send(
     body: &'static str,
     request_id: Option<&HeaderValue>,
 ) {
+    let retry_after = (status == 503).then_some(RETRY_AFTER_SECS);
+    send_retry_after(session, status, body, request_id, retry_after).await
+}
+
+/// Like [`send`], with a `Retry-After` header (in seconds) when `retry_after` is set.
+pub async fn send_retry_after(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    request_id: Option<&HeaderValue>,
+    retry_after: Option<u64>,
+) {
     session.set_keepalive(None);
     let Ok(mut resp) = ResponseHeader::build(status, Some(5)) else {
         return;
@@ -54,8 +70,8 @@ pub async fn send(
     }
     let _ = resp.insert_header("content-type", "text/plain; charset=utf-8");
     let _ = resp.insert_header("content-length", body.len());
-    if status == 503 {
-        let _ = resp.insert_header("retry-after", RETRY_AFTER_SECS);
+    if let Some(secs) = retry_after {
+        let _ = resp.insert_header("retry-after", secs);
     }
     if session
         .write_response_header(Box::new(resp), body.is_empty())

@@ -1,0 +1,124 @@
+//! The outermost layer of a proxy listener: a cap on open client connections, and the
+//! request-head guard on every HTTP/1 connection.
+//!
+//! [`Guarded`] wraps Pingora's HTTP proxy application. Pingora's listener accepts and spawns
+//! a task per connection with no limit of its own; `Guarded` counts connections over all
+//! listeners ([`ConnectionCount`]) and answers one over the cap with a 503 before reading
+//! anything (HAProxy stops accepting at `maxconn`; nginx closes past `worker_connections`).
+
+use super::head_guard::{HeadGuard, HeadLimits};
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+const BUSY_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Content-Length: 56\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
+503 Service Unavailable: too many connections, retry soon\n";
+
+/// Open client connections, shared by every listener of the process.
+#[derive(Debug)]
+pub struct ConnectionCount {
+    open: AtomicUsize,
+    max: usize,
+}
+
+/// One counted connection; uncounted when dropped.
+#[derive(Debug)]
+pub struct ConnectionPermit(Arc<ConnectionCount>);
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ConnectionCount {
+    /// A counter allowing `max` connections at once.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(ConnectionCount {
+            open: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Count one more connection, unless `max` are open.
+    pub fn try_open(self: &Arc<Self>) -> Option<ConnectionPermit> {
+        self.open
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ConnectionPermit(Arc::clone(self)))
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// An HTTP server application behind the connection cap and the request-head guard.
+pub struct Guarded<A> {
+    inner: Arc<A>,
+    connections: Arc<ConnectionCount>,
+    head: HeadLimits,
+    h2c: bool,
+}
+
+impl<A> Guarded<A> {
+    /// Guard `inner`; `h2c` says whether plain-text connections may speak HTTP/2, whose
+    /// connections are not wrapped (HTTP/2 has no request heads in the HTTP/1 sense).
+    pub fn new(inner: A, connections: Arc<ConnectionCount>, head: HeadLimits, h2c: bool) -> Self {
+        Guarded {
+            inner: Arc::new(inner),
+            connections,
+            head,
+            h2c,
+        }
+    }
+}
+
+/// The HTTP/2 connection preface, which prior-knowledge h2c clients send first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let Some(_permit) = self.connections.try_open() else {
+            let _ = stream.write_all(BUSY_503).await;
+            let _ = stream.flush().await;
+            return None;
+        };
+        let h2 = match stream.selected_alpn_proto() {
+            Some(ALPN::H2) => true,
+            _ if self.h2c && stream.get_ssl_digest().is_none() => {
+                // A client that sends nothing is cut at the head timeout here too.
+                let mut buf = [0u8; H2_PREFACE.len()];
+                let peek = tokio::time::timeout(self.head.timeout, stream.try_peek(&mut buf));
+                match peek.await {
+                    Ok(Ok(peeked)) => peeked && buf == H2_PREFACE,
+                    _ => return None,
+                }
+            }
+            _ => false,
+        };
+        let stream: Stream = if h2 {
+            stream
+        } else {
+            Box::new(HeadGuard::new(stream, self.head))
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}

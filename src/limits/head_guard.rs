@@ -1,0 +1,358 @@
+//! A client stream wrapper that bounds how long and how large an HTTP/1 request head may be.
+//!
+//! Pingora reads request heads itself, before any `ProxyHttp` hook runs, with a timeout per
+//! read (so a client sending one byte just before each timeout is never cut) and a 1 MiB size
+//! cap. [`HeadGuard`] sits under Pingora's HTTP/1 parser and enforces, like nginx's
+//! `client_header_timeout` and `large_client_header_buffers`:
+//!
+//! - a deadline for the whole head: from accepting the connection for the first request, and
+//!   from the first byte of each later request on a keep-alive connection (the idle time before
+//!   it is Pingora's keep-alive timeout); a client that misses it gets `408` and is closed;
+//! - a size limit on the head; a client that exceeds it gets `431` and is closed, after at
+//!   most one read buffer more than the limit.
+//!
+//! It follows the connection with a small state machine driven by the bytes themselves: the
+//! head ends at the first empty line (CRLF CRLF, or LF LF, which Pingora's parser also
+//! accepts; empty lines before the request line do not count), the body phase ends when the
+//! response starts, and a `101 Switching Protocols` answer turns the guard off for the rest of
+//! the connection (WebSocket frames are not heads). HTTP/2 connections are not wrapped.
+
+use async_trait::async_trait;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::TlsRef;
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The limits a [`HeadGuard`] enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// Time to receive a whole request head.
+    pub timeout: Duration,
+    /// Largest request head in bytes.
+    pub max_bytes: usize,
+}
+
+/// Where the connection is in its request/response cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request head; the deadline runs.
+    Head,
+    /// The head is complete; the body (if any) and the response follow.
+    Body,
+    /// A response started; the next byte read starts the next head.
+    Idle,
+    /// The connection was upgraded (101): bytes are no longer HTTP/1.
+    Tunnel,
+}
+
+/// Where the end-of-head scanner is within the current line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Line {
+    /// Inside a line (or before any line).
+    #[default]
+    Text,
+    /// Just after a line feed: at the start of a line.
+    Start,
+    /// At the start of a line, after a carriage return.
+    StartCr,
+}
+
+const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n\
+Content-Length: 60\r\nConnection: close\r\n\r\n\
+408 Request Timeout: the request head did not arrive in time\n";
+
+const TOO_LARGE_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+Content-Type: text/plain\r\nContent-Length: 68\r\nConnection: close\r\n\r\n\
+431 Request Header Fields Too Large: the request head is too large\n";
+
+/// Finds the end of a request head in the bytes read so far, and counts them.
+#[derive(Debug, Default)]
+struct HeadScan {
+    line: Line,
+    /// A non-empty line was seen (empty lines before the request line are skipped).
+    seen_text: bool,
+    /// Bytes of the head so far (up to and including its end once found).
+    bytes: usize,
+}
+
+impl HeadScan {
+    /// Scan the next bytes; true when the head ended within them.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for (i, &b) in bytes.iter().enumerate() {
+            self.line = match (b, self.line) {
+                (b'\n', Line::Start | Line::StartCr) if self.seen_text => {
+                    self.bytes += i + 1;
+                    return true;
+                }
+                (b'\n', _) => Line::Start,
+                (b'\r', Line::Start) => Line::StartCr,
+                (b'\r', l) => l,
+                _ => {
+                    self.seen_text = true;
+                    Line::Text
+                }
+            };
+        }
+        self.bytes += bytes.len();
+        false
+    }
+}
+
+/// A client stream with request-head limits; see the module docs.
+pub struct HeadGuard {
+    inner: Stream,
+    limits: HeadLimits,
+    phase: Phase,
+    head: HeadScan,
+    deadline: Pin<Box<Sleep>>,
+    /// The guard answered and failed the stream; every later read fails too.
+    failed: bool,
+}
+
+impl HeadGuard {
+    /// Wrap a freshly accepted stream; the first head's deadline starts now.
+    pub fn new(inner: Stream, limits: HeadLimits) -> Self {
+        HeadGuard {
+            inner,
+            limits,
+            phase: Phase::Head,
+            head: HeadScan::default(),
+            deadline: Box::pin(tokio::time::sleep(limits.timeout)),
+            failed: false,
+        }
+    }
+
+    fn start_head(&mut self) {
+        self.phase = Phase::Head;
+        self.head = HeadScan::default();
+        let at = Instant::now() + self.limits.timeout;
+        self.deadline.as_mut().reset(at);
+    }
+
+    /// Best effort: send `answer` (one try, no waiting) and fail the stream.
+    fn refuse(&mut self, cx: &mut Context<'_>, answer: &[u8], kind: io::ErrorKind) -> io::Error {
+        self.failed = true;
+        let _ = Pin::new(&mut self.inner).poll_write(cx, answer);
+        let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        io::Error::new(kind, "request head limit")
+    }
+
+    /// A response is being written: leave the body phase.
+    fn on_write(&mut self, buf: &[u8]) {
+        match self.phase {
+            Phase::Body => {
+                // `HTTP/1.x NNN`: informational answers (100 Continue) keep the body coming.
+                let status = buf.get(9..12);
+                if buf.starts_with(b"HTTP/1.") && status == Some(b"101") {
+                    self.phase = Phase::Tunnel;
+                } else if !(buf.starts_with(b"HTTP/1.") && status.is_some_and(|s| s[0] == b'1')) {
+                    self.phase = Phase::Idle;
+                }
+            }
+            // Answered before the head was complete (an error): the next bytes start afresh.
+            Phase::Head => self.phase = Phase::Idle,
+            Phase::Idle | Phase::Tunnel => {}
+        }
+    }
+}
+
+impl fmt::Debug for HeadGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeadGuard")
+            .field("inner", &self.inner)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl AsyncRead for HeadGuard {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if new.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                if this.phase == Phase::Idle {
+                    this.start_head();
+                }
+                if this.phase == Phase::Head {
+                    if this.head.feed(new) {
+                        this.phase = Phase::Body;
+                    }
+                    if this.head.bytes > this.limits.max_bytes {
+                        let e = this.refuse(cx, TOO_LARGE_431, io::ErrorKind::InvalidData);
+                        return Poll::Ready(Err(e));
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if this.phase == Phase::Head && this.deadline.as_mut().poll(cx).is_ready() {
+                    let e = this.refuse(cx, TIMEOUT_408, io::ErrorKind::TimedOut);
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for HeadGuard {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.on_write(buf);
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            this.on_write(first);
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for HeadGuard {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for HeadGuard {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeadGuard {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora_core::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for HeadGuard {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for HeadGuard {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for HeadGuard {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for HeadGuard {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `parts` as successive reads; the byte count at which the head ended.
+    fn end_of(parts: &[&[u8]]) -> Option<usize> {
+        let mut scan = HeadScan::default();
+        parts
+            .iter()
+            .find_map(|p| scan.feed(p).then_some(scan.bytes))
+    }
+
+    #[test]
+    fn finds_the_empty_line_that_ends_a_head() {
+        assert_eq!(
+            end_of(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"]),
+            Some(29)
+        );
+        assert_eq!(end_of(&[b"GET / HTTP/1.1\nHost: a\n\n"]), Some(25));
+        // Split anywhere, one byte at a time.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let bytes: Vec<&[u8]> = head.chunks(1).collect();
+        assert_eq!(end_of(&bytes), Some(head.len()));
+        assert_eq!(end_of(&[b"GET / HTTP/1.1\r\n", b"\r", b"\n"]), Some(18));
+    }
+
+    #[test]
+    fn leading_empty_lines_do_not_end_a_head() {
+        assert_eq!(end_of(&[b"\r\n\r\n\n\n"]), None);
+        assert_eq!(end_of(&[b"\n\n", b"GET / HTTP/1.1\r\n\r\n"]), Some(22));
+        assert_eq!(end_of(&[b"GET / HTTP/1.1\r\nX: \r\r\n"]), None);
+    }
+}
