@@ -5,11 +5,12 @@
 //!
 //! * [`free_port`]: a port nobody listens on (yet).
 //! * [`TestBackend`]: a small HTTP/1.1 server that answers with its name and records requests.
+//! * [`RecordingBackend`]: a raw HTTP/1.1 backend that records every byte and request it gets.
 //! * [`WsEchoBackend`]: a WebSocket echo server.
 //! * [`Fulcrum`]: runs the `fulcrum` binary on a YAML config (or quick-mode flags), kills it on
 //!   drop.
 //! * [`fulcrum_cmd`]: runs `fulcrum` to completion (for `-t` and `--print-config`).
-//! * [`client`], [`get`], [`get_host`], [`request`], [`raw_http`]: client side.
+//! * [`client`], [`get`], [`get_host`], [`request`], [`raw_http`], [`raw_exchange`]: client side.
 
 #![allow(dead_code)]
 #![allow(clippy::result_large_err)]
@@ -646,6 +647,546 @@ async fn read_request(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Recording backend: every byte received, parsed strictly
+// ---------------------------------------------------------------------------------------------
+
+/// One request as a [`RecordingBackend`] read it off the wire.
+#[derive(Debug, Clone, Default)]
+pub struct RawRequest {
+    /// Index of the TCP connection it arrived on (0 = the first one accepted).
+    pub conn: usize,
+    /// The request line as received, without its line ending (lossy UTF-8).
+    pub request_line: String,
+    /// Method token, e.g. `GET`.
+    pub method: String,
+    /// Request target as sent, e.g. `/a?b=c`.
+    pub target: String,
+    /// Version token, e.g. `HTTP/1.1`.
+    pub version: String,
+    /// Header fields in the order received: (name exactly as sent, value with surrounding
+    /// whitespace removed).
+    pub headers: Vec<(String, String)>,
+    /// The raw head: request line through the blank line, byte for byte.
+    pub raw_head: Vec<u8>,
+    /// The body as framed by the request (de-chunked when chunked).
+    pub body: Vec<u8>,
+    /// Why the backend could not read this request completely (it then answered 400, or saw
+    /// the connection close, and stopped reading the connection); `None` when it could.
+    pub error: Option<String>,
+}
+
+impl RawRequest {
+    /// All values of a header (case-insensitive name), one per header line.
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// A header's values joined with `", "`, `None` when absent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values = self.header_all(name);
+        if values.is_empty() {
+            None
+        } else {
+            Some(values.join(", "))
+        }
+    }
+
+    /// Body as (lossy) UTF-8.
+    pub fn body_string(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Everything in this request's head that could make two HTTP/1.1 parsers disagree about
+    /// where it ends or what it says: bare CR or LF line endings, obs-fold continuation lines,
+    /// whitespace or control bytes in a field name, control bytes in a value, both
+    /// `Content-Length` and `Transfer-Encoding`, several or list-valued `Content-Length`, a
+    /// `Transfer-Encoding` other than exactly `chunked`, a request line that is not three
+    /// single-space-separated tokens, several `Host` fields. Empty when the head is clean.
+    pub fn ambiguities(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let head = &self.raw_head;
+        for (i, b) in head.iter().enumerate() {
+            if *b == b'\n' && (i == 0 || head[i - 1] != b'\r') {
+                out.push(format!("bare LF at byte {i}"));
+            }
+            if *b == b'\r' && head.get(i + 1) != Some(&b'\n') {
+                out.push(format!("bare CR at byte {i}"));
+            }
+        }
+        let parts: Vec<&str> = self.request_line.split(' ').collect();
+        if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+            out.push(format!("request line {:?}", self.request_line));
+        }
+        if self
+            .request_line
+            .bytes()
+            .any(|b| b < 0x20 || b == 0x7f || b >= 0x80)
+        {
+            out.push(format!(
+                "control or non-ASCII byte in request line {:?}",
+                self.request_line
+            ));
+        }
+        for (name, value) in &self.headers {
+            if name.is_empty()
+                || name
+                    .bytes()
+                    .any(|b| b <= b' ' || b == 0x7f || b >= 0x80 || b == b':')
+            {
+                out.push(format!("bad field name {name:?}"));
+            }
+            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+                out.push(format!("control byte in {name}: {value:?}"));
+            }
+        }
+        let text = String::from_utf8_lossy(head);
+        if text
+            .split("\r\n")
+            .skip(1)
+            .any(|l| l.starts_with(' ') || l.starts_with('\t'))
+        {
+            out.push("obs-fold continuation line".to_string());
+        }
+        let cl = self.header_all("content-length");
+        let te = self.header_all("transfer-encoding");
+        if !cl.is_empty() && !te.is_empty() {
+            out.push(format!(
+                "both Content-Length {cl:?} and Transfer-Encoding {te:?}"
+            ));
+        }
+        if cl.len() > 1 || cl.iter().any(|v| v.contains(',')) {
+            out.push(format!("several Content-Length values {cl:?}"));
+        }
+        if cl
+            .iter()
+            .any(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
+        {
+            out.push(format!("non-numeric Content-Length {cl:?}"));
+        }
+        if te.len() > 1 || te.iter().any(|v| v != "chunked") {
+            out.push(format!("Transfer-Encoding not exactly `chunked`: {te:?}"));
+        }
+        if self.header_all("host").len() > 1 {
+            out.push(format!("several Host fields {:?}", self.header_all("host")));
+        }
+        out
+    }
+}
+
+struct RecordingState {
+    name: String,
+    /// Per accepted connection, every byte received on it, in order.
+    raw: Mutex<Vec<Vec<u8>>>,
+    requests: Mutex<Vec<RawRequest>>,
+}
+
+/// A raw TCP HTTP/1.1 backend on 127.0.0.1:<random port> that records every byte it receives
+/// (per connection) and every request it parsed from those bytes, so a test can tell exactly
+/// what fulcrum sent upstream: how many requests, their request lines, and whether their
+/// framing was unambiguous.
+///
+/// It parses like a strict origin server would, but still records what it cannot parse:
+/// line endings may be CRLF or bare LF (recorded in `raw_head`, reported by
+/// [`RawRequest::ambiguities`]); the body is framed by `Transfer-Encoding` when present (its
+/// final coding must be `chunked`, else 400), else by `Content-Length` (all values equal,
+/// else 400), else empty. Each request gets `200` with the backend's name as the body,
+/// `x-backend: NAME` and a `content-length`; keep-alive unless the request says
+/// `Connection: close`. A request it cannot frame gets `400` and the connection is closed.
+pub struct RecordingBackend {
+    addr: SocketAddr,
+    state: Arc<RecordingState>,
+    accept_task: JoinHandle<()>,
+    conn_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+/// Largest buffered request (head plus body) a [`RecordingBackend`] accepts.
+const RECORDING_MAX: usize = 8 * 1024 * 1024;
+
+impl RecordingBackend {
+    /// Starts a recording backend answering with body `name`.
+    pub async fn start(name: &str) -> RecordingBackend {
+        let listener = bind_unreserved();
+        let addr = listener
+            .local_addr()
+            .expect("recording backend: local_addr");
+        let state = Arc::new(RecordingState {
+            name: name.to_string(),
+            raw: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+        });
+        let conn_tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
+        let accept_task = {
+            let state = state.clone();
+            let conn_tasks = conn_tasks.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (stream, _) = match listener.accept().await {
+                        Ok(s) => s,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let conn = {
+                        let mut raw = state.raw.lock().unwrap();
+                        raw.push(Vec::new());
+                        raw.len() - 1
+                    };
+                    let handle = tokio::spawn(serve_recording_conn(stream, conn, state.clone()));
+                    let mut tasks = conn_tasks.lock().unwrap();
+                    tasks.retain(|t| !t.is_finished());
+                    tasks.push(handle);
+                }
+            })
+        };
+        RecordingBackend {
+            addr,
+            state,
+            accept_task,
+            conn_tasks,
+        }
+    }
+
+    /// Its name (the response body).
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `127.0.0.1:PORT`, as written in configs.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Number of TCP connections accepted so far (since the last [`clear`](Self::clear)).
+    pub fn connections(&self) -> usize {
+        self.state.raw.lock().unwrap().len()
+    }
+
+    /// Every byte received, per connection, oldest connection first.
+    pub fn raw_connections(&self) -> Vec<Vec<u8>> {
+        self.state.raw.lock().unwrap().clone()
+    }
+
+    /// Every byte received on all connections, concatenated (connection order).
+    pub fn raw(&self) -> Vec<u8> {
+        self.state.raw.lock().unwrap().concat()
+    }
+
+    /// Whether `needle` occurs anywhere in the bytes received.
+    pub fn raw_contains(&self, needle: &[u8]) -> bool {
+        self.state
+            .raw
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| !needle.is_empty() && c.windows(needle.len()).any(|w| w == needle))
+    }
+
+    /// Requests parsed so far (including incomplete or unframeable ones, see
+    /// [`RawRequest::error`]), oldest first.
+    pub fn requests(&self) -> Vec<RawRequest> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The request lines of [`requests`](Self::requests), oldest first.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .map(|r| r.request_line)
+            .collect()
+    }
+
+    /// Number of requests parsed so far.
+    pub fn count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+
+    /// The most recent request.
+    pub fn last_request(&self) -> Option<RawRequest> {
+        self.state.requests.lock().unwrap().last().cloned()
+    }
+
+    /// Forgets recorded requests and bytes. Connection entries are emptied, not removed (open
+    /// connections keep recording into theirs), so after a clear
+    /// [`raw_connections`](Self::raw_connections) shows only bytes received since.
+    pub fn clear(&self) {
+        // Lock order: raw, then requests (as in the connection tasks).
+        let mut raw = self.state.raw.lock().unwrap();
+        let mut requests = self.state.requests.lock().unwrap();
+        for c in raw.iter_mut() {
+            c.clear();
+        }
+        requests.clear();
+    }
+}
+
+impl Drop for RecordingBackend {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        for task in self.conn_tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// The outcome of trying to parse one request off the front of a buffer.
+enum RawParse {
+    /// Need more bytes.
+    Incomplete,
+    /// A whole request, and how many bytes it took.
+    Done(RawRequest, usize),
+    /// A request that cannot be framed (already has `error` set).
+    Bad(RawRequest),
+}
+
+/// Finds the end of the line starting at `from` (index of its `\n`), lenient about CR.
+fn find_lf(buf: &[u8], from: usize) -> Option<usize> {
+    buf.get(from..)?
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|p| p + from)
+}
+
+/// A line `buf[start..lf]` without its trailing CR.
+fn line_at(buf: &[u8], start: usize, lf: usize) -> &[u8] {
+    let line = &buf[start..lf];
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Parses one request off the front of `buf` (see [`RecordingBackend`] for the rules).
+fn parse_raw_request(buf: &[u8], conn: usize) -> RawParse {
+    // Stray empty lines before a request are tolerated (RFC 9112 section 2.2).
+    let mut start = 0;
+    while buf[start..].starts_with(b"\r\n") || buf[start..].starts_with(b"\n") {
+        start += if buf[start] == b'\r' { 2 } else { 1 };
+    }
+    // Head: lines up to the first empty one.
+    let mut lines: Vec<&[u8]> = Vec::new();
+    let mut pos = start;
+    let head_end = loop {
+        let Some(lf) = find_lf(buf, pos) else {
+            return RawParse::Incomplete;
+        };
+        let line = line_at(buf, pos, lf);
+        pos = lf + 1;
+        if line.is_empty() {
+            break pos;
+        }
+        lines.push(line);
+    };
+    let request_line =
+        String::from_utf8_lossy(lines.first().copied().unwrap_or_default()).into_owned();
+    let mut parts = request_line.splitn(3, ' ');
+    let mut req = RawRequest {
+        conn,
+        method: parts.next().unwrap_or_default().to_string(),
+        target: parts.next().unwrap_or_default().to_string(),
+        version: parts.next().unwrap_or_default().to_string(),
+        request_line,
+        raw_head: buf[start..head_end].to_vec(),
+        ..RawRequest::default()
+    };
+    for line in lines.iter().skip(1) {
+        let line = String::from_utf8_lossy(line);
+        let (name, value) = line.split_once(':').unwrap_or((&line, ""));
+        req.headers.push((
+            name.to_string(),
+            value.trim_matches(|c| c == ' ' || c == '\t').to_string(),
+        ));
+    }
+    // Body framing.
+    let te = req.header_all("transfer-encoding");
+    if !te.is_empty() {
+        let last = te.join(",");
+        let final_coding = last.rsplit(',').next().unwrap_or("").trim();
+        if !final_coding.eq_ignore_ascii_case("chunked") {
+            req.error = Some(format!("final transfer coding is not chunked: {te:?}"));
+            return RawParse::Bad(req);
+        }
+        let mut pos = head_end;
+        let mut body = Vec::new();
+        loop {
+            let Some(lf) = find_lf(buf, pos) else {
+                return RawParse::Incomplete;
+            };
+            let size_line = String::from_utf8_lossy(line_at(buf, pos, lf)).into_owned();
+            let size_text = size_line.split(';').next().unwrap_or("");
+            let size = match usize::from_str_radix(size_text, 16) {
+                Ok(s) if !size_text.is_empty() && size_text.len() <= 8 => s,
+                _ => {
+                    req.error = Some(format!("bad chunk size line {size_line:?}"));
+                    return RawParse::Bad(req);
+                }
+            };
+            pos = lf + 1;
+            if size == 0 {
+                // Trailer fields up to an empty line.
+                loop {
+                    let Some(lf) = find_lf(buf, pos) else {
+                        return RawParse::Incomplete;
+                    };
+                    let empty = line_at(buf, pos, lf).is_empty();
+                    pos = lf + 1;
+                    if empty {
+                        break;
+                    }
+                }
+                req.body = body;
+                return RawParse::Done(req, pos);
+            }
+            if buf.len() < pos + size + 2 {
+                return RawParse::Incomplete;
+            }
+            body.extend_from_slice(&buf[pos..pos + size]);
+            if buf[pos + size..pos + size + 2] != b"\r\n"[..] {
+                req.error = Some("chunk data not followed by CRLF".to_string());
+                return RawParse::Bad(req);
+            }
+            pos += size + 2;
+        }
+    }
+    let cls: Vec<String> = req
+        .header_all("content-length")
+        .iter()
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
+        .collect();
+    let len = match cls.first() {
+        None => 0,
+        Some(first) => {
+            let parsed = first.parse::<usize>().ok().filter(|_| {
+                first.bytes().all(|b| b.is_ascii_digit()) && cls.iter().all(|v| v == first)
+            });
+            match parsed {
+                Some(n) => n,
+                None => {
+                    req.error = Some(format!("bad or conflicting Content-Length {cls:?}"));
+                    return RawParse::Bad(req);
+                }
+            }
+        }
+    };
+    if buf.len() < head_end + len {
+        return RawParse::Incomplete;
+    }
+    req.body = buf[head_end..head_end + len].to_vec();
+    RawParse::Done(req, head_end + len)
+}
+
+async fn serve_recording_conn(mut stream: TcpStream, conn: usize, state: Arc<RecordingState>) {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    // Bounded: at most this many reads per connection.
+    for _ in 0..1_000_000 {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => 0,
+            Ok(n) => n,
+        };
+        if n == 0 {
+            // EOF: record what was left unfinished, if anything.
+            if buf.iter().any(|b| !b.is_ascii_whitespace()) {
+                let mut req = match parse_raw_request(&buf, conn) {
+                    RawParse::Bad(r) | RawParse::Done(r, _) => r,
+                    RawParse::Incomplete => {
+                        let first = buf.split(|b| *b == b'\n').next().unwrap_or_default();
+                        let first = first.strip_suffix(b"\r").unwrap_or(first);
+                        RawRequest {
+                            conn,
+                            request_line: String::from_utf8_lossy(first).into_owned(),
+                            raw_head: buf.clone(),
+                            ..RawRequest::default()
+                        }
+                    }
+                };
+                req.error
+                    .get_or_insert_with(|| "connection closed mid-request".to_string());
+                state.requests.lock().unwrap().push(req);
+            }
+            return;
+        }
+        {
+            let mut raw = state.raw.lock().unwrap();
+            if let Some(c) = raw.get_mut(conn) {
+                c.extend_from_slice(&chunk[..n]);
+            }
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        // Answer every complete request in the buffer.
+        for _ in 0..10_000 {
+            if buf.is_empty() {
+                break;
+            }
+            match parse_raw_request(&buf, conn) {
+                RawParse::Incomplete => {
+                    if buf.len() > RECORDING_MAX {
+                        let mut req = RawRequest {
+                            conn,
+                            raw_head: buf[..buf.len().min(4096)].to_vec(),
+                            error: Some("request too large for the recording backend".into()),
+                            ..RawRequest::default()
+                        };
+                        req.request_line = String::from_utf8_lossy(
+                            buf.split(|b| *b == b'\n').next().unwrap_or_default(),
+                        )
+                        .trim_end()
+                        .to_string();
+                        state.requests.lock().unwrap().push(req);
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    break;
+                }
+                RawParse::Bad(req) => {
+                    state.requests.lock().unwrap().push(req);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+                RawParse::Done(req, used) => {
+                    buf.drain(..used);
+                    let close = req.header("connection").is_some_and(|v| {
+                        v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+                    }) || req.version.eq_ignore_ascii_case("HTTP/1.0");
+                    let head_only = req.method == "HEAD";
+                    state.requests.lock().unwrap().push(req);
+                    let body = state.name.as_bytes();
+                    let mut out = format!(
+                        "HTTP/1.1 200 OK\r\nx-backend: {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n",
+                        state.name,
+                        body.len(),
+                        if close { "connection: close\r\n" } else { "" }
+                    )
+                    .into_bytes();
+                    if !head_only {
+                        out.extend_from_slice(body);
+                    }
+                    if stream.write_all(&out).await.is_err() {
+                        return;
+                    }
+                    if close {
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // WebSocket echo backend
 // ---------------------------------------------------------------------------------------------
 
@@ -1253,4 +1794,249 @@ pub fn assert_short_body(resp: &Resp, what: &str) {
         "{what}: expected a plain body, got HTML: {:?}",
         resp.body
     );
+}
+
+/// One HTTP response parsed out of raw bytes by [`RawExchange::responses`].
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header fields: (lowercase name, value).
+    pub headers: Vec<(String, String)>,
+    /// Body (de-chunked; up to EOF when the response has no length).
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// A header's values joined with `", "`, `None` when absent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
+    /// Body as (lossy) UTF-8.
+    pub fn body_string(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// What came back on one TCP connection after [`raw_exchange`] wrote raw bytes to it.
+#[derive(Debug, Clone, Default)]
+pub struct RawExchange {
+    /// Every byte the server sent.
+    pub bytes: Vec<u8>,
+    /// The server closed the connection (EOF or reset) before the client stopped waiting.
+    pub closed: bool,
+    /// Writing the request failed part-way (the server closed or reset early).
+    pub write_error: Option<String>,
+    /// Reading failed (typically a reset after the server's answer).
+    pub read_error: Option<String>,
+    /// The client stopped waiting: nothing arrived within the first-byte timeout.
+    pub timed_out: bool,
+}
+
+impl RawExchange {
+    /// The bytes as (lossy) UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+
+    /// The responses in [`bytes`](Self::bytes), in order; an incomplete trailing one is
+    /// dropped. Interim (1xx) responses are included.
+    pub fn responses(&self) -> Vec<RawResponse> {
+        parse_raw_responses(&self.bytes, self.closed)
+    }
+
+    /// The status codes of [`responses`](Self::responses).
+    pub fn statuses(&self) -> Vec<u16> {
+        self.responses().iter().map(|r| r.status).collect()
+    }
+
+    /// A one-line summary for messages and tables: `400, closed` / `200 200` / `closed, no
+    /// response` / `no answer within the timeout`.
+    pub fn summary(&self) -> String {
+        let statuses: Vec<String> = self.statuses().iter().map(|s| s.to_string()).collect();
+        let mut out = if statuses.is_empty() {
+            if self.bytes.is_empty() {
+                "no response".to_string()
+            } else {
+                format!("{} unparseable bytes", self.bytes.len())
+            }
+        } else {
+            statuses.join(" ")
+        };
+        if self.closed {
+            out.push_str(", closed");
+        } else if self.timed_out {
+            out.push_str(", no answer within the timeout (connection left open)");
+        } else {
+            out.push_str(", kept open");
+        }
+        out
+    }
+}
+
+fn parse_raw_responses(bytes: &[u8], closed: bool) -> Vec<RawResponse> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    // Bounded: each iteration consumes at least the head of one response.
+    for _ in 0..10_000 {
+        let Some(rel) = bytes[pos..].windows(4).position(|w| w == b"\r\n\r\n") else {
+            break;
+        };
+        let head = String::from_utf8_lossy(&bytes[pos..pos + rel]).into_owned();
+        let body_start = pos + rel + 4;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let Some(status) = status_line
+            .strip_prefix("HTTP/1.")
+            .and_then(|s| s.get(2..5))
+            .and_then(|s| s.parse::<u16>().ok())
+        else {
+            break;
+        };
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let no_body = (100..200).contains(&status) || status == 204 || status == 304;
+        let (body, next) = if no_body {
+            (Vec::new(), body_start)
+        } else if get("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+        {
+            let mut body = Vec::new();
+            let mut p = body_start;
+            let mut complete = false;
+            for _ in 0..1_000_000 {
+                let Some(lf) = bytes[p..].windows(2).position(|w| w == b"\r\n") else {
+                    break;
+                };
+                let size_text = String::from_utf8_lossy(&bytes[p..p + lf]).into_owned();
+                let Ok(size) =
+                    usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                else {
+                    break;
+                };
+                p += lf + 2;
+                if size == 0 {
+                    // Skip trailers up to the empty line.
+                    match bytes[p..].windows(2).position(|w| w == b"\r\n") {
+                        Some(0) => {
+                            p += 2;
+                            complete = true;
+                        }
+                        Some(_) => {
+                            if let Some(e) = bytes[p..].windows(4).position(|w| w == b"\r\n\r\n") {
+                                p += e + 4;
+                                complete = true;
+                            }
+                        }
+                        None => {}
+                    }
+                    break;
+                }
+                if bytes.len() < p + size + 2 {
+                    break;
+                }
+                body.extend_from_slice(&bytes[p..p + size]);
+                p += size + 2;
+            }
+            if !complete {
+                break;
+            }
+            (body, p)
+        } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            if bytes.len() < body_start + len {
+                break;
+            }
+            (
+                bytes[body_start..body_start + len].to_vec(),
+                body_start + len,
+            )
+        } else {
+            if !closed {
+                break;
+            }
+            (bytes[body_start..].to_vec(), bytes.len())
+        };
+        out.push(RawResponse {
+            status,
+            headers,
+            body,
+        });
+        pos = next;
+        if pos >= bytes.len() {
+            break;
+        }
+    }
+    out
+}
+
+/// Connects to 127.0.0.1:`port`, writes `request` (all at once), and reads what comes back:
+/// until the server closes the connection, or nothing arrives for `idle` after the last byte
+/// received, or nothing at all arrives within 5 s (then `timed_out`). The whole exchange is
+/// bounded by 15 s. Write errors (a server that answers and closes before the request is fully
+/// written) are recorded, not fatal: the answer is still read.
+pub async fn raw_exchange(port: u16, request: &[u8], idle: Duration) -> RawExchange {
+    let first_byte = Duration::from_secs(5);
+    let fut = async {
+        let mut ex = RawExchange::default();
+        let mut stream = match tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => panic!("connect to 127.0.0.1:{port}: {e}"),
+            Err(_) => panic!("connect to 127.0.0.1:{port} timed out"),
+        };
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = stream.write_all(request).await {
+            ex.write_error = Some(e.to_string());
+        } else {
+            let _ = stream.flush().await;
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        for _ in 0..100_000 {
+            let wait = if ex.bytes.is_empty() {
+                first_byte
+            } else {
+                idle
+            };
+            match tokio::time::timeout(wait, stream.read(&mut chunk)).await {
+                Ok(Ok(0)) => {
+                    ex.closed = true;
+                    break;
+                }
+                Ok(Ok(n)) => ex.bytes.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => {
+                    ex.read_error = Some(e.to_string());
+                    ex.closed = true;
+                    break;
+                }
+                Err(_) => {
+                    ex.timed_out = ex.bytes.is_empty();
+                    break;
+                }
+            }
+        }
+        ex
+    };
+    match tokio::time::timeout(Duration::from_secs(15), fut).await {
+        Ok(ex) => ex,
+        Err(_) => panic!("raw exchange with port {port} did not finish within 15 s"),
+    }
 }
