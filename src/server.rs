@@ -112,6 +112,7 @@ pub fn build(config: Config, opt: Opt) -> Server {
         let head = HeadLimits {
             timeout: state.limits.header_timeout,
             max_bytes: state.limits.max_header_bytes,
+            max_headers: state.limits.max_headers,
         };
         let guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c);
         let mut svc = Service::new(name, guarded);

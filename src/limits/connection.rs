@@ -12,12 +12,16 @@ use pingora_core::apps::ServerApp;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use tokio::io::AsyncWriteExt;
 
-const BUSY_503: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-Content-Length: 56\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
-503 Service Unavailable: too many connections, retry soon\n";
+static BUSY_503: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    super::raw_answer(
+        "503 Service Unavailable",
+        "Retry-After: 1\r\n",
+        "503 Service Unavailable: too many connections, retry soon\n",
+    )
+});
 
 /// Open client connections, shared by every listener of the process.
 #[derive(Debug)]
@@ -93,7 +97,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let Some(_permit) = self.connections.try_open() else {
-            let _ = stream.write_all(BUSY_503).await;
+            let _ = stream.write_all(&BUSY_503).await;
             let _ = stream.flush().await;
             return None;
         };

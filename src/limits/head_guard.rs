@@ -28,7 +28,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -41,6 +41,8 @@ pub struct HeadLimits {
     pub timeout: Duration,
     /// Largest request head in bytes.
     pub max_bytes: usize,
+    /// Most header lines in a head (Pingora's parser refuses more than 256 with a plain 400).
+    pub max_headers: usize,
 }
 
 /// Where the connection is in its request/response cycle.
@@ -68,13 +70,21 @@ enum Line {
     StartCr,
 }
 
-const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n\
-Content-Length: 60\r\nConnection: close\r\n\r\n\
-408 Request Timeout: the request head did not arrive in time\n";
+static TIMEOUT_408: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    super::raw_answer(
+        "408 Request Timeout",
+        "",
+        "408 Request Timeout: the request head did not arrive in time\n",
+    )
+});
 
-const TOO_LARGE_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
-Content-Type: text/plain\r\nContent-Length: 68\r\nConnection: close\r\n\r\n\
-431 Request Header Fields Too Large: the request head is too large\n";
+static TOO_LARGE_431: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    super::raw_answer(
+        "431 Request Header Fields Too Large",
+        "",
+        "431 Request Header Fields Too Large: the request head is too large\n",
+    )
+});
 
 /// Finds the end of a request head in the bytes read so far, and counts them.
 #[derive(Debug, Default)]
@@ -84,6 +94,8 @@ struct HeadScan {
     seen_text: bool,
     /// Bytes of the head so far (up to and including its end once found).
     bytes: usize,
+    /// Lines of the head ended so far (the request line and header lines).
+    lines: usize,
 }
 
 impl HeadScan {
@@ -95,7 +107,12 @@ impl HeadScan {
                     self.bytes += i + 1;
                     return true;
                 }
-                (b'\n', _) => Line::Start,
+                (b'\n', l) => {
+                    if self.seen_text && l == Line::Text {
+                        self.lines += 1;
+                    }
+                    Line::Start
+                }
                 (b'\r', Line::Start) => Line::StartCr,
                 (b'\r', l) => l,
                 _ => {
@@ -200,8 +217,10 @@ impl AsyncRead for HeadGuard {
                     if this.head.feed(new) {
                         this.phase = Phase::Body;
                     }
-                    if this.head.bytes > this.limits.max_bytes {
-                        let e = this.refuse(cx, TOO_LARGE_431, io::ErrorKind::InvalidData);
+                    // The request line is one of the lines.
+                    let too_many = this.head.lines > this.limits.max_headers + 1;
+                    if this.head.bytes > this.limits.max_bytes || too_many {
+                        let e = this.refuse(cx, &TOO_LARGE_431, io::ErrorKind::InvalidData);
                         return Poll::Ready(Err(e));
                     }
                 }
@@ -209,7 +228,7 @@ impl AsyncRead for HeadGuard {
             }
             Poll::Pending => {
                 if this.phase == Phase::Head && this.deadline.as_mut().poll(cx).is_ready() {
-                    let e = this.refuse(cx, TIMEOUT_408, io::ErrorKind::TimedOut);
+                    let e = this.refuse(cx, &TIMEOUT_408, io::ErrorKind::TimedOut);
                     return Poll::Ready(Err(e));
                 }
                 Poll::Pending
@@ -337,11 +356,10 @@ mod tests {
 
     #[test]
     fn finds_the_empty_line_that_ends_a_head() {
-        assert_eq!(
-            end_of(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"]),
-            Some(29)
-        );
-        assert_eq!(end_of(&[b"GET / HTTP/1.1\nHost: a\n\n"]), Some(25));
+        let crlf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(end_of(&[&[&crlf[..], b"body"].concat()]), Some(crlf.len()));
+        let lf = b"GET / HTTP/1.1\nHost: a\n\n";
+        assert_eq!(end_of(&[lf]), Some(lf.len()));
         // Split anywhere, one byte at a time.
         let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
         let bytes: Vec<&[u8]> = head.chunks(1).collect();
@@ -350,9 +368,18 @@ mod tests {
     }
 
     #[test]
+    fn counts_lines() {
+        let mut scan = HeadScan::default();
+        assert!(!scan.feed(b"\r\nGET / HTTP/1.1\r\nA: 1\nB: 2\r\n"));
+        assert_eq!(scan.lines, 3);
+        assert!(scan.feed(b"\r\n"));
+        assert_eq!(scan.lines, 3);
+    }
+
+    #[test]
     fn leading_empty_lines_do_not_end_a_head() {
         assert_eq!(end_of(&[b"\r\n\r\n\n\n"]), None);
-        assert_eq!(end_of(&[b"\n\n", b"GET / HTTP/1.1\r\n\r\n"]), Some(22));
+        assert_eq!(end_of(&[b"\n\n", b"GET / HTTP/1.1\r\n\r\n"]), Some(2 + 18));
         assert_eq!(end_of(&[b"GET / HTTP/1.1\r\nX: \r\r\n"]), None);
     }
 }

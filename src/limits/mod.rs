@@ -14,3 +14,26 @@ pub mod connection;
 pub mod head_guard;
 pub mod rate;
 pub mod slots;
+
+/// A complete HTTP/1.1 answer written straight to a client stream (before or instead of
+/// Pingora's parser), with `Connection: close`.
+pub(crate) fn raw_answer(status: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         {extra_headers}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn raw_answers_frame_their_body() {
+        let a = super::raw_answer("431 Too Large", "Retry-After: 1\r\n", "too large\n");
+        let text = String::from_utf8(a).unwrap();
+        assert!(text.starts_with("HTTP/1.1 431 Too Large\r\n"));
+        assert!(text.contains("Content-Length: 10\r\nRetry-After: 1\r\nConnection: close"));
+        assert!(text.ends_with("\r\n\r\ntoo large\n"));
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! Headers that arrive from a peer in `trusted_proxies` are believed and extended; from anyone
 //! else they are replaced (or removed when fulcrum is told not to send them), so a client
-//! cannot make a backend believe a forged address.
+//! cannot make a backend believe a forged address. `X-Real-IP`, which fulcrum does not send,
+//! is removed unless it comes from a trusted proxy.
 
 use crate::config::model::{canonical_ip, Forwarding};
 use http::HeaderValue;
@@ -128,6 +129,10 @@ pub fn apply(
         let _ = req.insert_header("forwarded", value);
     } else if !trusted {
         req.remove_header("forwarded");
+    }
+
+    if !trusted {
+        req.remove_header("x-real-ip");
     }
 
     if fwd.via {

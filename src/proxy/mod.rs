@@ -10,6 +10,7 @@ pub mod context;
 pub mod forwarding;
 pub mod hash_key;
 pub mod header_rules;
+pub mod host;
 pub mod peer;
 pub mod request_id;
 pub mod respond;
@@ -287,10 +288,30 @@ fn head_size(req: &RequestHeader) -> usize {
         + line
 }
 
-/// The request's Content-Length, when it has one valid value.
+/// The request's Content-Length, when its values (repeated lines or a list) all agree; Pingora
+/// refuses requests whose values differ.
 fn content_length(req: &RequestHeader) -> Option<u64> {
-    let v = req.headers.get(http::header::CONTENT_LENGTH)?;
-    v.to_str().ok()?.trim().parse().ok()
+    let mut out = None;
+    for v in req.headers.get_all(http::header::CONTENT_LENGTH) {
+        for item in v.to_str().ok()?.split(',') {
+            let n: u64 = item.trim().parse().ok()?;
+            if out.is_some_and(|o| o != n) {
+                return None;
+            }
+            out = Some(n);
+        }
+    }
+    out
+}
+
+/// Whether the request's Content-Length is written more than once (`5, 5` or two lines).
+fn content_length_repeated(req: &RequestHeader) -> bool {
+    let mut values = req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => true,
+        (Some(v), None) => v.as_bytes().contains(&b','),
+        _ => false,
+    }
 }
 
 /// Why no slot could be had.
@@ -367,6 +388,17 @@ impl ProxyHttp for Proxy {
         if req.headers.len() > limits.max_headers || head_size(req) > limits.max_header_bytes {
             let body = "431 Request Header Fields Too Large: too many or too large headers\n";
             respond::send(session, 431, body, ctx.request_id.as_ref()).await;
+            return Ok(true);
+        }
+        // RFC 9112 3.2: exactly one valid Host on HTTP/1.1 (HTTP/2 may carry :authority).
+        let hosts = req.headers.get_all(http::header::HOST).iter().count();
+        let needs_host = req.version == http::Version::HTTP_11;
+        if hosts > 1
+            || (needs_host && hosts == 0)
+            || raw_host(req).is_some_and(|h| !host::is_valid(h))
+        {
+            let body = "400 Bad Request: exactly one valid Host header is required\n";
+            respond::send(session, 400, body, ctx.request_id.as_ref()).await;
             return Ok(true);
         }
         // Body reads wait at most body_timeout each; idle keep-alive lasts keepalive_timeout
@@ -647,6 +679,13 @@ impl ProxyHttp for Proxy {
         );
         if let Some(id) = &ctx.request_id {
             let _ = upstream_request.insert_header(request_id::HEADER, id.clone());
+        }
+        // Identical repeated Content-Length values frame one body; send the value once (RFC
+        // 9110 8.6), as strict backends refuse repeats.
+        if content_length_repeated(upstream_request) {
+            if let Some(n) = content_length(upstream_request) {
+                let _ = upstream_request.insert_header(http::header::CONTENT_LENGTH, n);
+            }
         }
         header_rules::edit_request(&route.request_headers, upstream_request);
         Ok(())
