@@ -132,7 +132,12 @@ pub struct HeadGuard {
     limits: HeadLimits,
     phase: Phase,
     head: HeadScan,
-    deadline: Pin<Box<Sleep>>,
+    /// When the current head must be complete.
+    deadline: Instant,
+    /// The timer, set to `deadline` only when a read in the head phase has to wait (most
+    /// heads arrive in one read, and then no timer is touched at all).
+    timer: Pin<Box<Sleep>>,
+    timer_at: Instant,
     /// The guard answered and failed the stream; every later read fails too.
     failed: bool,
 }
@@ -145,7 +150,9 @@ impl HeadGuard {
             limits,
             phase: Phase::Head,
             head: HeadScan::default(),
-            deadline: Box::pin(tokio::time::sleep(limits.timeout)),
+            deadline: Instant::now() + limits.timeout,
+            timer: Box::pin(tokio::time::sleep(limits.timeout)),
+            timer_at: Instant::now() + limits.timeout,
             failed: false,
         }
     }
@@ -153,8 +160,7 @@ impl HeadGuard {
     fn start_head(&mut self) {
         self.phase = Phase::Head;
         self.head = HeadScan::default();
-        let at = Instant::now() + self.limits.timeout;
-        self.deadline.as_mut().reset(at);
+        self.deadline = Instant::now() + self.limits.timeout;
     }
 
     /// Best effort: send `answer` (one try, no waiting) and fail the stream.
@@ -227,7 +233,14 @@ impl AsyncRead for HeadGuard {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => {
-                if this.phase == Phase::Head && this.deadline.as_mut().poll(cx).is_ready() {
+                if this.phase != Phase::Head {
+                    return Poll::Pending;
+                }
+                if this.timer_at != this.deadline {
+                    this.timer_at = this.deadline;
+                    this.timer.as_mut().reset(this.deadline);
+                }
+                if this.timer.as_mut().poll(cx).is_ready() {
                     let e = this.refuse(cx, &TIMEOUT_408, io::ErrorKind::TimedOut);
                     return Poll::Ready(Err(e));
                 }

@@ -95,7 +95,7 @@ pub fn apply(
     let keep = |req: &RequestHeader, name: &str| trusted && req.headers.contains_key(name);
     if fwd.x_forwarded_proto {
         if !keep(req, "x-forwarded-proto") {
-            let _ = req.insert_header("x-forwarded-proto", proto);
+            let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(proto));
         }
     } else if !trusted {
         req.remove_header("x-forwarded-proto");
@@ -103,7 +103,12 @@ pub fn apply(
 
     if fwd.x_forwarded_host {
         if !keep(req, "x-forwarded-host") {
-            match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            // The Host header's own value is shared, not copied.
+            let value = match req.headers.get(http::header::HOST) {
+                Some(v) if v.to_str().ok() == host => Some(v.clone()),
+                _ => host.and_then(|h| HeaderValue::from_str(h).ok()),
+            };
+            match value {
                 Some(h) => {
                     let _ = req.insert_header("x-forwarded-host", h);
                 }
@@ -136,11 +141,10 @@ pub fn apply(
     }
 
     if fwd.via {
-        let value = match joined(req, "via") {
-            Some(chain) => format!("{chain}, {VIA}"),
-            None => VIA.to_string(),
+        let _ = match joined(req, "via") {
+            Some(chain) => req.insert_header("via", format!("{chain}, {VIA}")),
+            None => req.insert_header("via", HeaderValue::from_static(VIA)),
         };
-        let _ = req.insert_header("via", value);
     }
 }
 

@@ -723,15 +723,18 @@ impl ProxyHttp for Proxy {
         };
         let fwd = &self.state.forwarding;
         if fwd.via {
-            let value = match upstream_response
+            let _ = match upstream_response
                 .headers
                 .get("via")
                 .and_then(|v| v.to_str().ok())
             {
-                Some(v) => format!("{v}, {}", forwarding::VIA),
-                None => forwarding::VIA.to_string(),
+                Some(v) => {
+                    let value = format!("{v}, {}", forwarding::VIA);
+                    upstream_response.insert_header("via", value)
+                }
+                None => upstream_response
+                    .insert_header("via", HeaderValue::from_static(forwarding::VIA)),
             };
-            let _ = upstream_response.insert_header("via", value);
         }
         if let (Some(name), Some(i)) = (&fwd.served_by_header, ctx.backend) {
             if let Some(v) = self.state.served_by[route.upstream].get(i) {
