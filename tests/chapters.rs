@@ -303,6 +303,7 @@ const RUN_TESTS: &[&str] = &[
     "08-observability",
     "09-zero-downtime",
     "10-production",
+    "11-hardening",
 ];
 
 fn run(name: &str) {
@@ -381,6 +382,11 @@ fn chapter_09_zero_downtime_runs() {
 #[test]
 fn chapter_10_production_runs() {
     run("10-production");
+}
+
+#[test]
+fn chapter_11_hardening_runs() {
+    run("11-hardening");
 }
 
 // ---------------------------------------------------------------------------------------------
