@@ -10,9 +10,6 @@
 //! limit acted (a deadline for the whole head rather than per read, an idle timeout rather
 //! than an absolute one), with bounds far from the configured values; the numbers are printed
 //! (`--nocapture`) for the record.
-//!
-//! Tests marked `#[ignore = "fulcrum bug: ..."]` assert the correct behaviour of a limit that
-//! fulcrum gets wrong today; run them with `--ignored` once fixed.
 
 mod support;
 
@@ -1164,7 +1161,6 @@ async fn a_connection_that_sends_nothing_is_cut_at_the_header_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fulcrum bug: on h2c listeners the head deadline restarts after the 24-byte HTTP/2-preface peek, so an HTTP/1 head may take up to twice header_timeout"]
 async fn head_deadline_on_an_h2c_listener_counts_from_accept() {
     let backend = TestBackend::start("app").await;
     let port = free_port();
@@ -2149,7 +2145,6 @@ async fn post_after_early_answer(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fulcrum bug: once a response starts, HeadGuard scans the rest of the request body as the next request head: body bytes over max_header_bytes get a raw 431 injected after the complete response, and the upload is cut"]
 async fn large_body_after_an_early_response_is_not_taken_for_a_request_head() {
     let backend = EarlyBackend::start().await;
     let port = free_port();
@@ -2180,7 +2175,6 @@ async fn large_body_after_an_early_response_is_not_taken_for_a_request_head() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fulcrum bug: once a response starts, HeadGuard applies header_timeout (not body_timeout) to the rest of the request body: a raw 408 is injected after the complete response and the upload is cut"]
 async fn slow_body_after_an_early_response_is_not_cut_by_header_timeout() {
     let backend = EarlyBackend::start().await;
     let port = free_port();

@@ -5,10 +5,16 @@
 //! a task per connection with no limit of its own; `Guarded` counts connections over all
 //! listeners ([`ConnectionCount`]) and answers one over the cap with a 503 before reading
 //! anything (HAProxy stops accepting at `maxconn`; nginx closes past `worker_connections`).
+//!
+//! For HTTP/1 it runs the keep-alive loop itself (the same steps as Pingora's own
+//! `ServerApp` for HTTP apps: one `ServerSession` per request, with the persistent settings of
+//! the previous one), so that it can tell the connection's [`HeadGuard`] when the next request
+//! begins. HTTP/2 connections go to Pingora's own loop unchanged.
 
-use super::head_guard::{HeadGuard, HeadLimits};
+use super::head_guard::{HeadGuard, HeadLimits, NextHead};
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -90,12 +96,13 @@ impl<A> Guarded<A> {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let accepted = tokio::time::Instant::now();
         let Some(_permit) = self.connections.try_open() else {
             let _ = stream.write_all(&BUSY_503).await;
             let _ = stream.flush().await;
@@ -106,7 +113,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             _ if self.h2c && stream.get_ssl_digest().is_none() => {
                 // A client that sends nothing is cut at the head timeout here too.
                 let mut buf = [0u8; H2_PREFACE.len()];
-                let peek = tokio::time::timeout(self.head.timeout, stream.try_peek(&mut buf));
+                let peek = tokio::time::timeout_at(
+                    accepted + self.head.timeout,
+                    stream.try_peek(&mut buf),
+                );
                 match peek.await {
                     Ok(Ok(peeked)) => peeked && buf == H2_PREFACE,
                     _ => return None,
@@ -114,15 +124,42 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             }
             _ => false,
         };
-        let stream: Stream = if h2 {
-            stream
+        if h2 {
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        let next = Arc::new(NextHead::default());
+        let stream: Stream = Box::new(HeadGuard::new(
+            stream,
+            self.head,
+            accepted,
+            Arc::clone(&next),
+        ));
+        // Pingora's HTTP/1 keep-alive loop (pingora-core's `impl ServerApp for HttpServerApp`),
+        // with the head guard re-armed before each next request.
+        let mut session = ServerSession::new_http1(stream);
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
         } else {
-            Box::new(HeadGuard::new(stream, self.head))
-        };
-        self.inner.process_new(stream, shutdown).await
+            session.set_keepalive(Some(60));
+        }
+        let limit = self
+            .inner
+            .server_options()
+            .and_then(|o| o.keepalive_request_limit);
+        session.set_keepalive_reuses_remaining(limit);
+        let mut result = self.inner.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = result.map(|r| r.consume()) {
+            next.arm();
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            result = self.inner.process_new_http(session, shutdown).await;
+        }
+        None
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await
+        self.inner.http_cleanup().await
     }
 }

@@ -11,11 +11,14 @@
 //! - a size limit on the head; a client that exceeds it gets `431` and is closed, after at
 //!   most one read buffer more than the limit.
 //!
-//! It follows the connection with a small state machine driven by the bytes themselves: the
-//! head ends at the first empty line (CRLF CRLF, or LF LF, which Pingora's parser also
-//! accepts; empty lines before the request line do not count), the body phase ends when the
-//! response starts, and a `101 Switching Protocols` answer turns the guard off for the rest of
-//! the connection (WebSocket frames are not heads). HTTP/2 connections are not wrapped.
+//! It finds the end of each head in the bytes themselves: the first empty line (CRLF CRLF,
+//! or LF LF, which Pingora's parser also accepts; empty lines before the request line do not
+//! count). After that, nothing is checked (the body has its own timeout, and an upgraded
+//! connection carries no heads) until [`NextHead::arm`] says the next request on the
+//! connection begins: the first byte read after that starts a new head. fulcrum's connection
+//! loop ([`super::connection::Guarded`]) arms it between requests, so a body that is still
+//! arriving after an early response is never taken for a head. HTTP/2 connections are not
+//! wrapped.
 
 use async_trait::async_trait;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -28,6 +31,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -50,12 +54,9 @@ pub struct HeadLimits {
 enum Phase {
     /// Reading a request head; the deadline runs.
     Head,
-    /// The head is complete; the body (if any) and the response follow.
+    /// The head is complete; the body (if any), the response, or an upgraded connection's
+    /// bytes follow.
     Body,
-    /// A response started; the next byte read starts the next head.
-    Idle,
-    /// The connection was upgraded (101): bytes are no longer HTTP/1.
-    Tunnel,
 }
 
 /// Where the end-of-head scanner is within the current line.
@@ -85,6 +86,22 @@ static TOO_LARGE_431: LazyLock<Vec<u8>> = LazyLock::new(|| {
         "431 Request Header Fields Too Large: the request head is too large\n",
     )
 });
+
+/// The signal, shared between a [`HeadGuard`] and the loop that serves its connection, that
+/// the next request on the connection begins.
+#[derive(Debug, Default)]
+pub struct NextHead(AtomicBool);
+
+impl NextHead {
+    /// The previous request is done: the next byte read starts a new head.
+    pub fn arm(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::AcqRel)
+    }
+}
 
 /// Finds the end of a request head in the bytes read so far, and counts them.
 #[derive(Debug, Default)]
@@ -138,21 +155,26 @@ pub struct HeadGuard {
     /// heads arrive in one read, and then no timer is touched at all).
     timer: Pin<Box<Sleep>>,
     timer_at: Instant,
+    /// Set between requests by the connection loop.
+    next: Arc<NextHead>,
     /// The guard answered and failed the stream; every later read fails too.
     failed: bool,
 }
 
 impl HeadGuard {
-    /// Wrap a freshly accepted stream; the first head's deadline starts now.
-    pub fn new(inner: Stream, limits: HeadLimits) -> Self {
+    /// Wrap a stream accepted at `accepted`: the first head's deadline counts from then.
+    /// `next` is how the connection loop says that the next request begins.
+    pub fn new(inner: Stream, limits: HeadLimits, accepted: Instant, next: Arc<NextHead>) -> Self {
+        let deadline = accepted + limits.timeout;
         HeadGuard {
             inner,
             limits,
             phase: Phase::Head,
             head: HeadScan::default(),
-            deadline: Instant::now() + limits.timeout,
-            timer: Box::pin(tokio::time::sleep(limits.timeout)),
-            timer_at: Instant::now() + limits.timeout,
+            deadline,
+            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            timer_at: deadline,
+            next,
             failed: false,
         }
     }
@@ -169,24 +191,6 @@ impl HeadGuard {
         let _ = Pin::new(&mut self.inner).poll_write(cx, answer);
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
         io::Error::new(kind, "request head limit")
-    }
-
-    /// A response is being written: leave the body phase.
-    fn on_write(&mut self, buf: &[u8]) {
-        match self.phase {
-            Phase::Body => {
-                // `HTTP/1.x NNN`: informational answers (100 Continue) keep the body coming.
-                let status = buf.get(9..12);
-                if buf.starts_with(b"HTTP/1.") && status == Some(b"101") {
-                    self.phase = Phase::Tunnel;
-                } else if !(buf.starts_with(b"HTTP/1.") && status.is_some_and(|s| s[0] == b'1')) {
-                    self.phase = Phase::Idle;
-                }
-            }
-            // Answered before the head was complete (an error): the next bytes start afresh.
-            Phase::Head => self.phase = Phase::Idle,
-            Phase::Idle | Phase::Tunnel => {}
-        }
     }
 }
 
@@ -216,7 +220,7 @@ impl AsyncRead for HeadGuard {
                 if new.is_empty() {
                     return Poll::Ready(Ok(()));
                 }
-                if this.phase == Phase::Idle {
+                if this.next.take() {
                     this.start_head();
                 }
                 if this.phase == Phase::Head {
@@ -257,9 +261,7 @@ impl AsyncWrite for HeadGuard {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.on_write(buf);
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -267,11 +269,7 @@ impl AsyncWrite for HeadGuard {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
-            this.on_write(first);
-        }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -29,7 +29,7 @@ pub fn is_valid(host: &str) -> bool {
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
     let port_ok = port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
-    name_ok && port_ok && !(name.is_empty() && !host.starts_with('['))
+    name_ok && port_ok && (!name.is_empty() || host.starts_with('['))
 }
 
 #[cfg(test)]

@@ -516,7 +516,7 @@ impl ProxyHttp for Proxy {
                     .map_err(|e| match e {
                         SlotError::NoBackend => no_backend(),
                         SlotError::Queue(q) => Error::explain(
-                            ErrorType::HTTPStatus(503),
+                            respond::BACKENDS_BUSY,
                             format!(
                                 "upstream {}: every backend is at max_connections ({})",
                                 group.config.name,

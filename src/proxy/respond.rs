@@ -9,12 +9,20 @@ use pingora_proxy::Session;
 /// Seconds a client is told to wait (`Retry-After`) when no backend is available.
 pub const RETRY_AFTER_SECS: u64 = 1;
 
+/// The error type of a request that found every backend at `max_connections` and could not
+/// wait in the queue (full, or the wait ran out).
+pub const BACKENDS_BUSY: ErrorType = ErrorType::Custom("every backend is at max_connections");
+
 /// The status and body for an error that ended a request; status 0 means the client is gone.
 pub fn error_answer(e: &Error) -> (u16, &'static str) {
     use ErrorType::*;
     match e.etype() {
         HTTPStatus(404) => (404, "404 Not Found: no route matches this host and path\n"),
         HTTPStatus(503) => (503, "503 Service Unavailable: no healthy backend\n"),
+        Custom(_) if *e.etype() == BACKENDS_BUSY => (
+            503,
+            "503 Service Unavailable: every backend is busy, retry soon\n",
+        ),
         HTTPStatus(413) => (
             413,
             "413 Content Too Large: the request body is larger than allowed\n",
