@@ -2,8 +2,12 @@
 //! the route matcher, the forwarding headers, hash keys and sticky cookies. The properties live
 //! in `fuzz_checks/` and are shared with the cargo-fuzz targets in `fuzz/` (see
 //! `fuzz/README.md`); here proptest drives them with generated inputs it shrinks on failure,
-//! bounded to a few seconds of `cargo test --release`. Inputs the fuzzers once crashed on are
-//! replayed at the end, one test each.
+//! bounded to a few seconds of `cargo test --release`. Inputs the fuzzers (or proptest) once
+//! failed on are replayed at the end, one test each.
+//!
+//! The random seed is fixed, so `cargo test` is repeatable and a CI run fails only on a change.
+//! To explore new inputs: `PROPTEST_RNG_SEED=$RANDOM PROPTEST_CASES=20000 cargo test --release
+//! --test fuzz_properties`.
 
 mod fuzz_checks;
 
@@ -11,8 +15,21 @@ use fulcrum::config::model::{Forwarding, HashKey, HostMatch};
 use fuzz_checks as checks;
 use proptest::prelude::*;
 use proptest::sample::select;
+use proptest::test_runner::RngSeed;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
+
+/// `cases` cases from a fixed seed, unless `PROPTEST_CASES` / `PROPTEST_RNG_SEED` say otherwise.
+fn config(cases: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = cases;
+    }
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0xf01c_2026);
+    }
+    config
+}
 
 // ---------------------------------------------------------------------------------------------
 // Config loader
@@ -185,7 +202,7 @@ fn mutated_config() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(config(1000))]
 
     /// Shipped configs with random edits load or give an error; never a panic.
     #[test]
@@ -247,7 +264,7 @@ fn host_header() -> impl Strategy<Value = Option<String>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config(2000))]
 
     /// The router picks what the routing rules say (checked by brute force), on whole segments;
     /// stripping the picked prefix keeps the rest of the path.
@@ -344,7 +361,7 @@ fn header() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config(2000))]
 
     /// The client address is the peer or the believed part of the chain; untrusted peers'
     /// headers are replaced, trusted ones' extended; `Forwarded` is valid RFC 7239.
@@ -393,7 +410,7 @@ fn request_header() -> impl Strategy<Value = (&'static str, Vec<u8>)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(config(2000))]
 
     /// A hash key is never empty and is exactly what the request carries for it.
     #[test]
@@ -494,4 +511,15 @@ fn regression_forwarded_host_backslash() {
         "::1".parse().unwrap(),
         "https",
     );
+}
+
+/// Found by proptest: `Cookie: b\t=` names cookie `b` (names are trimmed); the property's
+/// check that the header names the cookie did not allow the padding (a fault of the property).
+#[test]
+fn regression_cookie_name_padded_before_equals() {
+    let headers = [("cookie", b"b\t=".to_vec())];
+    let client: IpAddr = "10.0.0.1".parse().unwrap();
+    checks::hash_key_request(b"/", &headers, &HashKey::Cookie("b".into()), client);
+    let headers = [("cookie", b"b \t= x ; c=1".to_vec())];
+    checks::hash_key_request(b"/", &headers, &HashKey::Cookie("b".into()), client);
 }
