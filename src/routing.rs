@@ -26,8 +26,10 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
             || path.as_bytes()[prefix.len()] == b'/')
 }
 
-/// The path after removing a matched `prefix`, always starting with `/`.
+/// The path after removing a matched `prefix`, always starting with `/`. A prefix's trailing
+/// `/` is the start of what remains, so `/api/` and `/api` strip `/api//x` alike, to `//x`.
 pub fn strip_prefix<'a>(prefix: &str, path: &'a str) -> std::borrow::Cow<'a, str> {
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
     let rest = path.get(prefix.len()..).unwrap_or("");
     if rest.starts_with('/') {
         rest.into()
@@ -179,5 +181,9 @@ mod tests {
         assert_eq!(strip_prefix("/api", "/api"), "/");
         assert_eq!(strip_prefix("/api/", "/api/users"), "/users");
         assert_eq!(strip_prefix("/", "/x"), "/x");
+        assert_eq!(strip_prefix("/api/", "/api/"), "/");
+        // Found by fuzz/ (routes): the trailing `/` of a prefix took the path's own `/` with it.
+        assert_eq!(strip_prefix("/api/", "/api//x"), "//x");
+        assert_eq!(strip_prefix("/api", "/api//x"), "//x");
     }
 }

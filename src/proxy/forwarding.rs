@@ -123,7 +123,8 @@ pub fn apply(
 
     if fwd.forwarded {
         let mut element = format!("for={}", forwarded_node(peer));
-        if let Some(h) = host.filter(|h| !h.contains('"')) {
+        // A quoted-string cannot hold `"` or `\` as they are (no valid host has them).
+        if let Some(h) = host.filter(|h| !h.contains(['"', '\\'])) {
             let _ = write!(element, ";host=\"{h}\"");
         }
         let _ = write!(element, ";proto={proto}");
@@ -216,6 +217,22 @@ mod tests {
         let mut r = req(&[]);
         apply(&f, &mut r, "::1".parse().unwrap(), None, "http");
         assert_eq!(get(&r, "forwarded"), "for=\"[::1]\";proto=http");
+    }
+
+    #[test]
+    fn hosts_that_would_break_the_quoted_string_are_left_out() {
+        // Found by fuzz/ (forwarding): a Host of `\` left the quoted-string open.
+        for host in ["a\\", "a\"b"] {
+            let mut r = req(&[]);
+            apply(
+                &fwd(&[]),
+                &mut r,
+                "192.0.2.7".parse().unwrap(),
+                Some(host),
+                "http",
+            );
+            assert_eq!(get(&r, "forwarded"), "for=192.0.2.7;proto=http");
+        }
     }
 
     #[test]
