@@ -104,9 +104,10 @@ pub fn apply(
     if fwd.x_forwarded_host {
         if !keep(req, "x-forwarded-host") {
             // The Host header's own value is shared, not copied.
-            let value = match req.headers.get(http::header::HOST) {
-                Some(v) if v.to_str().ok() == host => Some(v.clone()),
-                _ => host.and_then(|h| HeaderValue::from_str(h).ok()),
+            let value = match (host, req.headers.get(http::header::HOST)) {
+                (Some(h), Some(v)) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
+                (Some(h), _) => HeaderValue::from_str(h).ok(),
+                (None, _) => None,
             };
             match value {
                 Some(h) => {

@@ -98,6 +98,8 @@ pub fn route(host: HostMatch, path: &str) -> Route {
         redirect_to_https: false,
         request_headers: HeaderEdits::default(),
         response_headers: HeaderEdits::default(),
+        max_body_bytes: None,
+        rate_limit: Default::default(),
     }
 }
 
