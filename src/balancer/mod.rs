@@ -6,7 +6,7 @@
 //! that table, lock-free, by the backend's config index, which Pingora's `Backend` carries in
 //! its `ext` ([`BackendIndex`]).
 //!
-//! Pingora's selectors (`RoundRobin`, `Random`, `FNVHash`) are used through their own
+//! Pingora's selectors (`Random`, `FNVHash`) are used through their own
 //! `BackendSelection::iter`/`BackendIter` API rather than through
 //! `LoadBalancer::select_with`: that method clones every candidate `Backend`, hashes it to look
 //! its health up, and allocates a set of visited backends on every request, which costs more
@@ -15,19 +15,22 @@
 //!
 //! | algorithm | selector |
 //! | --- | --- |
-//! | `round_robin`, `random`, `ip_hash` | Pingora's `RoundRobin`, `Random`, `FNVHash` |
+//! | `random`, `ip_hash` | Pingora's `Random`, `FNVHash` |
+//! | `round_robin` | [`round_robin::RoundRobin`]: Pingora's `RoundRobin` rotation, turn for turn |
 //! | `consistent` | [`ketama::Ring`]: Pingora's Ketama ring, point for point |
 //! | `weighted_round_robin` | [`smooth::SmoothWeighted`] |
 //! | `least_connections`, `p2c` | [`least_conn::LeastConnections`], [`least_conn::PowerOfTwo`] |
 //! | `first` | [`first::First`] |
 //! | `cookie` | [`sticky::StickyCookies`] over the fallback's selector |
 //!
-//! `consistent` is Pingora-compatible Ketama: it chooses exactly as `KetamaHashing` does (unit
-//! tests compare them key for key, and walk on past an unavailable backend in the same order),
-//! but fulcrum has its own lookup. `KetamaHashing` binary-searches 160 points per unit of
-//! weight and looks each point's backend up in a `HashMap` by address, over 500 ns a pick at
-//! 1,000 backends; and its `iter` clones an `Arc` on every pick, a reference count that every
-//! worker thread writes.
+//! `round_robin` and `consistent` are Pingora's `RoundRobin` and Pingora-compatible Ketama:
+//! they choose exactly as `RoundRobin` and `KetamaHashing` do (unit tests compare them pick
+//! for pick, and walk on past an unavailable backend in the same order), but fulcrum has its
+//! own lookup. `KetamaHashing` binary-searches 160 points per unit of weight and looks each
+//! point's backend up in a `HashMap` by address, over 500 ns a pick at 1,000 backends; and
+//! Pingora's `iter` clones an `Arc` on every pick, a reference count that every worker thread
+//! writes (as it still does for `random` and `ip_hash`). Counters written on every pick
+//! (turns, in-flight counts) sit on cache lines of their own ([`padded`]).
 
 pub mod crc32;
 pub mod fast_rng;
@@ -35,15 +38,16 @@ pub mod first;
 pub mod ketama;
 pub mod least_conn;
 pub mod ordered;
+pub mod padded;
+pub mod round_robin;
 pub mod smooth;
 pub mod stats;
 pub mod sticky;
+pub mod turns;
 
 use crate::config::model::{self, Algorithm};
 use ordered::{BackendTable, HasOrdered};
-use pingora_load_balancing::selection::{
-    BackendIter, BackendSelection, FNVHash, Random, RoundRobin,
-};
+use pingora_load_balancing::selection::{BackendIter, BackendSelection, FNVHash, Random};
 use pingora_load_balancing::Backend;
 use stats::{Admission, GroupStats};
 use std::cell::Cell;
@@ -60,7 +64,7 @@ pub struct BackendIndex(pub usize);
 /// `BackendIter`; fulcrum's own answer with config indexes directly (no `Arc` traffic on the
 /// hot path).
 enum Selector {
-    RoundRobin(Arc<RoundRobin>),
+    RoundRobin(round_robin::RoundRobin),
     Random(Arc<Random>),
     Fnv(Arc<FNVHash>),
     Consistent(ketama::Ring),
@@ -104,7 +108,7 @@ impl Selector {
     fn new(algorithm: Algorithm, backends: &BTreeSet<Backend>, table: &Arc<BackendTable>) -> Self {
         match algorithm {
             Algorithm::RoundRobin | Algorithm::Cookie => {
-                Selector::RoundRobin(Arc::new(RoundRobin::build(backends)))
+                Selector::RoundRobin(round_robin::RoundRobin::build(backends))
             }
             Algorithm::Random => Selector::Random(Arc::new(Random::build(backends))),
             Algorithm::IpHash => Selector::Fnv(Arc::new(FNVHash::build(backends))),
@@ -135,7 +139,7 @@ impl Selector {
         accept: &impl Fn(usize) -> bool,
     ) -> Option<usize> {
         match self {
-            Selector::RoundRobin(s) => first_accepted(s.iter(key), max_steps, accept),
+            Selector::RoundRobin(s) => s.walk().take(max_steps).find(|&i| accept(i)),
             Selector::Random(s) => first_accepted(s.iter(key), max_steps, accept),
             Selector::Fnv(s) => first_accepted(s.iter(key), max_steps, accept),
             Selector::Consistent(s) => s.walk(key).take(max_steps).find(|&i| accept(i)),
