@@ -11,8 +11,15 @@
 //! What differs is finding the point. Pingora binary-searches all the points (160,000 at 1,000
 //! backends of weight 1, far more than the caches hold for random keys) and then looks the
 //! point's address up in a `HashMap` of backends, per step. Here a table indexed by the top
-//! bits of the hash gives the first candidate point, a short forward scan finds the one, and
-//! each point carries the backend's config index itself.
+//! 16 bits of the hash gives the first candidate point, a short forward scan finds the one
+//! (about 7 points per table slot at 1,000 backends of mixed weights, usually none at 3), and
+//! each point carries its backend's slot, an index into the backends' config indexes.
+//!
+//! Hash collisions between backends (a few dozen among 480,000 points) are settled as Pingora
+//! settles them: whichever point the standard library's unstable sort leaves first. That sort
+//! is deterministic, and fulcrum and pingora-ketama are always built by the same compiler, so
+//! the same points in the same order give the same result; a unit test aims keys at every
+//! collision to check it.
 
 use super::crc32;
 use super::BackendIndex;
