@@ -15,7 +15,7 @@
 //!
 //! | algorithm | selector |
 //! | --- | --- |
-//! | `random`, `ip_hash` | Pingora's `Random`, `FNVHash` |
+//! | `random`, `ip_hash` | Pingora's `Random`, `FNVHash`, a copy per worker thread ([`replicas`]) |
 //! | `round_robin` | [`round_robin::RoundRobin`]: Pingora's `RoundRobin` rotation, turn for turn |
 //! | `consistent` | [`ketama::Ring`]: Pingora's Ketama ring, point for point |
 //! | `weighted_round_robin` | [`smooth::SmoothWeighted`] |
@@ -29,8 +29,8 @@
 //! own lookup. `KetamaHashing` binary-searches 160 points per unit of weight and looks each
 //! point's backend up in a `HashMap` by address, over 500 ns a pick at 1,000 backends; and
 //! Pingora's `iter` clones an `Arc` on every pick, a reference count that every worker thread
-//! writes (as it still does for `random` and `ip_hash`). Counters written on every pick
-//! (turns, in-flight counts) sit on cache lines of their own ([`padded`]).
+//! would write (hence the per-thread copies of `Random` and `FNVHash`). Counters written on
+//! every pick (turns, in-flight counts) sit on cache lines of their own ([`padded`]).
 
 pub mod crc32;
 pub mod fast_rng;
@@ -39,6 +39,7 @@ pub mod ketama;
 pub mod least_conn;
 pub mod ordered;
 pub mod padded;
+pub mod replicas;
 pub mod round_robin;
 pub mod smooth;
 pub mod stats;
@@ -47,8 +48,9 @@ pub mod turns;
 
 use crate::config::model::{self, Algorithm};
 use ordered::{BackendTable, HasOrdered};
-use pingora_load_balancing::selection::{BackendIter, BackendSelection, FNVHash, Random};
+use pingora_load_balancing::selection::{BackendIter, BackendSelection};
 use pingora_load_balancing::Backend;
+use replicas::{PaddedFnv, PaddedRandom, Replicas};
 use stats::{Admission, GroupStats};
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -65,8 +67,8 @@ pub struct BackendIndex(pub usize);
 /// hot path).
 enum Selector {
     RoundRobin(round_robin::RoundRobin),
-    Random(Arc<Random>),
-    Fnv(Arc<FNVHash>),
+    Random(Replicas<PaddedRandom>),
+    Fnv(Replicas<PaddedFnv>),
     Consistent(ketama::Ring),
     Smooth(smooth::SmoothWeighted),
     LeastConnections(least_conn::LeastConnections),
@@ -110,8 +112,8 @@ impl Selector {
             Algorithm::RoundRobin | Algorithm::Cookie => {
                 Selector::RoundRobin(round_robin::RoundRobin::build(backends))
             }
-            Algorithm::Random => Selector::Random(Arc::new(Random::build(backends))),
-            Algorithm::IpHash => Selector::Fnv(Arc::new(FNVHash::build(backends))),
+            Algorithm::Random => Selector::Random(Replicas::build(backends)),
+            Algorithm::IpHash => Selector::Fnv(Replicas::build(backends)),
             Algorithm::Consistent => Selector::Consistent(ketama::Ring::build(backends)),
             Algorithm::WeightedRoundRobin => {
                 Selector::Smooth(smooth::SmoothWeighted::build_with_config(backends, table))
@@ -140,8 +142,8 @@ impl Selector {
     ) -> Option<usize> {
         match self {
             Selector::RoundRobin(s) => s.walk().take(max_steps).find(|&i| accept(i)),
-            Selector::Random(s) => first_accepted(s.iter(key), max_steps, accept),
-            Selector::Fnv(s) => first_accepted(s.iter(key), max_steps, accept),
+            Selector::Random(s) => first_accepted(s.get().iter(key), max_steps, accept),
+            Selector::Fnv(s) => first_accepted(s.get().iter(key), max_steps, accept),
             Selector::Consistent(s) => s.walk(key).take(max_steps).find(|&i| accept(i)),
             Selector::Smooth(s) => {
                 // Skip unavailable backends' turns along the schedule itself.

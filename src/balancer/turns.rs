@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 /// Counters per selector; threads beyond this many share them (correctly, just contended).
 pub const STRIPES: usize = 8;
 
-/// The stripe of the current thread: threads are numbered as they first pick.
-fn stripe() -> usize {
+/// The stripe of the current thread (below [`STRIPES`]): threads are numbered as they first
+/// pick.
+pub fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
