@@ -6,10 +6,10 @@
 
 use super::fast_rng;
 use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
+use super::turns::Turns;
 use pingora_load_balancing::selection::BackendSelection;
 use pingora_load_balancing::Backend;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Groups up to this size are scanned exactly; larger ones are sampled.
@@ -27,15 +27,6 @@ impl Loads {
         self.table.stats.in_flight(self.ordered.index[pos]) as u64
     }
 
-    /// The less loaded of two positions (`a` on a tie).
-    fn lesser(&self, a: usize, b: usize) -> usize {
-        if self.less(b, a) {
-            b
-        } else {
-            a
-        }
-    }
-
     /// Whether position `a` is strictly less loaded than position `b`.
     fn less(&self, a: usize, b: usize) -> bool {
         let (wa, wb) = (self.ordered.weight[a], self.ordered.weight[b]);
@@ -44,11 +35,11 @@ impl Loads {
 }
 
 /// Least connections: exact for groups up to [`EXACT_SCAN_LIMIT`] backends (ties take
-/// turns); above, the least loaded of [`SAMPLE_SIZE`] random
+/// turns, per worker thread); above, the least loaded of [`SAMPLE_SIZE`] random
 /// backends, as Envoy's least-request balancer does, so a pick stays O(1) at 1,000 backends.
 pub struct LeastConnections {
     loads: Loads,
-    next: AtomicUsize,
+    next: Box<Turns>,
 }
 
 impl HasOrdered for LeastConnections {
@@ -71,7 +62,7 @@ impl BackendSelection for LeastConnections {
                 ordered: table.ordered(backends),
                 table: Arc::clone(table),
             },
-            next: AtomicUsize::new(0),
+            next: Box::default(),
         }
     }
 
@@ -93,12 +84,13 @@ impl LeastConnections {
         if n == 0 {
             return 0;
         }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        let turn = self.next.next();
         if n > EXACT_SCAN_LIMIT {
             // Sampled: a rotating candidate and random ones, the least loaded eligible wins.
             let mut best: Option<usize> = None;
+            // Readiness is asked only of a candidate that would win on load.
             let mut consider = |pos: usize| {
-                if eligible(pos) && best.is_none_or(|b| self.loads.less(pos, b)) {
+                if best.is_none_or(|b| self.loads.less(pos, b)) && eligible(pos) {
                     best = Some(pos);
                 }
             };
@@ -108,13 +100,23 @@ impl LeastConnections {
         }
         // Exact: the least loaded eligible backends; among equals, take turns, so ties spread
         // evenly instead of favouring whichever backend follows a busy or unavailable one.
+        // Each load is read once (another thread may be changing it): `None` when ineligible.
+        let mut load = [None; EXACT_SCAN_LIMIT];
+        for (p, l) in load.iter_mut().enumerate().take(n) {
+            *l = eligible(p).then(|| self.loads.in_flight(p));
+        }
+        let weight = &self.loads.ordered.weight;
+        let less = |a: usize, b: usize| match (load[a], load[b]) {
+            (Some(la), Some(lb)) => la * weight[b] < lb * weight[a],
+            _ => false,
+        };
         let least = (0..n)
-            .filter(|&p| eligible(p))
-            .reduce(|a, b| self.loads.lesser(a, b));
+            .filter(|&p| load[p].is_some())
+            .reduce(|a, b| if less(b, a) { b } else { a });
         let Some(least) = least else {
             return turn % n;
         };
-        let tied = |p: &usize| eligible(*p) && !self.loads.less(least, *p);
+        let tied = |p: &usize| load[*p].is_some() && !less(least, *p);
         let ties = (0..n).filter(tied).count().max(1);
         (0..n).filter(tied).nth(turn % ties).unwrap_or(least)
     }

@@ -7,6 +7,7 @@
 //! request only bumps an atomic counter: O(1), lock-free, whatever the number of backends.
 
 use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
+use super::padded::CachePadded;
 use pingora_load_balancing::selection::BackendSelection;
 use pingora_load_balancing::Backend;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -21,7 +22,8 @@ const EXACT_BUILD_LIMIT: u64 = 16_000_000;
 pub struct SmoothWeighted {
     ordered: Ordered,
     sequence: Box<[u32]>,
-    next: AtomicUsize,
+    /// The next turn, out of line on cache lines of its own.
+    next: Box<CachePadded<AtomicUsize>>,
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -128,7 +130,7 @@ impl BackendSelection for SmoothWeighted {
         SmoothWeighted {
             sequence: smooth_sequence(&ordered.weight).into_boxed_slice(),
             ordered,
-            next: AtomicUsize::new(0),
+            next: Box::new(CachePadded::new(AtomicUsize::new(0))),
         }
     }
 

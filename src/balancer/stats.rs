@@ -14,6 +14,7 @@
 //! trial request is admitted (half-open): success closes the breaker, failure re-opens it with
 //! a doubled cooldown, capped at `max_cooldown`.
 
+use super::padded::{CachePadded, LineBreak};
 use crate::config::model::CircuitBreaker;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
@@ -27,20 +28,31 @@ fn now_ms() -> u64 {
 }
 
 /// Counters and state for one backend.
+///
+/// Laid out for selection under contention: each backend's fields start on a 128-byte block
+/// of their own (two backends never share a cache line), and within it the fields selection
+/// reads on every pick but that change only with health or failures come first, then, on a
+/// block of their own, those every request writes. So a request to a neighbouring backend
+/// does not evict this one's counters from another core's cache, and a pick's reads of
+/// readiness stay cache hits while another core counts requests to the same backend.
 #[derive(Debug)]
+#[repr(C, align(128))]
 pub struct BackendStats {
-    in_flight: AtomicUsize,
-    requests: AtomicU64,
-    failures: AtomicU64,
-    ejections: AtomicU64,
+    // Read on every pick; written on health and breaker changes and on failures.
     healthy: AtomicBool,
+    /// A half-open trial request is in flight.
+    trial: AtomicBool,
     consecutive_failures: AtomicU32,
     /// `now_ms()` deadline of the current ejection; 0 when the breaker is closed.
     ejected_until: AtomicU64,
     /// Length of the current (or last) ejection, in ms.
     cooldown_ms: AtomicU64,
-    /// A half-open trial request is in flight.
-    trial: AtomicBool,
+    failures: AtomicU64,
+    ejections: AtomicU64,
+    _per_request: LineBreak,
+    // Written by every request.
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
     connects_new: AtomicU64,
     connects_reused: AtomicU64,
     latency: Mutex<LatencyWindow>,
@@ -71,15 +83,16 @@ pub struct Latency {
 impl Default for BackendStats {
     fn default() -> Self {
         BackendStats {
-            in_flight: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            ejections: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            trial: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             cooldown_ms: AtomicU64::new(0),
-            trial: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+            ejections: AtomicU64::new(0),
+            _per_request: LineBreak,
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             connects_new: AtomicU64::new(0),
             connects_reused: AtomicU64::new(0),
             latency: Mutex::new(LatencyWindow {
@@ -274,7 +287,8 @@ impl BackendStats {
 pub struct GroupStats {
     backends: Box<[BackendStats]>,
     breaker: CircuitBreaker,
-    retries: AtomicU64,
+    /// Written on retries only, but kept off the line selection reads `backends` from.
+    retries: CachePadded<AtomicU64>,
 }
 
 impl GroupStats {
@@ -283,7 +297,7 @@ impl GroupStats {
         GroupStats {
             backends: (0..n).map(|_| BackendStats::default()).collect(),
             breaker,
-            retries: AtomicU64::new(0),
+            retries: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -406,6 +420,15 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backends_never_share_a_cache_line_and_hot_counters_have_their_own() {
+        use crate::balancer::padded::PAD;
+        assert_eq!(std::mem::align_of::<BackendStats>(), PAD);
+        assert_eq!(std::mem::size_of::<BackendStats>(), 2 * PAD);
+        assert_eq!(std::mem::offset_of!(BackendStats, in_flight), PAD);
+        assert!(std::mem::offset_of!(BackendStats, ejected_until) < PAD);
+    }
 
     fn breaker(max_fails: u32, cooldown_ms: u64) -> CircuitBreaker {
         CircuitBreaker {

@@ -1,0 +1,57 @@
+//! Turn counters for breaking ties, one per worker thread, so that threads picking at the same
+//! time do not pass one cache line back and forth.
+//!
+//! A single shared counter is what strict rotation needs (`round_robin`, the smooth schedule):
+//! every pick must take the next turn of one sequence. Where the turn only spreads ties
+//! (`least_connections` among equally loaded backends), each thread taking turns of its own is
+//! enough: ties still rotate, per thread.
+
+use super::padded::CachePadded;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// Counters per selector; threads beyond this many share them (correctly, just contended).
+pub const STRIPES: usize = 8;
+
+/// The stripe of the current thread (below [`STRIPES`]): threads are numbered as they first
+/// pick.
+pub fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
+/// Per-thread turn counters.
+#[derive(Debug, Default)]
+pub struct Turns {
+    stripes: [CachePadded<AtomicUsize>; STRIPES],
+}
+
+impl Turns {
+    /// This thread's next turn: 0, 1, 2, ... for each thread (up to [`STRIPES`] threads).
+    pub fn next(&self) -> usize {
+        self.stripes[stripe()].fetch_add(1, Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_thread_counts_its_own_turns() {
+        let turns = Turns::default();
+        assert_eq!((turns.next(), turns.next()), (0, 1));
+        let mine = stripe();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Unless 8 other threads started picking in between and wrapped the stripes.
+                if stripe() != mine {
+                    assert_eq!((turns.next(), turns.next()), (0, 1));
+                }
+            });
+        });
+        assert_eq!(turns.next(), 2);
+    }
+}
