@@ -330,6 +330,24 @@ impl Drop for SlowBackend {
     }
 }
 
+/// Read from `stream` into `buf` until it holds a whole request head; the offset of the
+/// head's final CRLF CRLF, or `None` when the connection ends, stalls for 30 s or sends more
+/// than 64 KiB without finishing a head.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> Option<usize> {
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(p);
+        }
+        if buf.len() > 64 * 1024 {
+            return None;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
 async fn serve_slow(
     mut stream: TcpStream,
     delay: Duration,
@@ -343,17 +361,8 @@ async fn serve_slow(
     let mut chunk = vec![0u8; 16 * 1024];
     for _ in 0..10_000 {
         // One request head (fulcrum only sends GETs here: no body).
-        let end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            if buf.len() > 64 * 1024 {
-                return;
-            }
-            match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                _ => return,
-            }
+        let Some(end) = read_head(&mut stream, &mut buf, &mut chunk).await else {
+            return;
         };
         buf.drain(..end + 4);
         received.fetch_add(1, Ordering::SeqCst);
@@ -2058,17 +2067,8 @@ async fn serve_early(
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     for _ in 0..10_000 {
-        let end = loop {
-            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            if buf.len() > 64 * 1024 {
-                return;
-            }
-            match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-                _ => return,
-            }
+        let Some(end) = read_head(&mut stream, &mut buf, &mut chunk).await else {
+            return;
         };
         let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
         buf.drain(..end + 4);
