@@ -510,8 +510,7 @@ impl ProxyHttp for Proxy {
                 (chosen, None)
             }
             Some(slots) => {
-                let failed = ctx.failed.clone();
-                let (chosen, slot) = select_with_slot(group, slots, pick, &failed)
+                let (chosen, slot) = select_with_slot(group, slots, pick, &ctx.failed)
                     .await
                     .map_err(|e| match e {
                         SlotError::NoBackend => no_backend(),
