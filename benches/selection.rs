@@ -12,7 +12,8 @@ use fulcrum::config::model::{
     Algorithm, Backend, HashKey, SameSite, StickyCookie, Timeouts, Upstream,
 };
 use std::hint::black_box;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
@@ -85,33 +86,71 @@ fn bench(c: &mut Criterion) {
     let mut contended = c.benchmark_group("select_2_threads");
     contended.warm_up_time(Duration::from_millis(300));
     contended.measurement_time(Duration::from_secs(1));
+    let workers = Workers::start();
     for (name, algorithm) in Algorithm::ALL {
         for n in [3usize, 1000] {
-            let g = Arc::new(group(*algorithm, n));
+            let g: &'static UpstreamGroup = Box::leak(Box::new(group(*algorithm, n)));
             contended.bench_with_input(BenchmarkId::new(*name, n), &n, |b, _| {
-                b.iter_custom(|iters| {
-                    // Both threads select `iters` times; report the mean wall time per
-                    // selection of one thread while the other contends.
-                    let start = Instant::now();
-                    let handles: Vec<_> = (0..2)
-                        .map(|t| {
-                            let g = Arc::clone(&g);
-                            std::thread::spawn(move || {
-                                for s in 0..iters {
-                                    black_box(select_once(&g, (s as u32) ^ (t << 31)));
-                                }
-                            })
-                        })
-                        .collect();
-                    for h in handles {
-                        let _ = h.join();
-                    }
-                    start.elapsed()
-                })
+                // Both threads select `iters` times, starting together; report the mean, over
+                // the two threads, of the time each took (not the time it takes to wake them).
+                b.iter_custom(|iters| workers.run(g, iters))
             });
         }
     }
     contended.finish();
+}
+
+/// What a worker is told to do: select `iters` times from a group once both workers have
+/// arrived at the start line.
+type Order = (&'static UpstreamGroup, u64, Arc<AtomicUsize>);
+
+/// Two threads that select on command, like a proxy's worker threads: the same two for every
+/// group, so that, as in the proxy, selection sees a fixed set of threads.
+struct Workers {
+    go: Vec<mpsc::Sender<Order>>,
+    done: mpsc::Receiver<Duration>,
+}
+
+impl Workers {
+    fn start() -> Workers {
+        let (done_tx, done) = mpsc::channel();
+        let go = (0..2u32)
+            .map(|t| {
+                let (tx, rx) = mpsc::channel::<Order>();
+                let done_tx = done_tx.clone();
+                std::thread::spawn(move || {
+                    for (g, iters, start_line) in rx {
+                        // Spin until the other worker is here too, so both run the whole time.
+                        start_line.fetch_add(1, Ordering::SeqCst);
+                        while start_line.load(Ordering::SeqCst) < 2 {
+                            std::hint::spin_loop();
+                        }
+                        let start = Instant::now();
+                        for s in 0..iters {
+                            black_box(select_once(g, (s as u32) ^ (t << 31)));
+                        }
+                        let _ = done_tx.send(start.elapsed());
+                    }
+                });
+                tx
+            })
+            .collect();
+        Workers { go, done }
+    }
+
+    fn run(&self, g: &'static UpstreamGroup, iters: u64) -> Duration {
+        let start_line = Arc::new(AtomicUsize::new(0));
+        for tx in &self.go {
+            tx.send((g, iters, Arc::clone(&start_line)))
+                .expect("worker");
+        }
+        let took: Duration = self
+            .go
+            .iter()
+            .map(|_| self.done.recv().expect("worker"))
+            .sum();
+        took / self.go.len() as u32
+    }
 }
 
 criterion_group!(benches, bench);

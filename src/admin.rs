@@ -92,8 +92,8 @@ pub fn status(state: &ProxyState, started: Instant) -> Status {
                         healthy: s.is_healthy(),
                         ejected: s.is_ejected(),
                         available: s.is_ready(),
-                        in_flight: s.in_flight(),
-                        requests: s.requests(),
+                        in_flight: g.stats.in_flight(i),
+                        requests: g.stats.requests(i),
                         failures: s.failures(),
                         ejections: s.ejections(),
                         latency_ms: LatencyStatus {

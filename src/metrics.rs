@@ -230,12 +230,14 @@ impl Collector for GroupCollector {
         let m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
         for (name, addrs, stats) in &self.groups {
             mirror(&m.retries, &[name], stats.retries());
-            for (addr, b) in addrs.iter().zip(stats.iter()) {
+            for (i, (addr, b)) in addrs.iter().zip(stats.iter()).enumerate() {
                 let l = [name.as_str(), addr.as_str()];
-                m.in_flight.with_label_values(&l).set(b.in_flight() as i64);
+                m.in_flight
+                    .with_label_values(&l)
+                    .set(stats.in_flight(i) as i64);
                 m.healthy.with_label_values(&l).set(b.is_healthy() as i64);
                 m.ejected.with_label_values(&l).set(b.is_ejected() as i64);
-                mirror(&m.attempts, &l, b.requests());
+                mirror(&m.attempts, &l, stats.requests(i));
                 mirror(&m.failures, &l, b.failures());
                 mirror(&m.ejections, &l, b.ejections());
                 let (new, reused) = b.connections();

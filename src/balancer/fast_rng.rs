@@ -8,6 +8,7 @@ thread_local! {
 }
 
 /// The next 64 random bits (xorshift64*).
+#[inline]
 pub fn next_u64() -> u64 {
     STATE.with(|s| {
         let mut x = s.get();
@@ -20,6 +21,7 @@ pub fn next_u64() -> u64 {
 }
 
 /// A uniformly distributed number in `0..n` (`n` > 0), by Lemire's multiply-shift.
+#[inline]
 pub fn below(n: usize) -> usize {
     ((next_u64() as u128 * n as u128) >> 64) as usize
 }

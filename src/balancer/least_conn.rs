@@ -2,8 +2,12 @@
 //!
 //! Load is the backend's in-flight requests divided by its weight, compared by cross
 //! multiplication. In-flight counts are request-level and live in the group's
-//! [`GroupStats`](super::stats::GroupStats), which survives selector rebuilds.
+//! [`GroupStats`](super::stats::GroupStats), which survives selector rebuilds; a pick reads
+//! them through a [`LoadView`]: the picking thread's own requests exactly, other worker
+//! threads' as of a few microseconds ago, so that threads picking at once do not pass cache
+//! lines back and forth on every pick.
 
+use super::counts::LoadView;
 use super::fast_rng;
 use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
 use super::turns::Turns;
@@ -23,14 +27,21 @@ struct Loads {
 }
 
 impl Loads {
-    fn in_flight(&self, pos: usize) -> u64 {
-        self.table.stats.in_flight(self.ordered.index[pos]) as u64
+    /// In-flight counts for one pick.
+    fn view(&self) -> LoadView<'_> {
+        self.table.stats.loads()
     }
 
-    /// Whether position `a` is strictly less loaded than position `b`.
-    fn less(&self, a: usize, b: usize) -> bool {
-        let (wa, wb) = (self.ordered.weight[a], self.ordered.weight[b]);
-        self.in_flight(a) * wb < self.in_flight(b) * wa
+    /// In-flight requests to the backend at position `pos`.
+    #[inline]
+    fn in_flight(&self, view: &LoadView<'_>, pos: usize) -> u64 {
+        view.in_flight(self.ordered.index[pos])
+    }
+
+    /// Whether position `a`, with `la` requests in flight, is strictly less loaded than
+    /// position `b` with `lb`.
+    fn less(&self, (a, la): (usize, u64), (b, lb): (usize, u64)) -> bool {
+        la * self.ordered.weight[b] < lb * self.ordered.weight[a]
     }
 }
 
@@ -84,41 +95,57 @@ impl LeastConnections {
         if n == 0 {
             return 0;
         }
-        let turn = self.next.next();
+        let view = self.loads.view();
         if n > EXACT_SCAN_LIMIT {
             // Sampled: a rotating candidate and random ones, the least loaded eligible wins.
-            let mut best: Option<usize> = None;
+            let mut best: Option<(usize, u64)> = None;
             // Readiness is asked only of a candidate that would win on load.
             let mut consider = |pos: usize| {
-                if best.is_none_or(|b| self.loads.less(pos, b)) && eligible(pos) {
-                    best = Some(pos);
+                let c = (pos, self.loads.in_flight(&view, pos));
+                if best.is_none_or(|b| self.loads.less(c, b)) && eligible(pos) {
+                    best = Some(c);
                 }
             };
+            let turn = self.next.next();
             consider(turn % n);
             (1..SAMPLE_SIZE).for_each(|_| consider(fast_rng::below(n)));
-            return best.unwrap_or(turn % n);
+            return best.map_or(turn % n, |(pos, _)| pos);
         }
         // Exact: the least loaded eligible backends; among equals, take turns, so ties spread
         // evenly instead of favouring whichever backend follows a busy or unavailable one.
-        // Each load is read once (another thread may be changing it): `None` when ineligible.
-        let mut load = [None; EXACT_SCAN_LIMIT];
-        for (p, l) in load.iter_mut().enumerate().take(n) {
-            *l = eligible(p).then(|| self.loads.in_flight(p));
+        // One pass: each load is read once (another thread may be changing it), and `tied`
+        // holds the positions as loaded as the least loaded so far.
+        let mut least: Option<(usize, u64)> = None;
+        let mut tied = 0u32;
+        for p in 0..n {
+            if !eligible(p) {
+                continue;
+            }
+            let c = (p, self.loads.in_flight(&view, p));
+            match least {
+                Some(b) if !self.loads.less(c, b) => {
+                    if !self.loads.less(b, c) {
+                        tied |= 1 << p;
+                    }
+                }
+                _ => {
+                    least = Some(c);
+                    tied = 1 << p;
+                }
+            }
         }
-        let weight = &self.loads.ordered.weight;
-        let less = |a: usize, b: usize| match (load[a], load[b]) {
-            (Some(la), Some(lb)) => la * weight[b] < lb * weight[a],
-            _ => false,
+        let Some((least, _)) = least else {
+            return self.next.next() % n;
         };
-        let least = (0..n)
-            .filter(|&p| load[p].is_some())
-            .reduce(|a, b| if less(b, a) { b } else { a });
-        let Some(least) = least else {
-            return turn % n;
-        };
-        let tied = |p: &usize| load[*p].is_some() && !less(least, *p);
-        let ties = (0..n).filter(tied).count().max(1);
-        (0..n).filter(tied).nth(turn % ties).unwrap_or(least)
+        let ties = tied.count_ones() as usize;
+        if ties <= 1 {
+            return least;
+        }
+        // The turn's tie: drop that many lowest positions from the set.
+        for _ in 0..self.next.next() % ties {
+            tied &= tied - 1;
+        }
+        tied.trailing_zeros() as usize
     }
 }
 
@@ -177,8 +204,16 @@ impl PowerOfTwo {
         };
         match draw(None) {
             Some(a) => match draw(Some(a)) {
-                Some(b) if self.loads.less(b, a) => b,
-                _ => a,
+                Some(b) => {
+                    let view = self.loads.view();
+                    let load = |p| (p, self.loads.in_flight(&view, p));
+                    if self.loads.less(load(b), load(a)) {
+                        b
+                    } else {
+                        a
+                    }
+                }
+                None => a,
             },
             None => fast_rng::below(n),
         }

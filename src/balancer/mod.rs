@@ -6,16 +6,15 @@
 //! that table, lock-free, by the backend's config index, which Pingora's `Backend` carries in
 //! its `ext` ([`BackendIndex`]).
 //!
-//! Pingora's selectors (`Random`, `FNVHash`) are used through their own
-//! `BackendSelection::iter`/`BackendIter` API rather than through
-//! `LoadBalancer::select_with`: that method clones every candidate `Backend`, hashes it to look
-//! its health up, and allocates a set of visited backends on every request, which costs more
-//! than the rest of a pick; fulcrum's table answers the same question with one atomic load.
-//! Active health checks still use pingora-load-balancing's checkers (see [`crate::health`]).
+//! Selection does not go through `LoadBalancer::select_with`: that method clones every
+//! candidate `Backend`, hashes it to look its health up, and allocates a set of visited
+//! backends on every request, which costs more than the rest of a pick; fulcrum's table
+//! answers the same question with one atomic load. Active health checks still use
+//! pingora-load-balancing's checkers (see [`crate::health`]).
 //!
 //! | algorithm | selector |
 //! | --- | --- |
-//! | `random`, `ip_hash` | Pingora's `Random`, `FNVHash`, a copy per worker thread ([`replicas`]) |
+//! | `random`, `ip_hash` | [`weighted::WeightedDraws`]: Pingora's `Random` and `FNVHash`, pick for pick |
 //! | `round_robin` | [`round_robin::RoundRobin`]: Pingora's `RoundRobin` rotation, turn for turn |
 //! | `consistent` | [`ketama::Ring`]: Pingora's Ketama ring, point for point |
 //! | `weighted_round_robin` | [`smooth::SmoothWeighted`] |
@@ -23,15 +22,17 @@
 //! | `first` | [`first::First`] |
 //! | `cookie` | [`sticky::StickyCookies`] over the fallback's selector |
 //!
-//! `round_robin` and `consistent` are Pingora's `RoundRobin` and Pingora-compatible Ketama:
-//! they choose exactly as `RoundRobin` and `KetamaHashing` do (unit tests compare them pick
-//! for pick, and walk on past an unavailable backend in the same order), but fulcrum has its
-//! own lookup. `KetamaHashing` binary-searches 160 points per unit of weight and looks each
-//! point's backend up in a `HashMap` by address, over 500 ns a pick at 1,000 backends; and
-//! Pingora's `iter` clones an `Arc` on every pick, a reference count that every worker thread
-//! would write (hence the per-thread copies of `Random` and `FNVHash`). Counters written on
-//! every pick (turns, in-flight counts) sit on cache lines of their own ([`padded`]).
+//! `round_robin`, `consistent`, `random` and `ip_hash` choose exactly as Pingora's
+//! `RoundRobin`, `KetamaHashing`, `Random` and `FNVHash` do (unit tests compare them pick for
+//! pick, and walk on past an unavailable backend in the same order; `random` draws its random
+//! numbers from a faster generator), but fulcrum has its own lookup. `KetamaHashing`
+//! binary-searches 160 points per unit of weight and looks each point's backend up in a
+//! `HashMap` by address, over 500 ns a pick at 1,000 backends; and Pingora's `iter` clones an
+//! `Arc` on every pick, a reference count that every worker thread would write. Counters
+//! written on every pick (turns, in-flight counts) are kept per worker thread ([`stripes`],
+//! [`counts`]) on cache lines of their own ([`padded`]).
 
+pub mod counts;
 pub mod crc32;
 pub mod fast_rng;
 pub mod first;
@@ -39,18 +40,18 @@ pub mod ketama;
 pub mod least_conn;
 pub mod ordered;
 pub mod padded;
-pub mod replicas;
 pub mod round_robin;
 pub mod smooth;
 pub mod stats;
 pub mod sticky;
+pub mod stripes;
 pub mod turns;
+pub mod weighted;
 
 use crate::config::model::{self, Algorithm};
 use ordered::{BackendTable, HasOrdered};
-use pingora_load_balancing::selection::{BackendIter, BackendSelection};
+use pingora_load_balancing::selection::BackendSelection;
 use pingora_load_balancing::Backend;
-use replicas::{PaddedFnv, PaddedRandom, Replicas};
 use stats::{Admission, GroupStats};
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -67,30 +68,13 @@ pub struct BackendIndex(pub usize);
 /// hot path).
 enum Selector {
     RoundRobin(round_robin::RoundRobin),
-    Random(Replicas<PaddedRandom>),
-    Fnv(Replicas<PaddedFnv>),
+    Random(weighted::WeightedDraws),
+    Fnv(weighted::WeightedDraws),
     Consistent(ketama::Ring),
     Smooth(smooth::SmoothWeighted),
     LeastConnections(least_conn::LeastConnections),
     P2c(least_conn::PowerOfTwo),
     First(first::First),
-}
-
-/// The first backend `iter` yields that `accept` takes, within `max_steps`.
-fn first_accepted(
-    mut iter: impl BackendIter,
-    max_steps: usize,
-    accept: &impl Fn(usize) -> bool,
-) -> Option<usize> {
-    for _ in 0..max_steps {
-        let b = iter.next()?;
-        if let Some(&BackendIndex(i)) = b.ext.get::<BackendIndex>() {
-            if accept(i) {
-                return Some(i);
-            }
-        }
-    }
-    None
 }
 
 /// Starting at position `start`, the first backend in config order that `accept` takes.
@@ -100,9 +84,10 @@ fn first_accepted_from(
     accept: &impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let o = s.ordered();
-    let n = o.len();
-    (0..n)
-        .map(|step| o.index[(start + step) % n])
+    let start = start.min(o.len());
+    (start..o.len())
+        .chain(0..start)
+        .map(|pos| o.index[pos])
         .find(|&i| accept(i))
 }
 
@@ -112,8 +97,14 @@ impl Selector {
             Algorithm::RoundRobin | Algorithm::Cookie => {
                 Selector::RoundRobin(round_robin::RoundRobin::build(backends))
             }
-            Algorithm::Random => Selector::Random(Replicas::build(backends)),
-            Algorithm::IpHash => Selector::Fnv(Replicas::build(backends)),
+            Algorithm::Random => Selector::Random(weighted::WeightedDraws::build(
+                backends,
+                weighted::Draw::Random,
+            )),
+            Algorithm::IpHash => Selector::Fnv(weighted::WeightedDraws::build(
+                backends,
+                weighted::Draw::Fnv,
+            )),
             Algorithm::Consistent => Selector::Consistent(ketama::Ring::build(backends)),
             Algorithm::WeightedRoundRobin => {
                 Selector::Smooth(smooth::SmoothWeighted::build_with_config(backends, table))
@@ -142,8 +133,9 @@ impl Selector {
     ) -> Option<usize> {
         match self {
             Selector::RoundRobin(s) => s.walk().take(max_steps).find(|&i| accept(i)),
-            Selector::Random(s) => first_accepted(s.get().iter(key), max_steps, accept),
-            Selector::Fnv(s) => first_accepted(s.get().iter(key), max_steps, accept),
+            Selector::Random(s) | Selector::Fnv(s) => {
+                s.walk(key).take(max_steps).find(|&i| accept(i))
+            }
             Selector::Consistent(s) => s.walk(key).take(max_steps).find(|&i| accept(i)),
             Selector::Smooth(s) => {
                 // Skip unavailable backends' turns along the schedule itself.
@@ -271,6 +263,7 @@ impl UpstreamGroup {
 
     /// Whether the backend at a config index may take traffic now (health check and circuit
     /// breaker both allow it).
+    #[inline]
     pub fn is_ready(&self, index: usize) -> bool {
         self.stats.get(index).is_some_and(|s| s.is_ready())
     }

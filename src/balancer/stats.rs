@@ -4,6 +4,9 @@
 //! (in-flight requests above all) lives here, in one table per upstream group, shared with the
 //! selectors through their `Config` and with requests through [`InFlight`] guards.
 //!
+//! The two counts every request writes, in-flight and attempts, are striped per worker thread
+//! ([`counts`](super::counts)).
+//!
 //! A group's table lives as long as the process (a config is loaded once; a reload is a new
 //! process), so it is allocated once with [`GroupStats::leak`] and shared as `&'static`: no
 //! reference count for two worker threads to fight over on every request.
@@ -14,9 +17,10 @@
 //! trial request is admitted (half-open): success closes the breaker, failure re-opens it with
 //! a doubled cooldown, capped at `max_cooldown`.
 
+use super::counts::{LoadView, StripedCounts};
 use super::padded::{CachePadded, LineBreak};
 use crate::config::model::CircuitBreaker;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -32,9 +36,9 @@ fn now_ms() -> u64 {
 /// Laid out for selection under contention: each backend's fields start on a 128-byte block
 /// of their own (two backends never share a cache line), and within it the fields selection
 /// reads on every pick but that change only with health or failures come first, then, on a
-/// block of their own, those every request writes. So a request to a neighbouring backend
-/// does not evict this one's counters from another core's cache, and a pick's reads of
-/// readiness stay cache hits while another core counts requests to the same backend.
+/// block of their own, those a finished request writes. So a pick's reads of readiness stay
+/// cache hits while another core records a request to the same backend. In-flight and attempt
+/// counts are not here but striped per thread in [`GroupStats`].
 #[derive(Debug)]
 #[repr(C, align(128))]
 pub struct BackendStats {
@@ -51,8 +55,6 @@ pub struct BackendStats {
     ejections: AtomicU64,
     _per_request: LineBreak,
     // Written by every request.
-    in_flight: AtomicUsize,
-    requests: AtomicU64,
     connects_new: AtomicU64,
     connects_reused: AtomicU64,
     latency: Mutex<LatencyWindow>,
@@ -91,8 +93,6 @@ impl Default for BackendStats {
             failures: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
             _per_request: LineBreak,
-            in_flight: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
             connects_new: AtomicU64::new(0),
             connects_reused: AtomicU64::new(0),
             latency: Mutex::new(LatencyWindow {
@@ -116,16 +116,6 @@ pub enum Admission {
 }
 
 impl BackendStats {
-    /// Requests currently assigned to this backend.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Relaxed)
-    }
-
-    /// Attempts ever sent to this backend (a retried request counts once per backend tried).
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Relaxed)
-    }
-
     /// Attempts that failed: connect errors, errors while proxying, and (when configured) 5xx
     /// or slow responses.
     pub fn failures(&self) -> u64 {
@@ -188,6 +178,7 @@ impl BackendStats {
     }
 
     /// Whether active health checks consider the backend healthy.
+    #[inline]
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Relaxed)
     }
@@ -205,6 +196,7 @@ impl BackendStats {
     /// Whether the backend could take a request now (read-only; selection uses [`admit`]).
     ///
     /// [`admit`]: Self::admit
+    #[inline]
     pub fn is_ready(&self) -> bool {
         if !self.is_healthy() {
             return false;
@@ -216,6 +208,7 @@ impl BackendStats {
     }
 
     /// Admit a request: normal traffic, the one half-open trial, or nothing.
+    #[inline]
     pub fn admit(&self) -> Admission {
         if !self.is_healthy() {
             return Admission::Refused;
@@ -286,6 +279,7 @@ impl BackendStats {
 #[derive(Debug)]
 pub struct GroupStats {
     backends: Box<[BackendStats]>,
+    counts: StripedCounts,
     breaker: CircuitBreaker,
     /// Written on retries only, but kept off the line selection reads `backends` from.
     retries: CachePadded<AtomicU64>,
@@ -296,6 +290,7 @@ impl GroupStats {
     pub fn new(n: usize, breaker: CircuitBreaker) -> Self {
         GroupStats {
             backends: (0..n).map(|_| BackendStats::default()).collect(),
+            counts: StripedCounts::new(n),
             breaker,
             retries: CachePadded::new(AtomicU64::new(0)),
         }
@@ -307,18 +302,32 @@ impl GroupStats {
     }
 
     /// The counters of the backend at a config index.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<&BackendStats> {
         self.backends.get(index)
     }
 
     /// In-flight requests of the backend at a config index (0 when out of range).
     pub fn in_flight(&self, index: usize) -> usize {
-        self.get(index).map_or(0, BackendStats::in_flight)
+        self.counts.in_flight(index) as usize
+    }
+
+    /// In-flight counts as the calling thread's selection sees them: its own requests
+    /// exactly, other threads' as of a few microseconds ago ([`LoadView`]).
+    #[inline]
+    pub fn loads(&self) -> LoadView<'_> {
+        self.counts.view()
+    }
+
+    /// Attempts ever sent to the backend at a config index (a retried request counts once per
+    /// backend tried).
+    pub fn requests(&self, index: usize) -> u64 {
+        self.counts.requests(index)
     }
 
     /// Sum of in-flight requests over the group.
     pub fn total_in_flight(&self) -> usize {
-        self.backends.iter().map(BackendStats::in_flight).sum()
+        (0..self.backends.len()).map(|i| self.in_flight(i)).sum()
     }
 
     /// Count a retry (a request moving on to another attempt).
@@ -358,6 +367,8 @@ pub enum Outcome {
 pub struct InFlight {
     stats: &'static GroupStats,
     index: usize,
+    /// The stripe counted into, un-counted from the same one whichever thread drops it.
+    stripe: usize,
     trial: bool,
     resolved: bool,
 }
@@ -365,14 +376,13 @@ pub struct InFlight {
 impl InFlight {
     /// Count an attempt against the backend at `index`; `trial` when it was admitted as the
     /// half-open trial.
+    #[inline]
     pub fn start(stats: &'static GroupStats, index: usize, trial: bool) -> Self {
-        if let Some(b) = stats.get(index) {
-            b.in_flight.fetch_add(1, Relaxed);
-            b.requests.fetch_add(1, Relaxed);
-        }
+        let stripe = stats.counts.start(index);
         InFlight {
             stats,
             index,
+            stripe,
             trial,
             resolved: false,
         }
@@ -407,9 +417,10 @@ impl InFlight {
 }
 
 impl Drop for InFlight {
+    #[inline]
     fn drop(&mut self) {
         if let Some(b) = self.stats.get(self.index) {
-            b.in_flight.fetch_sub(1, Relaxed);
+            self.stats.counts.end(self.stripe, self.index);
             if self.trial && !self.resolved {
                 b.trial.store(false, Relaxed);
             }
@@ -426,7 +437,7 @@ mod tests {
         use crate::balancer::padded::PAD;
         assert_eq!(std::mem::align_of::<BackendStats>(), PAD);
         assert_eq!(std::mem::size_of::<BackendStats>(), 2 * PAD);
-        assert_eq!(std::mem::offset_of!(BackendStats, in_flight), PAD);
+        assert_eq!(std::mem::offset_of!(BackendStats, connects_new), PAD);
         assert!(std::mem::offset_of!(BackendStats, ejected_until) < PAD);
     }
 

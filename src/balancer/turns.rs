@@ -7,20 +7,8 @@
 //! enough: ties still rotate, per thread.
 
 use super::padded::CachePadded;
+use super::stripes::{stripe, STRIPES};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-
-/// Counters per selector; threads beyond this many share them (correctly, just contended).
-pub const STRIPES: usize = 8;
-
-/// The stripe of the current thread (below [`STRIPES`]): threads are numbered as they first
-/// pick.
-pub fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
-    }
-    STRIPE.with(|s| *s)
-}
 
 /// Per-thread turn counters.
 #[derive(Debug, Default)]
@@ -30,8 +18,15 @@ pub struct Turns {
 
 impl Turns {
     /// This thread's next turn: 0, 1, 2, ... for each thread (up to [`STRIPES`] threads).
+    ///
+    /// A plain load and store, not an atomic increment: threads sharing a stripe may now and
+    /// then take the same turn, which only lets one tie go the same way twice.
+    #[inline]
     pub fn next(&self) -> usize {
-        self.stripes[stripe()].fetch_add(1, Relaxed)
+        let turn = &self.stripes[stripe()];
+        let t = turn.load(Relaxed);
+        turn.store(t.wrapping_add(1), Relaxed);
+        t
     }
 }
 
