@@ -7,6 +7,7 @@
 //! is removed unless it comes from a trusted proxy.
 
 use crate::config::model::{canonical_ip, Forwarding};
+use http::header::{HeaderName, FORWARDED, VIA as VIA_NAME};
 use http::HeaderValue;
 use pingora_http::RequestHeader;
 use std::fmt::Write;
@@ -15,8 +16,14 @@ use std::net::IpAddr;
 /// The pseudonym fulcrum uses in `Via`.
 pub const VIA: &str = "1.1 fulcrum";
 
+// Names looked up or removed on every request, parsed once.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// All values of a header joined with ", " (header lines may repeat).
-fn joined(req: &RequestHeader, name: &str) -> Option<String> {
+fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
     let mut out: Option<String> = None;
     for v in req.headers.get_all(name) {
         let v = v.to_str().ok()?.trim();
@@ -80,7 +87,13 @@ pub fn apply(
     let trusted = !fwd.trusted_proxies.is_empty() && fwd.is_trusted(peer);
 
     if fwd.x_forwarded_for {
-        let value = match joined(req, "x-forwarded-for").filter(|_| trusted) {
+        // A chain is only read from a trusted peer.
+        let chain = if trusted {
+            joined(req, &X_FORWARDED_FOR)
+        } else {
+            None
+        };
+        let value = match chain {
             Some(mut chain) => {
                 let _ = write!(chain, ", {peer}");
                 chain
@@ -89,20 +102,20 @@ pub fn apply(
         };
         let _ = req.insert_header("x-forwarded-for", value);
     } else if !trusted {
-        req.remove_header("x-forwarded-for");
+        req.remove_header(&X_FORWARDED_FOR);
     }
 
-    let keep = |req: &RequestHeader, name: &str| trusted && req.headers.contains_key(name);
+    let keep = |req: &RequestHeader, name: &HeaderName| trusted && req.headers.contains_key(name);
     if fwd.x_forwarded_proto {
-        if !keep(req, "x-forwarded-proto") {
+        if !keep(req, &X_FORWARDED_PROTO) {
             let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(proto));
         }
     } else if !trusted {
-        req.remove_header("x-forwarded-proto");
+        req.remove_header(&X_FORWARDED_PROTO);
     }
 
     if fwd.x_forwarded_host {
-        if !keep(req, "x-forwarded-host") {
+        if !keep(req, &X_FORWARDED_HOST) {
             // The Host header's own value is shared, not copied.
             let value = match (host, req.headers.get(http::header::HOST)) {
                 (Some(h), Some(v)) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
@@ -114,12 +127,12 @@ pub fn apply(
                     let _ = req.insert_header("x-forwarded-host", h);
                 }
                 None => {
-                    req.remove_header("x-forwarded-host");
+                    req.remove_header(&X_FORWARDED_HOST);
                 }
             }
         }
     } else if !trusted {
-        req.remove_header("x-forwarded-host");
+        req.remove_header(&X_FORWARDED_HOST);
     }
 
     if fwd.forwarded {
@@ -129,21 +142,26 @@ pub fn apply(
             let _ = write!(element, ";host=\"{h}\"");
         }
         let _ = write!(element, ";proto={proto}");
-        let value = match joined(req, "forwarded").filter(|_| trusted) {
+        let chain = if trusted {
+            joined(req, &FORWARDED)
+        } else {
+            None
+        };
+        let value = match chain {
             Some(chain) => format!("{chain}, {element}"),
             None => element,
         };
         let _ = req.insert_header("forwarded", value);
     } else if !trusted {
-        req.remove_header("forwarded");
+        req.remove_header(&FORWARDED);
     }
 
     if !trusted {
-        req.remove_header("x-real-ip");
+        req.remove_header(&X_REAL_IP);
     }
 
     if fwd.via {
-        let _ = match joined(req, "via") {
+        let _ = match joined(req, &VIA_NAME) {
             Some(chain) => req.insert_header("via", format!("{chain}, {VIA}")),
             None => req.insert_header("via", HeaderValue::from_static(VIA)),
         };

@@ -724,7 +724,7 @@ impl ProxyHttp for Proxy {
         if fwd.via {
             let _ = match upstream_response
                 .headers
-                .get("via")
+                .get(http::header::VIA)
                 .and_then(|v| v.to_str().ok())
             {
                 Some(v) => {
