@@ -4,7 +4,7 @@
 //! multiplication. In-flight counts are request-level and live in the group's
 //! [`GroupStats`](super::stats::GroupStats), which survives selector rebuilds; a pick reads
 //! them through a [`LoadView`]: the picking thread's own requests exactly, other worker
-//! threads' as of a few microseconds ago, so that threads picking at once do not pass cache
+//! threads' as of at most about 2 ms ago, so that threads picking at once do not pass cache
 //! lines back and forth on every pick.
 
 use super::counts::LoadView;

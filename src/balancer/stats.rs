@@ -313,7 +313,7 @@ impl GroupStats {
     }
 
     /// In-flight counts as the calling thread's selection sees them: its own requests
-    /// exactly, other threads' as of a few microseconds ago ([`LoadView`]).
+    /// exactly, other threads' as of at most about 2 ms ago ([`LoadView`]).
     #[inline]
     pub fn loads(&self) -> LoadView<'_> {
         self.counts.view()
