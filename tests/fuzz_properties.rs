@@ -324,6 +324,7 @@ fn forwarding_policy() -> impl Strategy<Value = Forwarding> {
         forwarded: f[3],
         via: f[4],
         served_by_header: None,
+        preserve_header_case: false,
     })
 }
 
@@ -498,6 +499,7 @@ fn regression_forwarded_host_backslash() {
         forwarded: true,
         via: false,
         served_by_header: None,
+        preserve_header_case: false,
     };
     let headers = [
         ("host", b"\\".to_vec()),

@@ -444,3 +444,81 @@ routes:
     assert_eq!(got.header("x-req-set").as_deref(), Some("old"));
     assert_eq!(got.header("x-req-new"), None);
 }
+
+/// By default fulcrum writes forwarded header names in lowercase (as HAProxy and Envoy do;
+/// Pingora title-cases a few standard ones such as `Host`), in both directions;
+/// `forwarding.preserve_header_case: true` keeps the case the client and the backend used, as
+/// nginx does. Either way the fields and values are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_name_case_is_lowercase_unless_preserved() {
+    for preserve in [false, true] {
+        let recorder = RecordingBackend::start("rec").await;
+        let answerer = TestBackend::start_with(
+            "ans",
+            BackendOptions {
+                headers: vec![("X-Mixed-Case".into(), "1".into())],
+                ..BackendOptions::default()
+            },
+        )
+        .await;
+        let port = free_port();
+        let yaml = format!(
+            r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+upstreams:
+  rec:
+    backends:
+      - addr: "{rec}"
+  ans:
+    backends:
+      - addr: "{ans}"
+routes:
+  - path: /rec
+    upstream: rec
+  - upstream: ans
+forwarding:
+  preserve_header_case: {preserve}
+"#,
+            rec = recorder.addr(),
+            ans = answerer.addr()
+        );
+        let f = Fulcrum::start(&yaml, port).await;
+
+        let request = b"GET /rec HTTP/1.1\r\nHost: app.test\r\nX-Custom-Thing: 1\r\nConnection: close\r\n\r\n";
+        let answer = raw_http(port, request).await;
+        assert_eq!(raw_status(&answer), 200, "{answer}");
+        let sent = String::from_utf8_lossy(&recorder.raw()).into_owned();
+        let custom = if preserve {
+            "\r\nX-Custom-Thing: 1\r\n"
+        } else {
+            "\r\nx-custom-thing: 1\r\n"
+        };
+        assert!(
+            sent.contains(custom),
+            "preserve={preserve}, backend got:\n{sent}"
+        );
+        assert!(sent.contains("\r\nHost: app.test\r\n"), "{sent}");
+        assert!(
+            sent.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+            "{sent}"
+        );
+        assert!(sent.contains("\r\nvia: 1.1 fulcrum\r\n"), "{sent}");
+
+        let request = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+        let answer = raw_http(port, request).await;
+        assert_eq!(raw_status(&answer), 200, "{answer}");
+        let mixed = if preserve {
+            "\r\nX-Mixed-Case: 1\r\n"
+        } else {
+            "\r\nx-mixed-case: 1\r\n"
+        };
+        assert!(
+            answer.contains(mixed),
+            "preserve={preserve}, client got:\n{answer}"
+        );
+        assert!(answer.contains("\r\nvia: 1.1 fulcrum\r\n"), "{answer}");
+        assert!(answer.contains("\r\nx-request-id: "), "{answer}");
+        drop(f);
+    }
+}

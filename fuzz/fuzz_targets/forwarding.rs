@@ -96,6 +96,7 @@ fuzz_target!(|input: Input| {
         forwarded: f & 8 != 0,
         via: f & 16 != 0,
         served_by_header: None,
+        preserve_header_case: false,
     };
     let headers: Vec<(&str, Vec<u8>)> = input
         .headers

@@ -499,6 +499,9 @@ pub struct Forwarding {
     pub via: bool,
     /// Response header naming the backend that answered.
     pub served_by_header: Option<HeaderName>,
+    /// Keep the case header names were received in on forwarded requests and responses
+    /// (see `proxy::head`).
+    pub preserve_header_case: bool,
 }
 
 impl Default for Forwarding {
@@ -511,6 +514,7 @@ impl Default for Forwarding {
             forwarded: false,
             via: true,
             served_by_header: None,
+            preserve_header_case: false,
         }
     }
 }

@@ -489,4 +489,9 @@ pub struct ForwardingSpec {
     /// because it reveals internal addresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_by_header: Option<String>,
+    /// Write forwarded header names in the case they were received in (as nginx does);
+    /// default false: names are written in lowercase, except a few Pingora title-cases, as
+    /// HAProxy and Envoy do, which saves work on every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preserve_header_case: Option<bool>,
 }

@@ -1079,6 +1079,7 @@ fn forwarding(spec: Option<&ForwardingSpec>) -> Result<Forwarding> {
     f.x_forwarded_host = spec.x_forwarded_host.unwrap_or(f.x_forwarded_host);
     f.forwarded = spec.forwarded.unwrap_or(f.forwarded);
     f.via = spec.via.unwrap_or(f.via);
+    f.preserve_header_case = spec.preserve_header_case.unwrap_or(f.preserve_header_case);
     f.served_by_header = spec
         .served_by_header
         .as_deref()

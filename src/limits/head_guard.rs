@@ -62,13 +62,11 @@ enum Phase {
 /// Where the end-of-head scanner is within the current line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Line {
-    /// Inside a line (or before any line).
+    /// Inside a line that has text (or before any line).
     #[default]
     Text,
-    /// Just after a line feed: at the start of a line.
+    /// At the start of a line: nothing but carriage returns since the last line feed.
     Start,
-    /// At the start of a line, after a carriage return.
-    StartCr,
 }
 
 static TIMEOUT_408: LazyLock<Vec<u8>> = LazyLock::new(|| {
@@ -117,29 +115,36 @@ struct HeadScan {
 
 impl HeadScan {
     /// Scan the next bytes; true when the head ended within them.
+    ///
+    /// A line with nothing but carriage returns is empty; the first empty line after some
+    /// text ends the head. Only line feeds are searched for, and each line's text is noticed
+    /// at its first byte, so a head costs about one `memchr` step per line.
     fn feed(&mut self, bytes: &[u8]) -> bool {
-        for (i, &b) in bytes.iter().enumerate() {
-            self.line = match (b, self.line) {
-                (b'\n', Line::Start | Line::StartCr) if self.seen_text => {
-                    self.bytes += i + 1;
+        let mut from = 0;
+        for nl in memchr::memchr_iter(b'\n', bytes) {
+            self.note_text(&bytes[from..nl]);
+            // Before any text (leading empty lines) a line feed only starts a line.
+            if self.seen_text {
+                if self.line == Line::Start {
+                    self.bytes += nl + 1;
                     return true;
                 }
-                (b'\n', l) => {
-                    if self.seen_text && l == Line::Text {
-                        self.lines += 1;
-                    }
-                    Line::Start
-                }
-                (b'\r', Line::Start) => Line::StartCr,
-                (b'\r', l) => l,
-                _ => {
-                    self.seen_text = true;
-                    Line::Text
-                }
-            };
+                self.lines += 1;
+            }
+            self.line = Line::Start;
+            from = nl + 1;
         }
+        self.note_text(&bytes[from..]);
         self.bytes += bytes.len();
         false
+    }
+
+    /// Part of a line (no line feed in it): any byte but a carriage return is text.
+    fn note_text(&mut self, part: &[u8]) {
+        if part.iter().any(|&b| b != b'\r') {
+            self.line = Line::Text;
+            self.seen_text = true;
+        }
     }
 }
 
@@ -385,6 +390,53 @@ mod tests {
         assert_eq!(scan.lines, 3);
         assert!(scan.feed(b"\r\n"));
         assert_eq!(scan.lines, 3);
+    }
+
+    /// The byte-at-a-time state machine the scanner replaced, as the reference.
+    fn reference(parts: &[&[u8]]) -> (Option<usize>, usize) {
+        let (mut start, mut seen, mut bytes, mut lines) = (false, false, 0, 0);
+        for b in parts.concat() {
+            bytes += 1;
+            match b {
+                b'\n' if start && seen => return (Some(bytes), lines),
+                b'\n' => {
+                    lines += usize::from(seen && !start);
+                    start = true;
+                }
+                b'\r' => {}
+                _ => {
+                    seen = true;
+                    start = false;
+                }
+            }
+        }
+        (None, lines)
+    }
+
+    #[test]
+    fn agrees_with_a_byte_at_a_time_scan() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n) as usize
+        };
+        for _ in 0..20_000 {
+            let len = next(24);
+            let input: Vec<u8> = (0..len).map(|_| b"a\r\n\n "[next(5)]).collect();
+            let cut = next(len as u64 + 1);
+            let parts = [&input[..cut], &input[cut..]];
+            let mut scan = HeadScan::default();
+            let ended = parts
+                .iter()
+                .find_map(|p| scan.feed(p).then_some(scan.bytes));
+            assert_eq!(
+                (ended, scan.lines),
+                reference(&parts),
+                "{input:?} cut at {cut}"
+            );
+        }
     }
 
     #[test]

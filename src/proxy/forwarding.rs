@@ -6,12 +6,13 @@
 //! cannot make a backend believe a forged address. `X-Real-IP`, which fulcrum does not send,
 //! is removed unless it comes from a trusted proxy.
 
+use super::head::Head;
 use crate::config::model::{canonical_ip, Forwarding};
-use http::header::{HeaderName, FORWARDED, VIA as VIA_NAME};
+use http::header::{HeaderMap, HeaderName, FORWARDED, HOST, VIA as VIA_NAME};
 use http::HeaderValue;
 use pingora_http::RequestHeader;
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 /// The pseudonym fulcrum uses in `Via`.
 pub const VIA: &str = "1.1 fulcrum";
@@ -23,9 +24,9 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// All values of a header joined with ", " (header lines may repeat).
-fn joined(req: &RequestHeader, name: &HeaderName) -> Option<String> {
+fn joined(fields: &HeaderMap, name: &HeaderName) -> Option<String> {
     let mut out: Option<String> = None;
-    for v in req.headers.get_all(name) {
+    for v in fields.get_all(name) {
         let v = v.to_str().ok()?.trim();
         if v.is_empty() {
             continue;
@@ -49,7 +50,7 @@ pub fn client_ip(fwd: &Forwarding, req: &RequestHeader, peer: IpAddr) -> IpAddr 
         return peer;
     }
     let mut client = peer;
-    for value in req.headers.get_all("x-forwarded-for").iter().rev() {
+    for value in req.headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         let Ok(text) = value.to_str() else {
             return client;
         };
@@ -67,6 +68,36 @@ pub fn client_ip(fwd: &Forwarding, req: &RequestHeader, peer: IpAddr) -> IpAddr 
     client
 }
 
+/// An IP address as a header value. IPv4, the common case, is written without `fmt`.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    let IpAddr::V4(v4) = ip else {
+        return HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static(""));
+    };
+    HeaderValue::from_bytes(ipv4_text(v4, &mut [0; 15])).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// Dotted-decimal IPv4 into `buf`, returning the written part.
+fn ipv4_text(ip: Ipv4Addr, buf: &mut [u8; 15]) -> &[u8] {
+    let mut n = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if octet >= 100 {
+            buf[n] = b'0' + octet / 100;
+            n += 1;
+        }
+        if octet >= 10 {
+            buf[n] = b'0' + octet / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + octet % 10;
+        n += 1;
+    }
+    &buf[..n]
+}
+
 /// An RFC 7239 node for an IP: IPv6 quoted and bracketed.
 fn forwarded_node(ip: IpAddr) -> String {
     match ip {
@@ -78,7 +109,7 @@ fn forwarded_node(ip: IpAddr) -> String {
 /// Set the forwarding headers on a request going upstream.
 pub fn apply(
     fwd: &Forwarding,
-    req: &mut RequestHeader,
+    req: &mut dyn Head,
     peer: IpAddr,
     host: Option<&str>,
     proto: &'static str,
@@ -89,50 +120,49 @@ pub fn apply(
     if fwd.x_forwarded_for {
         // A chain is only read from a trusted peer.
         let chain = if trusted {
-            joined(req, &X_FORWARDED_FOR)
+            joined(req.fields(), &X_FORWARDED_FOR)
         } else {
             None
         };
         let value = match chain {
             Some(mut chain) => {
                 let _ = write!(chain, ", {peer}");
-                chain
+                HeaderValue::from_str(&chain).ok()
             }
-            None => peer.to_string(),
+            None => Some(ip_value(peer)),
         };
-        let _ = req.insert_header("x-forwarded-for", value);
-    } else if !trusted {
-        req.remove_header(&X_FORWARDED_FOR);
-    }
-
-    let keep = |req: &RequestHeader, name: &HeaderName| trusted && req.headers.contains_key(name);
-    if fwd.x_forwarded_proto {
-        if !keep(req, &X_FORWARDED_PROTO) {
-            let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(proto));
+        match value {
+            Some(v) => req.set(&X_FORWARDED_FOR, v),
+            None => req.remove(&X_FORWARDED_FOR),
         }
     } else if !trusted {
-        req.remove_header(&X_FORWARDED_PROTO);
+        req.remove(&X_FORWARDED_FOR);
+    }
+
+    let keep = |req: &dyn Head, name: &HeaderName| trusted && req.fields().contains_key(name);
+    if fwd.x_forwarded_proto {
+        if !keep(req, &X_FORWARDED_PROTO) {
+            req.set(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
+    } else if !trusted {
+        req.remove(&X_FORWARDED_PROTO);
     }
 
     if fwd.x_forwarded_host {
         if !keep(req, &X_FORWARDED_HOST) {
             // The Host header's own value is shared, not copied.
-            let value = match (host, req.headers.get(http::header::HOST)) {
+            let value = match (host, req.fields().get(HOST)) {
                 (Some(h), Some(v)) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
                 (Some(h), _) => HeaderValue::from_str(h).ok(),
                 (None, _) => None,
             };
             match value {
-                Some(h) => {
-                    let _ = req.insert_header("x-forwarded-host", h);
-                }
-                None => {
-                    req.remove_header(&X_FORWARDED_HOST);
-                }
+                Some(h) => req.set(&X_FORWARDED_HOST, h),
+                None => req.remove(&X_FORWARDED_HOST),
             }
         }
     } else if !trusted {
-        req.remove_header(&X_FORWARDED_HOST);
+        req.remove(&X_FORWARDED_HOST);
     }
 
     if fwd.forwarded {
@@ -143,7 +173,7 @@ pub fn apply(
         }
         let _ = write!(element, ";proto={proto}");
         let chain = if trusted {
-            joined(req, &FORWARDED)
+            joined(req.fields(), &FORWARDED)
         } else {
             None
         };
@@ -151,20 +181,32 @@ pub fn apply(
             Some(chain) => format!("{chain}, {element}"),
             None => element,
         };
-        let _ = req.insert_header("forwarded", value);
+        match HeaderValue::from_str(&value) {
+            Ok(v) => req.set(&FORWARDED, v),
+            Err(_) => req.remove(&FORWARDED),
+        }
     } else if !trusted {
-        req.remove_header(&FORWARDED);
+        req.remove(&FORWARDED);
     }
 
     if !trusted {
-        req.remove_header(&X_REAL_IP);
+        req.remove(&X_REAL_IP);
     }
 
     if fwd.via {
-        let _ = match joined(req, &VIA_NAME) {
-            Some(chain) => req.insert_header("via", format!("{chain}, {VIA}")),
-            None => req.insert_header("via", HeaderValue::from_static(VIA)),
-        };
+        set_via(req);
+    }
+}
+
+/// Add fulcrum to a message's `Via` chain (RFC 9110 section 7.6.3).
+pub fn set_via(head: &mut dyn Head) {
+    let value = match joined(head.fields(), &VIA_NAME) {
+        Some(chain) => HeaderValue::from_str(&format!("{chain}, {VIA}")).ok(),
+        None => Some(HeaderValue::from_static(VIA)),
+    };
+    match value {
+        Some(v) => head.set(&VIA_NAME, v),
+        None => head.remove(&VIA_NAME),
     }
 }
 

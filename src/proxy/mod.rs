@@ -9,6 +9,7 @@ pub mod access_log;
 pub mod context;
 pub mod forwarding;
 pub mod hash_key;
+pub mod head;
 pub mod header_rules;
 pub mod host;
 pub mod peer;
@@ -393,14 +394,16 @@ impl ProxyHttp for Proxy {
         // RFC 9112 3.2: exactly one valid Host on HTTP/1.1 (HTTP/2 may carry :authority).
         let hosts = req.headers.get_all(http::header::HOST).iter().count();
         let needs_host = req.version == http::Version::HTTP_11;
-        if hosts > 1
-            || (needs_host && hosts == 0)
-            || raw_host(req).is_some_and(|h| !host::is_valid(h))
-        {
+        let host = raw_host(req);
+        if hosts > 1 || (needs_host && hosts == 0) || host.is_some_and(|h| !host::is_valid(h)) {
             let body = "400 Bad Request: exactly one valid Host header is required\n";
             respond::send(session, 400, body, ctx.request_id.as_ref()).await;
             return Ok(true);
         }
+        let route = self
+            .state
+            .router
+            .find(host.map(normalize_host).as_deref(), req.uri.path());
         // Body reads wait at most body_timeout each; idle keep-alive lasts keepalive_timeout
         // (only where keep-alive is on: HTTP/1.0 without `Connection: keep-alive` stays off).
         session.set_read_timeout(Some(limits.body_timeout));
@@ -411,9 +414,7 @@ impl ProxyHttp for Proxy {
             self.redirect_to_https(session, ctx).await;
             return Ok(true);
         }
-        let req = session.req_header();
-        let host = raw_host(req).map(normalize_host);
-        ctx.route = self.state.router.find(host.as_deref(), req.uri.path());
+        ctx.route = route;
         if ctx.route.is_none() {
             let (status, body) = respond::error_answer(&Error::new(ErrorType::HTTPStatus(404)));
             respond::send(session, status, body, ctx.request_id.as_ref()).await;
@@ -668,25 +669,29 @@ impl ProxyHttp for Proxy {
                 upstream_request.set_uri(uri);
             }
         }
-        let downstream = session.req_header();
-        forwarding::apply(
-            &self.state.forwarding,
-            upstream_request,
-            peer_ip(session),
-            raw_host(downstream),
-            scheme(session),
-        );
-        if let Some(id) = &ctx.request_id {
-            let _ = upstream_request.insert_header(request_id::HEADER, id.clone());
-        }
         // Identical repeated Content-Length values frame one body; send the value once (RFC
         // 9110 8.6), as strict backends refuse repeats.
-        if content_length_repeated(upstream_request) {
-            if let Some(n) = content_length(upstream_request) {
-                let _ = upstream_request.insert_header(http::header::CONTENT_LENGTH, n);
+        let single_length = content_length_repeated(upstream_request)
+            .then(|| content_length(upstream_request))
+            .flatten();
+        let downstream = session.req_header();
+        let fwd = &self.state.forwarding;
+        head::edit_request(upstream_request, fwd.preserve_header_case, |h| {
+            forwarding::apply(
+                fwd,
+                h,
+                peer_ip(session),
+                raw_host(downstream),
+                scheme(session),
+            );
+            if let Some(id) = &ctx.request_id {
+                h.set(&request_id::HEADER, id.clone());
             }
-        }
-        header_rules::edit_request(&route.request_headers, upstream_request);
+            if let Some(n) = single_length {
+                h.set(&http::header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            header_rules::edit(&route.request_headers, h);
+        });
         Ok(())
     }
 
@@ -714,40 +719,33 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let Some(id) = &ctx.request_id {
-            let _ = upstream_response.insert_header(request_id::HEADER, id.clone());
-        }
-        let Some(route) = self.route(ctx) else {
-            return Ok(());
-        };
+        let route = self.route(ctx);
         let fwd = &self.state.forwarding;
-        if fwd.via {
-            let _ = match upstream_response
-                .headers
-                .get(http::header::VIA)
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(v) => {
-                    let value = format!("{v}, {}", forwarding::VIA);
-                    upstream_response.insert_header("via", value)
-                }
-                None => upstream_response
-                    .insert_header("via", HeaderValue::from_static(forwarding::VIA)),
+        head::edit_response(upstream_response, fwd.preserve_header_case, |h| {
+            if let Some(id) = &ctx.request_id {
+                h.set(&request_id::HEADER, id.clone());
+            }
+            let Some(route) = route else {
+                return;
             };
-        }
-        if let (Some(name), Some(i)) = (&fwd.served_by_header, ctx.backend) {
-            if let Some(v) = self.state.served_by[route.upstream].get(i) {
-                let _ = upstream_response.insert_header(name.clone(), v.clone());
+            if fwd.via {
+                forwarding::set_via(h);
             }
-        }
-        if let (Some(sticky), Some(i)) = (&self.state.groups[route.upstream].sticky, ctx.backend) {
-            if ctx.sticky != Some(i) {
-                if let Some(v) = sticky.set_cookie(i) {
-                    let _ = upstream_response.append_header("set-cookie", v.clone());
+            if let (Some(name), Some(i)) = (&fwd.served_by_header, ctx.backend) {
+                if let Some(v) = self.state.served_by[route.upstream].get(i) {
+                    h.set(name, v.clone());
                 }
             }
-        }
-        header_rules::edit_response(&route.response_headers, upstream_response);
+            let sticky = &self.state.groups[route.upstream].sticky;
+            if let (Some(sticky), Some(i)) = (sticky, ctx.backend) {
+                if ctx.sticky != Some(i) {
+                    if let Some(v) = sticky.set_cookie(i) {
+                        h.add(&http::header::SET_COOKIE, v.clone());
+                    }
+                }
+            }
+            header_rules::edit(&route.response_headers, h);
+        });
         Ok(())
     }
 

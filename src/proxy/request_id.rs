@@ -2,18 +2,18 @@
 //! forwarded upstream, returned to the client and written to the access log.
 
 use crate::balancer::fast_rng;
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
 
 /// The header name.
-pub const HEADER: &str = "x-request-id";
+pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest id accepted from a client.
 const MAX_LEN: usize = 128;
 
 /// The request's id: the client's if it is 1 to 128 visible ASCII characters, else a new one.
 pub fn of(req: &RequestHeader) -> HeaderValue {
-    if let Some(v) = req.headers.get(HEADER) {
+    if let Some(v) = req.headers.get(&HEADER) {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic()) {
             return v.clone();

@@ -11,7 +11,7 @@ use fulcrum::config::model::{
     StickyCookie,
 };
 use fulcrum::config::{parse_yaml, to_yaml, validate::validate, FileConfig};
-use fulcrum::proxy::{forwarding, hash_key};
+use fulcrum::proxy::{forwarding, hash_key, head};
 use fulcrum::routing::{normalize_host, prefix_matches, strip_prefix, Router};
 use http::HeaderValue;
 use pingora_http::RequestHeader;
@@ -354,6 +354,17 @@ pub fn forwarding(
         .map(str::to_owned);
     let mut out = req.clone();
     forwarding::apply(fwd, &mut out, peer, host.as_deref(), proto);
+    // The same edits on the plain header map (the default, `preserve_header_case: false`)
+    // give the same fields.
+    let mut plain = req.clone();
+    head::edit_request(&mut plain, false, |h| {
+        forwarding::apply(fwd, h, peer, host.as_deref(), proto)
+    });
+    assert!(!plain.has_case());
+    assert_eq!(
+        plain.headers, out.headers,
+        "plain and case-keeping edits differ"
+    );
     let one = |value: String| vec![value.into_bytes()];
     let unchanged = |name: &str| {
         assert_eq!(lines(&out, name), lines(&req, name), "{name} changed");
