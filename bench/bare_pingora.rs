@@ -41,6 +41,14 @@ struct Args {
     /// 64 KiB); for measuring what it costs in memory and CPU.
     #[arg(long)]
     l4_read_buffer: Option<usize>,
+    /// Pingora's `work_stealing: false`: each worker thread runs its own single-threaded tokio
+    /// runtime (Pingora's default is one multi-threaded, work-stealing runtime).
+    #[arg(long)]
+    no_work_stealing: bool,
+    /// Pingora's `fast_timeout_to_tokio_threshold_seconds: 0`: timeouts of a second or more on
+    /// tokio's timer instead of Pingora's own (fulcrum's default, with `--no-work-stealing`).
+    #[arg(long)]
+    tokio_timeouts: bool,
     /// Backends, `IP:port`, at least one.
     #[arg(required = true)]
     backends: Vec<String>,
@@ -74,6 +82,12 @@ fn main() {
     let port = args.listen.rsplit(':').next().unwrap_or("0");
     let conf = ServerConf {
         threads: args.threads,
+        work_stealing: !args.no_work_stealing,
+        fast_timeout_to_tokio_threshold_seconds: if args.tokio_timeouts {
+            Some(0)
+        } else {
+            ServerConf::default().fast_timeout_to_tokio_threshold_seconds
+        },
         // Per-port files, so several instances (and fulcrum) never collide.
         pid_file: format!("/tmp/bare_pingora_{port}.pid"),
         upgrade_sock: format!("/tmp/bare_pingora_{port}_upgrade.sock"),
