@@ -25,13 +25,10 @@ const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
         PingoraDefault::Str("/tmp/fulcrum_upgrade.sock"),
     ),
     ("threads", PingoraDefault::Cpus),
-    // One single-threaded tokio runtime per worker thread, as nginx runs one event loop per
-    // worker: about 6 to 9 % less CPU per request than Pingora's work-stealing runtime
-    // (bench/run, README "Performance"); a busy connection cannot move to an idle thread.
-    ("work_stealing", PingoraDefault::Bool(false)),
-    // Timeouts of a second or more on tokio's timer wheel, which each of those runtimes has to
-    // itself, rather than Pingora's process-wide one (a lock, a map lookup and a `Notify` per
-    // timeout that has to wait): about 1.5 % less CPU per request.
+    ("work_stealing", PingoraDefault::WorkStealing),
+    // Timeouts of a second or more on the runtime's own tokio timer rather than Pingora's
+    // process-wide one (a lock, a map lookup and a `Notify` per timeout that has to wait):
+    // about 1.5 % less CPU per request.
     (
         "fast_timeout_to_tokio_threshold_seconds",
         PingoraDefault::Int(0),
@@ -39,10 +36,16 @@ const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
 ];
 
 enum PingoraDefault {
-    Bool(bool),
     Int(u64),
     Str(&'static str),
     Cpus,
+    /// With one worker thread, Pingora's single-threaded runtime (`false`): 6 to 9 % less CPU
+    /// per request than its work-stealing runtime with one worker (bench/run, README
+    /// "Performance"). With several, Pingora's default (`true`): without work stealing,
+    /// Pingora's upstream connection pool starts each idle connection's watcher on a random
+    /// thread, a wake-up across threads per request, and a connection picked up on another
+    /// thread than its watcher's can fail to be reused ("failed to acquire reusable stream").
+    WorkStealing,
 }
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -277,7 +280,14 @@ pub fn pingora_with_defaults(raw: Option<&Mapping>) -> Mapping {
             continue;
         }
         let value = match default {
-            PingoraDefault::Bool(b) => Value::Bool(*b),
+            PingoraDefault::WorkStealing => {
+                // `threads` is filled in before this key.
+                let one = map.get("threads").and_then(Value::as_u64) == Some(1);
+                if !one {
+                    continue;
+                }
+                Value::Bool(false)
+            }
             PingoraDefault::Int(n) => Value::Number((*n).into()),
             PingoraDefault::Str(s) => Value::String((*s).to_string()),
             PingoraDefault::Cpus => {
@@ -1112,13 +1122,17 @@ mod tests {
 
     #[test]
     fn runtime_defaults_unless_asked_otherwise() {
-        let conf = pingora("{}");
+        let conf = pingora("threads: 1");
         assert!(!conf.work_stealing);
         assert_eq!(conf.fast_timeout_to_tokio_threshold_seconds, Some(0));
-        let conf = pingora("{work_stealing: true, fast_timeout_to_tokio_threshold_seconds: 900}");
+        // Several threads keep Pingora's default, the work-stealing runtime.
+        assert!(ServerConf::default().work_stealing);
+        assert!(pingora("threads: 2").work_stealing);
+        let conf = pingora(
+            "{threads: 1, work_stealing: true, fast_timeout_to_tokio_threshold_seconds: 900}",
+        );
         assert!(conf.work_stealing);
         assert_eq!(conf.fast_timeout_to_tokio_threshold_seconds, Some(900));
-        // Pingora's own default is the work-stealing runtime.
-        assert!(ServerConf::default().work_stealing);
+        assert!(!pingora("{threads: 4, work_stealing: false}").work_stealing);
     }
 }
