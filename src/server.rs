@@ -15,12 +15,15 @@ use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// Read buffer of each client connection. Pingora's default, 64 KiB, is held by every open
-/// connection, idle keep-alive ones included (about 1 GiB for 10,000 idle clients); request
-/// heads are limited to 64 KiB anyway and bodies stream through in pieces, so 16 KiB reads
-/// lose nothing measurable (see the README's performance section).
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
+/// Pingora's read buffer under each client connection: none. Pingora's default, 64 KiB, is
+/// held by every open connection for its whole life, idle keep-alive ones included (about
+/// 1 GiB for 10,000 idle clients). Its HTTP/1 parser reads heads and bodies into buffers of
+/// its own anyway, and fulcrum's head guard reads heads through a small stack buffer
+/// (`limits::head_guard`), so the extra buffer only added a copy (see the README's performance
+/// section for what this and the guard's idle wait changed).
+const CLIENT_READ_BUFFER: usize = 0;
 
 /// Post-handshake callbacks: none (Pingora's rustls settings take callbacks or paths).
 struct NoCallbacks;
@@ -120,6 +123,7 @@ pub fn build(config: Config, opt: Opt) -> Server {
             timeout: state.limits.header_timeout,
             max_bytes: state.limits.max_header_bytes,
             max_headers: state.limits.max_headers,
+            idle: Duration::from_secs(state.limits.keepalive_timeout_secs),
         };
         let guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c);
         let mut svc = Service::new(name, guarded);

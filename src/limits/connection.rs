@@ -11,14 +11,15 @@
 //! the previous one), so that it can tell the connection's [`HeadGuard`] when the next request
 //! begins. HTTP/2 connections go to Pingora's own loop unchanged.
 
-use super::head_guard::{HeadGuard, HeadLimits, NextHead};
+use super::head_guard::{HeadGuard, HeadLimits};
 use async_trait::async_trait;
-use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::task::Poll;
 use tokio::io::AsyncWriteExt;
 
 static BUSY_503: LazyLock<Vec<u8>> = LazyLock::new(|| {
@@ -92,6 +93,45 @@ impl<A> Guarded<A> {
     }
 }
 
+impl<A: HttpServerApp> Guarded<A> {
+    /// A connection's first session: Pingora's keep-alive defaults (60 s, refined by the
+    /// proxy's `request_filter`; none once the server is shutting down) and request limit.
+    fn first_request(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) {
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(60));
+        }
+        let limit = self
+            .inner
+            .server_options()
+            .and_then(|o| o.keepalive_request_limit);
+        session.set_keepalive_reuses_remaining(limit);
+    }
+}
+
+/// Wait for the first byte of the connection's next request ([`HeadGuard::poll_arrival`]);
+/// false when the connection should close instead: the client went away, its first head is
+/// late (answered 408), a keep-alive connection stayed idle past its timeout, or the server is
+/// shutting down (idle connections are closed then, as Pingora closes them, so clients
+/// reconnect to the process that takes over).
+async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch) -> bool {
+    let mut idle_until = None;
+    let mut arrival = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
+    // Under load the request is usually there already: no shutdown watch, no timer.
+    if let Poll::Ready(arrived) = futures::poll!(&mut arrival) {
+        return arrived.is_ok();
+    }
+    tokio::select! {
+        biased;
+        arrived = &mut arrival => arrived.is_ok(),
+        stopping = async { shutdown.wait_for(|stopping| *stopping).await.is_ok() } => {
+            // Not stopping: no one can shut this server down any more; wait for the request.
+            !stopping && arrival.await.is_ok()
+        }
+    }
+}
+
 /// The HTTP/2 connection preface, which prior-knowledge h2c clients send first.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -127,36 +167,34 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         if h2 {
             return self.inner.process_new(stream, shutdown).await;
         }
-        let next = Arc::new(NextHead::default());
-        let stream: Stream = Box::new(HeadGuard::new(
-            stream,
-            self.head,
-            accepted,
-            Arc::clone(&next),
-        ));
+        let mut guard = Box::new(HeadGuard::new(stream, self.head, accepted));
         // Pingora's HTTP/1 keep-alive loop (pingora-core's `impl ServerApp for HttpServerApp`),
-        // with the head guard re-armed before each next request.
-        let mut session = ServerSession::new_http1(stream);
-        if *shutdown.borrow() {
-            session.set_keepalive(None);
-        } else {
-            session.set_keepalive(Some(60));
-        }
-        let limit = self
-            .inner
-            .server_options()
-            .and_then(|o| o.keepalive_request_limit);
-        session.set_keepalive_reuses_remaining(limit);
-        let mut result = self.inner.process_new_http(session, shutdown).await;
-        while let Some((stream, settings)) = result.map(|r| r.consume()) {
-            next.arm();
-            let mut session = ServerSession::new_http1(stream);
-            if let Some(settings) = settings {
-                settings.apply_to_session(&mut session);
+        // with the head guard re-armed before each next request, and each request awaited here
+        // first: an idle connection then holds only this loop and its stream, not Pingora's
+        // per-request state (tens of KiB), and Pingora's read of the head finds it waiting.
+        let mut shutdown_rx = shutdown.clone();
+        // The previous request's persistent settings (keep-alive, reuses left); Pingora
+        // always hands them back with a reusable connection.
+        let mut settings: Option<HttpPersistentSettings> = None;
+        loop {
+            if !next_request(&mut guard, &mut shutdown_rx).await {
+                return None;
             }
-            result = self.inner.process_new_http(session, shutdown).await;
+            let mut session = ServerSession::new_http1(guard);
+            match settings.take() {
+                Some(settings) => settings.apply_to_session(&mut session),
+                None => self.first_request(&mut session, shutdown),
+            }
+            let (stream, kept) = self
+                .inner
+                .process_new_http(session, shutdown)
+                .await?
+                .consume();
+            // Pingora hands back the stream it was given: the guard.
+            guard = stream.into_any().downcast::<HeadGuard>().ok()?;
+            guard.arm();
+            settings = kept;
         }
-        None
     }
 
     async fn cleanup(&self) {

@@ -7,18 +7,25 @@
 //!
 //! - a deadline for the whole head: from accepting the connection for the first request, and
 //!   from the first byte of each later request on a keep-alive connection (the idle time before
-//!   it is Pingora's keep-alive timeout); a client that misses it gets `408` and is closed;
+//!   it is the keep-alive timeout); a client that misses it gets `408` and is closed;
 //! - a size limit on the head; a client that exceeds it gets `431` and is closed, after at
 //!   most one read buffer more than the limit.
 //!
 //! It finds the end of each head in the bytes themselves: the first empty line (CRLF CRLF,
 //! or LF LF, which Pingora's parser also accepts; empty lines before the request line do not
 //! count). After that, nothing is checked (the body has its own timeout, and an upgraded
-//! connection carries no heads) until [`NextHead::arm`] says the next request on the
+//! connection carries no heads) until [`HeadGuard::arm`] says the next request on the
 //! connection begins: the first byte read after that starts a new head. fulcrum's connection
 //! loop ([`super::connection::Guarded`]) arms it between requests, so a body that is still
 //! arriving after an early response is never taken for a head. HTTP/2 connections are not
 //! wrapped.
+//!
+//! Heads are read through a small buffer on the stack, and what is not handed up at once waits
+//! in the guard; bodies are read straight into the reader's buffer. The connection loop waits
+//! for each request through the guard's [`Peek`] (`try_peek`), before Pingora sets up anything
+//! for the request, so an idle keep-alive connection holds neither a read buffer nor Pingora's
+//! per-request state, and the keep-alive timeout is one timer per connection, moved, rather
+//! than one registered per request.
 
 use async_trait::async_trait;
 use pingora_core::protocols::raw_connect::ProxyDigest;
@@ -30,8 +37,8 @@ use pingora_core::protocols::{
 use std::fmt;
 use std::future::Future;
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -47,6 +54,8 @@ pub struct HeadLimits {
     pub max_bytes: usize,
     /// Most header lines in a head (Pingora's parser refuses more than 256 with a plain 400).
     pub max_headers: usize,
+    /// How long a keep-alive connection may wait for its next request.
+    pub idle: Duration,
 }
 
 /// Where the connection is in its request/response cycle.
@@ -84,22 +93,6 @@ static TOO_LARGE_431: LazyLock<Vec<u8>> = LazyLock::new(|| {
         "431 Request Header Fields Too Large: the request head is too large\n",
     )
 });
-
-/// The signal, shared between a [`HeadGuard`] and the loop that serves its connection, that
-/// the next request on the connection begins.
-#[derive(Debug, Default)]
-pub struct NextHead(AtomicBool);
-
-impl NextHead {
-    /// The previous request is done: the next byte read starts a new head.
-    pub fn arm(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    fn take(&self) -> bool {
-        self.0.swap(false, Ordering::AcqRel)
-    }
-}
 
 /// Finds the end of a request head in the bytes read so far, and counts them.
 #[derive(Debug, Default)]
@@ -148,6 +141,53 @@ impl HeadScan {
     }
 }
 
+/// Most bytes read from the client at once while a head is awaited: heads go through a buffer
+/// on the stack, so that only the head itself is handed to Pingora's parser, and the bytes
+/// after it (a body, a pipelined request) wait in [`HeadGuard`] until they are asked for.
+const HEAD_READ: usize = 4096;
+
+/// Largest allocation [`Pending`] keeps once it is empty: enough for most request heads, so a
+/// busy connection does not allocate for each one, and little for an idle connection to hold.
+const PENDING_KEEP: usize = 1024;
+
+/// Bytes read from the client and not yet handed up: a buffer and how much of it is taken.
+#[derive(Debug, Default)]
+struct Pending {
+    buf: Vec<u8>,
+    taken: usize,
+}
+
+impl Pending {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.taken..]
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.taken
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The first `n` bytes were handed up.
+    fn consume(&mut self, n: usize) {
+        self.taken += n;
+        if self.taken == self.buf.len() {
+            self.taken = 0;
+            if self.buf.capacity() > PENDING_KEEP {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
+        }
+    }
+}
+
 /// A client stream with request-head limits; see the module docs.
 pub struct HeadGuard {
     inner: Stream,
@@ -156,20 +196,23 @@ pub struct HeadGuard {
     head: HeadScan,
     /// When the current head must be complete.
     deadline: Instant,
-    /// The timer, set to `deadline` only when a read in the head phase has to wait (most
-    /// heads arrive in one read, and then no timer is touched at all).
-    timer: Pin<Box<Sleep>>,
+    /// The connection's one timer, made the first time a wait needs it (most heads arrive in
+    /// one read, and then no timer is touched at all); see [`HeadGuard::timer_fired`].
+    timer: Option<Pin<Box<Sleep>>>,
+    /// When `timer` goes off.
     timer_at: Instant,
-    /// Set between requests by the connection loop.
-    next: Arc<NextHead>,
+    /// The connection loop said the next request begins: the next byte handed up starts a
+    /// new head.
+    armed: bool,
+    /// Bytes read from the client and not yet handed up.
+    pending: Pending,
     /// The guard answered and failed the stream; every later read fails too.
     failed: bool,
 }
 
 impl HeadGuard {
     /// Wrap a stream accepted at `accepted`: the first head's deadline counts from then.
-    /// `next` is how the connection loop says that the next request begins.
-    pub fn new(inner: Stream, limits: HeadLimits, accepted: Instant, next: Arc<NextHead>) -> Self {
+    pub fn new(inner: Stream, limits: HeadLimits, accepted: Instant) -> Self {
         let deadline = accepted + limits.timeout;
         HeadGuard {
             inner,
@@ -177,17 +220,40 @@ impl HeadGuard {
             phase: Phase::Head,
             head: HeadScan::default(),
             deadline,
-            timer: Box::pin(tokio::time::sleep_until(deadline)),
+            timer: None,
             timer_at: deadline,
-            next,
+            armed: false,
+            pending: Pending::default(),
             failed: false,
         }
+    }
+
+    /// The previous request is done: the next byte read starts a new head.
+    pub fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// Wait until the client has sent at least one more byte (kept for the reads that follow);
+    /// see the [`Peek`] implementation for the deadlines that apply. `idle_until` is this
+    /// wait's own: `None` at its start.
+    pub fn poll_arrival(
+        &mut self,
+        cx: &mut Context<'_>,
+        idle_until: &mut Option<Instant>,
+    ) -> Poll<io::Result<()>> {
+        self.poll_peek(cx, 1, idle_until)
     }
 
     fn start_head(&mut self) {
         self.phase = Phase::Head;
         self.head = HeadScan::default();
         self.deadline = Instant::now() + self.limits.timeout;
+    }
+
+    /// Whether the bytes read next belong to a request head (the current one, or the next
+    /// request's once the connection loop has called [`HeadGuard::arm`]).
+    fn expecting_head(&self) -> bool {
+        self.phase == Phase::Head || self.armed
     }
 
     /// Best effort: send `answer` (one try, no waiting) and fail the stream.
@@ -197,6 +263,125 @@ impl HeadGuard {
         let _ = Pin::new(&mut self.inner).poll_flush(cx);
         io::Error::new(kind, "request head limit")
     }
+
+    /// Whether `deadline` has passed, waking the task when it does.
+    ///
+    /// The timer is moved earlier when a wait needs it earlier, but not later: a timer that
+    /// goes off before the deadline of the wait at hand is moved on then. So a busy keep-alive
+    /// connection, whose idle deadline moves with every request, touches the timer wheel about
+    /// once per keep-alive timeout rather than once per request.
+    fn timer_fired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        let timer = match &mut self.timer {
+            None => {
+                self.timer_at = deadline;
+                self.timer
+                    .insert(Box::pin(tokio::time::sleep_until(deadline)))
+            }
+            Some(timer) => {
+                if self.timer_at > deadline {
+                    self.timer_at = deadline;
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if self.timer_at >= deadline {
+            return true;
+        }
+        // It went off for an earlier deadline: move it to this one.
+        self.timer_at = deadline;
+        timer.as_mut().reset(deadline);
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// A read of the current head had to wait: past its deadline, answer 408.
+    fn poll_head_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if self.phase == Phase::Head && self.timer_fired(cx, self.deadline) {
+            return Poll::Ready(self.refuse(cx, &TIMEOUT_408, io::ErrorKind::TimedOut));
+        }
+        Poll::Pending
+    }
+
+    /// Read what the client sent next (at most [`HEAD_READ`] bytes) into `pending`; the
+    /// number of bytes, 0 at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut space = [MaybeUninit::<u8>::uninit(); HEAD_READ];
+        let mut read = ReadBuf::uninit(&mut space);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                self.pending.extend(read.filled());
+                Poll::Ready(Ok(read.filled().len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Hand pending bytes to `buf`, as many as fit, checking the limits of a head among them.
+    ///
+    /// Bytes after the end of a head go up with it, as they would from a plain read: Pingora
+    /// takes bytes it finds after a request (pipelined, or beyond its body) as overread and
+    /// does not reuse the connection, where bytes arriving later while it proxies would be
+    /// refused with a 400.
+    fn deliver(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+        if self.armed {
+            self.armed = false;
+            self.start_head();
+        }
+        let n = self.pending.len().min(buf.remaining());
+        if self.phase == Phase::Head {
+            if self.head.feed(&self.pending.bytes()[..n]) {
+                self.phase = Phase::Body;
+            }
+            // The request line is one of the lines.
+            let too_many = self.head.lines > self.limits.max_headers + 1;
+            if self.head.bytes > self.limits.max_bytes || too_many {
+                return Err(self.refuse(cx, &TOO_LARGE_431, io::ErrorKind::InvalidData));
+            }
+        }
+        buf.put_slice(&self.pending.bytes()[..n]);
+        self.pending.consume(n);
+        Ok(())
+    }
+
+    /// Wait until `want` bytes have arrived (keeping them for the reads that follow); see the
+    /// [`Peek`] implementation. `idle_until` is the keep-alive deadline of this wait, set when
+    /// it first has to wait.
+    fn poll_peek(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+        idle_until: &mut Option<Instant>,
+    ) -> Poll<io::Result<()>> {
+        if self.failed {
+            return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
+        }
+        while self.pending.len() < want {
+            match self.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if self.phase == Phase::Head && !self.armed => {
+                    // The connection's first head: its deadline counts from accept.
+                    return self.poll_head_deadline(cx).map(Err);
+                }
+                Poll::Pending => {
+                    // Between requests: the keep-alive timeout.
+                    let idle = self.limits.idle;
+                    let until = *idle_until.get_or_insert_with(|| Instant::now() + idle);
+                    if self.timer_fired(cx, until) {
+                        let e = io::Error::new(io::ErrorKind::TimedOut, "keep-alive timeout");
+                        return Poll::Ready(Err(e));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl fmt::Debug for HeadGuard {
@@ -204,6 +389,7 @@ impl fmt::Debug for HeadGuard {
         f.debug_struct("HeadGuard")
             .field("inner", &self.inner)
             .field("phase", &self.phase)
+            .field("pending", &self.pending.len())
             .finish()
     }
 }
@@ -218,44 +404,23 @@ impl AsyncRead for HeadGuard {
         if this.failed {
             return Poll::Ready(Err(io::ErrorKind::ConnectionAborted.into()));
         }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                let new = &buf.filled()[before..];
-                if new.is_empty() {
-                    return Poll::Ready(Ok(()));
-                }
-                if this.next.take() {
-                    this.start_head();
-                }
-                if this.phase == Phase::Head {
-                    if this.head.feed(new) {
-                        this.phase = Phase::Body;
-                    }
-                    // The request line is one of the lines.
-                    let too_many = this.head.lines > this.limits.max_headers + 1;
-                    if this.head.bytes > this.limits.max_bytes || too_many {
-                        let e = this.refuse(cx, &TOO_LARGE_431, io::ErrorKind::InvalidData);
-                        return Poll::Ready(Err(e));
-                    }
-                }
-                Poll::Ready(Ok(()))
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if !this.pending.is_empty() {
+                return Poll::Ready(this.deliver(cx, buf));
             }
-            Poll::Pending => {
-                if this.phase != Phase::Head {
-                    return Poll::Pending;
-                }
-                if this.timer_at != this.deadline {
-                    this.timer_at = this.deadline;
-                    this.timer.as_mut().reset(this.deadline);
-                }
-                if this.timer.as_mut().poll(cx).is_ready() {
-                    let e = this.refuse(cx, &TIMEOUT_408, io::ErrorKind::TimedOut);
-                    return Poll::Ready(Err(e));
-                }
-                Poll::Pending
+            if !this.expecting_head() {
+                // A body, a response's aftermath or an upgraded connection: straight through.
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            other => other,
+            match this.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return this.poll_head_deadline(cx).map(Err),
+            }
         }
     }
 }
@@ -351,16 +516,117 @@ impl GetSocketDigest for HeadGuard {
     }
 }
 
+/// Waits until `buf.len()` bytes have arrived and copies them into `buf`, without consuming
+/// them: the reads that follow return them first. fulcrum's connection loop peeks one byte to
+/// wait for each request outside Pingora's per-request state. While it waits, the first head's
+/// deadline applies (a `408`), and between requests the keep-alive timeout (an error, after
+/// which the connection is closed without an answer, as Pingora closes idle connections).
 #[async_trait]
 impl Peek for HeadGuard {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let mut idle_until = None;
+        std::future::poll_fn(|cx| self.poll_peek(cx, buf.len(), &mut idle_until)).await?;
+        buf.copy_from_slice(&self.pending.bytes()[..buf.len()]);
+        Ok(true)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guard over one end of a loopback connection, and the client's end.
+    async fn pair(limits: HeadLimits) -> (HeadGuard, tokio::net::TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream: Stream = Box::new(pingora_core::protocols::l4::stream::Stream::from(server));
+        (HeadGuard::new(stream, limits, Instant::now()), client)
+    }
+
+    const LIMITS: HeadLimits = HeadLimits {
+        timeout: Duration::from_secs(10),
+        max_bytes: 200,
+        max_headers: 10,
+        idle: Duration::from_secs(60),
+    };
+
+    async fn arrival(guard: &mut HeadGuard) -> io::Result<()> {
+        let mut idle_until = None;
+        std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until)).await
+    }
+
+    /// Read what the guard hands up, `chunk` bytes at a time, until `want` bytes came.
+    async fn read_n(guard: &mut HeadGuard, want: usize, chunk: usize) -> io::Result<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        while out.len() < want {
+            let n = guard.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_first_request_gets_408_at_the_head_deadline() {
+        use tokio::io::AsyncReadExt;
+        let start = Instant::now();
+        let (mut guard, mut client) = pair(LIMITS).await;
+        let e = arrival(&mut guard).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(start.elapsed().as_secs(), 10);
+        let mut answer = Vec::new();
+        drop(guard);
+        client.read_to_end(&mut answer).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_timeout_counts_from_the_start_of_each_wait() {
+        use tokio::io::AsyncWriteExt;
+        let (mut guard, mut client) = pair(LIMITS).await;
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for _ in 0..3 {
+            client.write_all(head).await.unwrap();
+            arrival(&mut guard).await.unwrap();
+            assert_eq!(read_n(&mut guard, head.len(), 64).await.unwrap(), head);
+            guard.arm();
+            // Busy for 50 s (virtual time) before the next wait: each wait still gets 60 s.
+            tokio::time::sleep(Duration::from_secs(50)).await;
+        }
+        let waiting = Instant::now();
+        let e = arrival(&mut guard).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(waiting.elapsed().as_secs(), 60);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_bytes_come_out_in_order_and_heads_are_still_limited() {
+        use tokio::io::AsyncWriteExt;
+        let (mut guard, mut client) = pair(LIMITS).await;
+        // Two pipelined requests in one write, read back through a small buffer.
+        let two = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+        client.write_all(two).await.unwrap();
+        arrival(&mut guard).await.unwrap();
+        let first = two.len() / 2;
+        assert_eq!(read_n(&mut guard, first, 7).await.unwrap(), &two[..first]);
+        guard.arm();
+        arrival(&mut guard).await.unwrap();
+        assert_eq!(read_n(&mut guard, first, 7).await.unwrap(), &two[first..]);
+        // A third head over max_bytes (200) is refused once it is handed up.
+        guard.arm();
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "x".repeat(300));
+        client.write_all(big.as_bytes()).await.unwrap();
+        arrival(&mut guard).await.unwrap();
+        let e = read_n(&mut guard, big.len(), 4096).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
 
     /// Feed `parts` as successive reads; the byte count at which the head ended.
     fn end_of(parts: &[&[u8]]) -> Option<usize> {
