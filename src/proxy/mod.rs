@@ -750,11 +750,13 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // One clock read for the attempt's latency and the request's duration.
+        let now = Instant::now();
         if let (Some(attempt), Some(t), Some(route)) =
             (&ctx.in_flight, ctx.attempt_started, self.route(ctx))
         {
             if let Some(b) = self.state.groups[route.upstream].stats.get(attempt.index()) {
-                b.record_latency(t.elapsed());
+                b.record_latency(now.saturating_duration_since(t));
             }
         }
         match e {
@@ -772,7 +774,9 @@ impl ProxyHttp for Proxy {
             .as_downstream()
             .response_written()
             .map_or(0, |r| r.status.as_u16());
-        let seconds = ctx.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let seconds = ctx
+            .started
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         self.state
             .metrics
             .observe(ctx.route, ctx.backend, status, seconds);
