@@ -26,6 +26,11 @@ const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
     ),
     ("threads", PingoraDefault::Cpus),
     ("work_stealing", PingoraDefault::WorkStealing),
+    // Idle upstream connections kept for reuse, over all backends of a listener (Pingora: 128).
+    // Fewer than the requests in flight, and every release past the limit closes a connection
+    // that the next request opens again: at 256 concurrent clients, 128 made about one request
+    // in ten open a new backend connection and cost fulcrum up to 40 % more CPU per request.
+    ("upstream_keepalive_pool_size", PingoraDefault::Int(1024)),
     // Timeouts of a second or more on the runtime's own tokio timer rather than Pingora's
     // process-wide one (a lock, a map lookup and a `Notify` per timeout that has to wait):
     // about 1.5 % less CPU per request.
@@ -1134,5 +1139,10 @@ mod tests {
         assert!(conf.work_stealing);
         assert_eq!(conf.fast_timeout_to_tokio_threshold_seconds, Some(900));
         assert!(!pingora("{threads: 4, work_stealing: false}").work_stealing);
+        assert_eq!(pingora("{}").upstream_keepalive_pool_size, 1024);
+        assert_eq!(
+            pingora("upstream_keepalive_pool_size: 8").upstream_keepalive_pool_size,
+            8
+        );
     }
 }
