@@ -42,13 +42,17 @@ struct Args {
     #[arg(long)]
     l4_read_buffer: Option<usize>,
     /// Pingora's `work_stealing: false`: each worker thread runs its own single-threaded tokio
-    /// runtime (Pingora's default is one multi-threaded, work-stealing runtime).
+    /// runtime (Pingora's default is one multi-threaded, work-stealing runtime; fulcrum's
+    /// default with one worker thread).
     #[arg(long)]
     no_work_stealing: bool,
     /// Pingora's `fast_timeout_to_tokio_threshold_seconds: 0`: timeouts of a second or more on
-    /// tokio's timer instead of Pingora's own (fulcrum's default, with `--no-work-stealing`).
+    /// tokio's timer instead of Pingora's own (fulcrum's default).
     #[arg(long)]
     tokio_timeouts: bool,
+    /// Pingora's `upstream_keepalive_pool_size` (Pingora's default: 128; fulcrum's: 1024).
+    #[arg(long)]
+    keepalive_pool: Option<usize>,
     /// Backends, `IP:port`, at least one.
     #[arg(required = true)]
     backends: Vec<String>,
@@ -93,6 +97,9 @@ fn main() {
         upgrade_sock: format!("/tmp/bare_pingora_{port}_upgrade.sock"),
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
+        upstream_keepalive_pool_size: args
+            .keepalive_pool
+            .unwrap_or(ServerConf::default().upstream_keepalive_pool_size),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
