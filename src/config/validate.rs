@@ -44,9 +44,9 @@ enum PingoraDefault {
     Int(u64),
     Str(&'static str),
     Cpus,
-    /// With one worker thread, Pingora's single-threaded runtime (`false`): 6 to 9 % less CPU
-    /// per request than its work-stealing runtime with one worker (bench/run, README
-    /// "Performance"). With several, Pingora's default (`true`): without work stealing,
+    /// With one worker thread, Pingora's single-threaded runtime (`false`): with tokio timers
+    /// for timeouts, about 8 % less CPU per request than Pingora's defaults with one worker
+    /// (bench/run, README "Performance"). With several, Pingora's default (`true`): without work stealing,
     /// Pingora's upstream connection pool starts each idle connection's watcher on a random
     /// thread, a wake-up across threads per request, and a connection picked up on another
     /// thread than its watcher's can fail to be reused ("failed to acquire reusable stream").

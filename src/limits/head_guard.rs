@@ -22,8 +22,8 @@
 //!
 //! Heads are read through a small buffer on the stack, and what is not handed up at once waits
 //! in the guard; bodies are read straight into the reader's buffer. The connection loop waits
-//! for each request through the guard's [`Peek`] (`try_peek`), before Pingora sets up anything
-//! for the request, so an idle keep-alive connection holds neither a read buffer nor Pingora's
+//! for each request's first byte with [`HeadGuard::poll_arrival`], before Pingora sets up
+//! anything for the request, so an idle keep-alive connection holds neither a read buffer nor Pingora's
 //! per-request state, and the keep-alive timeout is one timer per connection, moved, rather
 //! than one registered per request.
 
@@ -517,10 +517,11 @@ impl GetSocketDigest for HeadGuard {
 }
 
 /// Waits until `buf.len()` bytes have arrived and copies them into `buf`, without consuming
-/// them: the reads that follow return them first. fulcrum's connection loop peeks one byte to
-/// wait for each request outside Pingora's per-request state. While it waits, the first head's
-/// deadline applies (a `408`), and between requests the keep-alive timeout (an error, after
-/// which the connection is closed without an answer, as Pingora closes idle connections).
+/// them: the reads that follow return them first (so a peek through the guard sees what its
+/// reads will, not only what is still in the socket). It waits as
+/// [`HeadGuard::poll_arrival`] does: under the first head's deadline (a `408`), and between
+/// requests under the keep-alive timeout (an error, after which the connection is closed
+/// without an answer, as Pingora closes idle connections).
 #[async_trait]
 impl Peek for HeadGuard {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
