@@ -10,7 +10,7 @@
 //! first check's verdict applies at once, so a backend that is down at start-up is taken out
 //! after one interval at most, not after `fall` of them; from then on `fall` consecutive
 //! failures make a healthy backend unhealthy and `rise` consecutive passes bring it back. Each
-//! change is logged once at info level with the upstream, the backend and the reason. A
+//! change is logged once (a backend going down at warn level, coming back at info) with the upstream, the backend and the reason. A
 //! backend that becomes healthy also has its circuit breaker closed: the check just saw it
 //! come back, which is better evidence than waiting out a cooldown.
 //!
@@ -41,9 +41,16 @@ fn check_status(resp: &ResponseHeader, expect: &[RangeInclusive<u16>]) -> Result
     if expect.iter().any(|r| r.contains(&status)) {
         Ok(())
     } else {
+        let expected: Vec<String> = expect
+            .iter()
+            .map(|r| match r.start() == r.end() {
+                true => r.start().to_string(),
+                false => format!("{}-{}", r.start(), r.end()),
+            })
+            .collect();
         Error::e_explain(
             ErrorType::CustomCode("unexpected status", status),
-            format!("health check got status {status}"),
+            format!("status {status}, expected {}", expected.join(", ")),
         )
     }
 }
@@ -183,7 +190,12 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
 /// context, which makes a health log line a screenful.
 fn reason(e: &Error) -> String {
     const MAX: usize = 200;
-    let full = format!("{}: {}", e.etype().as_str(), e.root_cause());
+    let full = match (&e.cause, &e.context) {
+        // fulcrum's own verdicts (status, body) say it all in their context.
+        (None, Some(context)) => context.as_str().to_string(),
+        (None, None) => e.etype().as_str().to_string(),
+        (Some(_), _) => format!("{}: {}", e.etype().as_str(), e.root_cause()),
+    };
     match full.char_indices().nth(MAX) {
         Some((cut, _)) => format!("{}...", &full[..cut]),
         None => full,
@@ -277,12 +289,13 @@ impl HealthService {
             stats.reset_breaker();
         }
         let addr = self.backends[i].addr.to_string();
+        // Down at WARN (it must show with RUST_LOG=warn), back up at INFO.
         match verdict {
             Ok(()) => log::info!(
                 "upstream {}: backend {addr} is healthy (health check passed)",
                 self.upstream
             ),
-            Err(reason) => log::info!(
+            Err(reason) => log::warn!(
                 "upstream {}: backend {addr} is unhealthy ({reason})",
                 self.upstream
             ),
@@ -308,5 +321,19 @@ impl BackgroundService for HealthService {
                 _ = ticker.tick() => self.run_round().await,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_status_reads_as_one_short_reason() {
+        let resp = ResponseHeader::build(503, None).unwrap();
+        let e = check_status(&resp, &[200..=399, 404..=404]).unwrap_err();
+        assert_eq!(reason(&e), "status 503, expected 200-399, 404");
+        let ok = ResponseHeader::build(204, None).unwrap();
+        assert!(check_status(&ok, &[200..=399]).is_ok());
     }
 }

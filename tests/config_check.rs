@@ -318,9 +318,48 @@ routes:
         "stderr should name the file: {stderr}"
     );
     assert!(
-        stderr.to_ascii_lowercase().contains("duplicate") && stderr.contains("web"),
-        "stderr should say which key is duplicated: {stderr}"
+        stderr
+            .contains(": upstreams.web: duplicate name `web` on line 8 (first defined on line 5)"),
+        "stderr should point at the duplicate itself: {stderr}"
     );
+}
+
+/// `hash_key` means something only to `algorithm: consistent`: anywhere else it is refused,
+/// with its key path, like `sticky` outside `algorithm: cookie`.
+#[test]
+fn hash_key_without_a_hashing_algorithm_is_refused() {
+    for algorithm in [
+        "round_robin",
+        "least_connections",
+        "ip_hash",
+        "random",
+        "cookie",
+    ] {
+        let yaml = format!(
+            r#"
+listeners:
+  - addr: "127.0.0.1:{}"
+upstreams:
+  web:
+    algorithm: {algorithm}
+    hash_key: path
+    backends:
+      - addr: "127.0.0.1:{}"
+routes:
+  - upstream: web
+"#,
+            free_port(),
+            free_port()
+        );
+        let (_d, path) = config_file(&yaml);
+        let out = check(&path);
+        let stderr = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{algorithm}: {stderr}");
+        assert!(
+            stderr.contains("upstreams.web.hash_key: only used with `algorithm: consistent`"),
+            "{algorithm}: {stderr}"
+        );
+    }
 }
 
 #[test]

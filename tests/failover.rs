@@ -1509,3 +1509,145 @@ routes:
         "no GET reached the resetting backend"
     );
 }
+
+/// A read timeout on a reused (pooled) upstream connection is the backend being stuck, not a
+/// keep-alive connection it had closed: the request is not replayed on it, the attempt counts
+/// as the backend's failure, and with no other backend the client gets a 504 after one
+/// timeout. (Replayed, as before, the request reached the backend twice and the backend was
+/// never charged.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_timeout_on_a_reused_connection_is_not_retried_as_stale() {
+    // Answers the first request of each connection, then hangs on the next one.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&requests);
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                for n in 0.. {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    buf.clear();
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if n > 0 {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
+                    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    if s.write_all(ok).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (port, admin) = (free_port(), free_port());
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+admin:
+  addr: "127.0.0.1:{admin}"
+upstreams:
+  app:
+    backends:
+      - addr: "{backend}"
+    timeouts: {{read: 500ms}}
+    circuit_breaker: {{max_fails: 100}}
+routes:
+  - path: /
+    upstream: app
+"#
+    );
+    let f = Fulcrum::start(&yaml, port).await;
+    let c = client();
+    assert_eq!(get(&c, &f.url("/first")).await.status, 200);
+    let r = get(&c, &f.url("/second")).await;
+    assert_eq!(
+        r.status, 504,
+        "one read timeout, then the answer: {}",
+        r.body
+    );
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "the timed-out request must not be replayed"
+    );
+    let metrics = get(&c, &format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .body;
+    let failures: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("fulcrum_backend_failures_total"))
+        .collect();
+    assert_eq!(failures.len(), 1, "{metrics}");
+    assert!(failures[0].ends_with(" 1"), "charged once: {failures:?}");
+    server.abort();
+}
+
+/// A backend going down is logged at WARN, so `RUST_LOG=warn` shows it, with a reason a
+/// person can read (the status and what was expected, not Pingora's error chain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_going_down_is_logged_at_warn_with_a_clean_reason() {
+    let sick = TestBackend::start_with(
+        "sick",
+        BackendOptions {
+            status: 503,
+            ..Default::default()
+        },
+    )
+    .await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+upstreams:
+  app:
+    backends:
+      - addr: "{addr}"
+    health_check: {{type: http, path: /health, interval: 100ms}}
+routes:
+  - upstream: app
+"#,
+        addr = sick.addr()
+    );
+    let config = write_file(
+        dir.path(),
+        "f.yaml",
+        &with_pingora_section(&yaml, dir.path()),
+    );
+    let log_path = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(FULCRUM_BIN)
+        .args(["-c", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let want = format!(
+        "WARN  fulcrum::health] upstream app: backend {} is unhealthy (status 503, expected 200-399)",
+        sick.addr()
+    );
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains(&want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(log.contains(&want), "want {want:?} in:\n{log}");
+}

@@ -388,3 +388,247 @@ routes:
     assert_eq!(got.method, "DELETE");
     assert_eq!(got.path, "/thing/1");
 }
+
+/// Sends `target` raw (no client normalizes it) and returns (status, body).
+async fn raw_get(port: u16, target: &str, host: Option<&str>, version: &str) -> (u16, String) {
+    let host = host.map_or(String::new(), |h| format!("Host: {h}\r\n"));
+    let req = format!("GET {target} {version}\r\n{host}Connection: close\r\n\r\n");
+    let ex = raw_exchange(port, req.as_bytes(), std::time::Duration::from_secs(3)).await;
+    let r = ex
+        .responses()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no response to {target}: {}", ex.summary()));
+    (r.status, r.body_string())
+}
+
+/// Routes and every route policy see the normalized path (RFC 3986 6.2.2: escaped unreserved
+/// characters decoded, dot segments removed, slashes merged), and the backend receives it;
+/// a path that climbs above `/` and a malformed escape are 400s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_normalized_before_routing_and_forwarded_normalized() {
+    let public = TestBackend::start("public").await;
+    let admin = TestBackend::start("admin").await;
+    let v1 = TestBackend::start("v1").await;
+    let port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+{ups}
+routes:
+  - path: /public
+    upstream: public
+  - path: /admin
+    upstream: admin
+  - path: /v1
+    upstream: v1
+    strip_prefix: true
+"#,
+        ups = upstreams(&[&public, &admin, &v1])
+    );
+    let f = Fulcrum::start(&yaml, port).await;
+    let cases: [(&str, &TestBackend, &str); 11] = [
+        ("/public/../admin", &admin, "/admin"),
+        ("/public/%2e%2e/admin", &admin, "/admin"),
+        ("/public/.%2E/admin", &admin, "/admin"),
+        ("/%70ublic/x", &public, "/public/x"),
+        ("/x/../public/y", &public, "/public/y"),
+        ("/./public", &public, "/public"),
+        ("//public///a/./b/", &public, "/public/a/b/"),
+        (
+            "/public/a%2fb?q=/../%2e",
+            &public,
+            "/public/a%2Fb?q=/../%2e",
+        ),
+        ("/v1/../admin", &admin, "/admin"),
+        ("/v1//x", &v1, "/x"),
+        ("/v1/a/..", &v1, "/"),
+    ];
+    for (target, backend, seen) in cases {
+        let (status, body) = raw_get(port, target, Some("app.test"), "HTTP/1.1").await;
+        assert_eq!((status, body.as_str()), (200, backend.name()), "{target}");
+        let got = backend.last_request().expect("the backend got it").path;
+        assert_eq!(
+            got,
+            seen,
+            "{target} must reach {} as {seen}",
+            backend.name()
+        );
+    }
+    // An encoded slash is data, not a separator: this is one segment, which no route has.
+    let (status, _) = raw_get(port, "/public%2F..%2Fadmin", Some("app.test"), "HTTP/1.1").await;
+    assert_eq!(status, 404);
+    for bad in [
+        "/../admin",
+        "/public/../../admin",
+        "/%2e%2e/admin",
+        "/public/a%zz",
+        "/a%4",
+    ] {
+        let (status, body) = raw_get(port, bad, Some("app.test"), "HTTP/1.1").await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let total = public.count() + admin.count() + v1.count();
+    assert_eq!(total, 11, "nothing refused reached a backend");
+    drop(f);
+}
+
+/// A route's rate limit cannot be dodged by spelling its path differently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_path_is_limited_in_every_spelling() {
+    let app = TestBackend::start("app").await;
+    let port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+{ups}
+routes:
+  - path: /login
+    upstream: app
+    rate_limit: {{requests_per_second: 0.01, burst: 1}}
+  - path: /
+    upstream: app
+    rate_limit: off
+"#,
+        ups = upstreams(&[&app])
+    );
+    let _f = Fulcrum::start(&yaml, port).await;
+    assert_eq!(raw_get(port, "/login", Some("a"), "HTTP/1.1").await.0, 200);
+    for spelling in [
+        "/login",
+        "/%6cogin",
+        "/./login",
+        "/x/../login",
+        "//login",
+        "/%6C%6F%67%69%6E",
+    ] {
+        assert_eq!(
+            raw_get(port, spelling, Some("a"), "HTTP/1.1").await.0,
+            429,
+            "{spelling} is /login"
+        );
+    }
+    assert_eq!(raw_get(port, "/other", Some("a"), "HTTP/1.1").await.0, 200);
+    assert_eq!(app.count(), 2);
+}
+
+/// Request targets (RFC 9112 3.2): a target that is neither a path nor an http(s) URL is a
+/// 400; `*` only for OPTIONS; CONNECT is refused; an absolute-form target names the host that
+/// both routing and the backend use, also without a Host header (HTTP/1.0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_targets_are_checked_and_absolute_form_routes_by_its_host() {
+    let secret = TestBackend::start("secret").await;
+    let open = TestBackend::start("open").await;
+    let port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+{ups}
+routes:
+  - host: secret.test
+    path: /
+    upstream: secret
+  - path: /
+    upstream: open
+"#,
+        ups = upstreams(&[&secret, &open])
+    );
+    let _f = Fulcrum::start(&yaml, port).await;
+    for bad in [
+        "public",
+        "x:/admin",
+        "secret.test:80",
+        "*",
+        "ftp://secret.test/",
+    ] {
+        let (status, body) = raw_get(port, bad, Some("secret.test"), "HTTP/1.1").await;
+        assert_eq!(status, 400, "GET {bad}: {body}");
+    }
+    assert_eq!(secret.count() + open.count(), 0);
+
+    let (status, body) = raw_get(port, "http://secret.test/x/../y", None, "HTTP/1.0").await;
+    assert_eq!((status, body.as_str()), (200, "secret"));
+    let r = secret.last_request().unwrap();
+    assert_eq!(r.path, "/y", "forwarded in origin-form, normalized");
+    assert_eq!(r.header("host").as_deref(), Some("secret.test"));
+
+    let (status, body) = raw_get(port, "HTTP://secret.test", Some("secret.test"), "HTTP/1.1").await;
+    assert_eq!((status, body.as_str()), (200, "secret"));
+    assert_eq!(secret.last_request().unwrap().path, "/");
+
+    let ex = raw_exchange(
+        port,
+        b"OPTIONS * HTTP/1.1\r\nHost: secret.test\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(ex.statuses(), vec![200], "{}", ex.summary());
+    let r = secret.last_request().unwrap();
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("OPTIONS", "*"));
+
+    let ex = raw_exchange(
+        port,
+        b"CONNECT secret.test:443 HTTP/1.1\r\nHost: secret.test:443\r\n\r\n",
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(ex.statuses(), vec![405], "{}", ex.summary());
+    assert_eq!(secret.count(), 3, "CONNECT reached no backend");
+}
+
+/// HTTP/2 requests are normalized the same way (curl with prior knowledge on an h2c
+/// listener, `--path-as-is` so that curl sends the path untouched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_paths_are_normalized_too() {
+    let public = TestBackend::start("public").await;
+    let admin = TestBackend::start("admin").await;
+    let port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+    h2c: true
+{ups}
+routes:
+  - path: /public
+    upstream: public
+  - path: /admin
+    upstream: admin
+"#,
+        ups = upstreams(&[&public, &admin])
+    );
+    let _f = Fulcrum::start(&yaml, port).await;
+    for (path, want) in [
+        ("/public/../admin", "200 admin"),
+        ("/%70ublic/x", "200 public"),
+        (
+            "/public/%2e%2e/%2e%2e/admin",
+            "400 400 Bad Request: the path climbs above /\n",
+        ),
+    ] {
+        let out = tokio::process::Command::new("curl")
+            .args([
+                "-s",
+                "--http2-prior-knowledge",
+                "--path-as-is",
+                "--max-time",
+                "5",
+            ])
+            .args(["-w", "%{http_code} ", "-o", "/dev/stderr"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .await
+            .expect("run curl");
+        let got = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(got, want, "{path}");
+    }
+    assert_eq!(admin.last_request().unwrap().path, "/admin");
+    assert_eq!(public.last_request().unwrap().path, "/public/x");
+}

@@ -136,3 +136,62 @@ async fn several_websockets_at_once() {
     }
     assert_eq!(ws.accepted(), 4);
 }
+
+/// An upgraded connection is timed by `timeouts.tunnel`, not by `timeouts.read`: quiet for
+/// longer than `read` it keeps working; quiet for longer than `tunnel` it is closed, with
+/// nothing of fulcrum's written into the WebSocket stream (no HTTP error text, which a
+/// client would read as a frame with an invalid opcode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_websocket_lives_for_the_tunnel_timeout_then_closes_cleanly() {
+    let ws = WsEchoBackend::start().await;
+    let port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+upstreams:
+  ws:
+    backends:
+      - addr: "{ws}"
+    timeouts: {{read: 500ms, tunnel: 2s}}
+routes:
+  - path: /
+    upstream: ws
+"#,
+        ws = ws.addr()
+    );
+    let f = Fulcrum::start(&yaml, port).await;
+    let (stream, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(f.ws_url("/ws")),
+    )
+    .await
+    .expect("handshake timed out")
+    .expect("handshake failed");
+    let (mut tx, mut rx) = stream.split();
+
+    // Quiet for more than twice `read`: still open.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tx.send(Message::Text("still there".into())).await.unwrap();
+    assert_eq!(
+        next_message(&mut rx).await,
+        Message::Text("still there".into())
+    );
+
+    // Quiet past `tunnel`: the connection ends, without a close frame and without garbage.
+    let started = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(10), rx.next())
+        .await
+        .expect("the tunnel timeout must close an idle upgraded connection");
+    match end {
+        Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ))) => {}
+        other => panic!("expected the connection to end (EOF) and nothing else, got {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed after {:?}, before the 2 s tunnel timeout",
+        started.elapsed()
+    );
+}

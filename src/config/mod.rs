@@ -53,12 +53,74 @@ pub fn parse_yaml(text: &str) -> Result<FileConfig, ConfigError> {
             Some((_, rest)) => format!("unknown key{rest}"),
             None => message,
         };
+        let path = if path == "." { String::new() } else { path };
+        if let Some(key) = duplicate_name(&message) {
+            return duplicate_error(text, &path, key);
+        }
         ConfigError {
             file: None,
-            path: if path == "." { String::new() } else { path },
+            path,
             kind: ConfigErrorKind::Syntax(message),
         }
     })
+}
+
+/// The name in a `duplicate name` error of the schema's unique-key maps.
+fn duplicate_name(message: &str) -> Option<&str> {
+    message
+        .strip_prefix("duplicate name `")?
+        .split_once('`')
+        .map(|(key, _)| key)
+}
+
+/// A duplicate name's error at the duplicate itself: its key path and its line (block-style
+/// YAML; a flow-style map gets the key path alone).
+fn duplicate_error(text: &str, map_path: &str, key: &str) -> ConfigError {
+    let path = match map_path {
+        "" => key.to_string(),
+        p => format!("{p}.{key}"),
+    };
+    let lines = key_lines(text, map_path, key);
+    let message = match lines.as_slice() {
+        [first, second, ..] => format!(
+            "duplicate name `{key}` on line {second} (first defined on line {first}): \
+             each name may be defined once"
+        ),
+        _ => format!("duplicate name `{key}`: each name may be defined once"),
+    };
+    ConfigError::invalid(path, message)
+}
+
+/// Line numbers (from 1) where `key:` is written as a block-map key directly under the
+/// top-level `section:` (`section` being a top-level key such as `upstreams`).
+fn key_lines(text: &str, section: &str, key: &str) -> Vec<usize> {
+    let is_key = |line: &str, name: &str| {
+        [name.to_string(), format!("\"{name}\""), format!("'{name}'")]
+            .iter()
+            .any(|k| {
+                line.strip_prefix(k.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            })
+    };
+    let mut out = Vec::new();
+    let mut inside = false;
+    let mut indent = None;
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let depth = line.len() - trimmed.len();
+        if depth == 0 {
+            inside = is_key(trimmed, section);
+            continue;
+        }
+        if inside && is_key(trimmed, key) && indent.is_none_or(|i| i == depth) {
+            indent = Some(depth);
+            out.push(n + 1);
+        }
+    }
+    out
 }
 
 /// Serialize a schema back to YAML (for `--print-config`).

@@ -299,6 +299,8 @@ pub struct Timeouts {
     pub write: Duration,
     /// Idle keep-alive time in the connection pool.
     pub idle: Duration,
+    /// Silence allowed in each direction of an upgraded connection (and for its 101).
+    pub tunnel: Duration,
 }
 
 impl Default for Timeouts {
@@ -308,6 +310,7 @@ impl Default for Timeouts {
             read: Duration::from_secs(60),
             write: Duration::from_secs(60),
             idle: Duration::from_secs(60),
+            tunnel: Duration::from_secs(3600),
         }
     }
 }

@@ -388,6 +388,10 @@ pub struct TimeoutsSpec {
     /// How long an idle keep-alive connection to the backend is kept in the pool; default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<String>,
+    /// An upgraded (WebSocket) connection's silence limit, in each direction, instead of
+    /// `read` and the client's `body_timeout`; default `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<String>,
 }
 
 /// TLS towards backends.

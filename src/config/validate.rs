@@ -563,9 +563,15 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec) -> Result<Upstream> {
         Some(a) => parse_algorithm(&format!("{base}.algorithm"), a)?,
         None => Algorithm::RoundRobin,
     };
-    let hash_key = match &spec.hash_key {
-        Some(k) => hash_key(&format!("{base}.hash_key"), k)?,
-        None => HashKey::ClientIp,
+    let hash_key = match (&spec.hash_key, algorithm) {
+        (Some(k), Algorithm::Consistent) => hash_key(&format!("{base}.hash_key"), k)?,
+        (Some(_), _) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.hash_key"),
+                "only used with `algorithm: consistent` (ip_hash always hashes the client IP;                  other algorithms use no key)",
+            ))
+        }
+        (None, _) => HashKey::ClientIp,
     };
     let fallback = match &spec.fallback {
         Some(a) => {
@@ -928,6 +934,7 @@ fn timeouts(base: &str, spec: Option<&TimeoutsSpec>) -> Result<Timeouts> {
         ("read", &spec.read, &mut t.read),
         ("write", &spec.write, &mut t.write),
         ("idle", &spec.idle, &mut t.idle),
+        ("tunnel", &spec.tunnel, &mut t.tunnel),
     ];
     for (key, text, slot) in fields {
         if let Some(text) = text {

@@ -113,14 +113,23 @@ impl<A: HttpServerApp> Guarded<A> {
 /// Wait for the first byte of the connection's next request ([`HeadGuard::poll_arrival`]);
 /// false when the connection should close instead: the client went away, its first head is
 /// late (answered 408), a keep-alive connection stayed idle past its timeout, or the server is
-/// shutting down (idle connections are closed then, as Pingora closes them, so clients
-/// reconnect to the process that takes over).
-async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch) -> bool {
+/// shutting down while a keep-alive connection waits for its next request (idle connections
+/// are closed then, as Pingora and nginx close them, so clients reconnect to the process that
+/// takes over).
+///
+/// A connection's `first` request is always waited for, shutdown or not, within the head
+/// deadline: a connection this process accepted, even in the last moment before it stopped
+/// accepting, was taken out of the listen queue that the next process now serves, and no one
+/// else will ever answer it (it is then answered with `Connection: close`).
+async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch, first: bool) -> bool {
     let mut idle_until = None;
     let mut arrival = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
     // Under load the request is usually there already: no shutdown watch, no timer.
     if let Poll::Ready(arrived) = futures::poll!(&mut arrival) {
         return arrived.is_ok();
+    }
+    if first {
+        return arrival.await.is_ok();
     }
     tokio::select! {
         biased;
@@ -176,10 +185,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         // The previous request's persistent settings (keep-alive, reuses left); Pingora
         // always hands them back with a reusable connection.
         let mut settings: Option<HttpPersistentSettings> = None;
+        let mut first = true;
         loop {
-            if !next_request(&mut guard, &mut shutdown_rx).await {
+            if !next_request(&mut guard, &mut shutdown_rx, first).await {
                 return None;
             }
+            first = false;
             let mut session = ServerSession::new_http1(guard);
             match settings.take() {
                 Some(settings) => settings.apply_to_session(&mut session),

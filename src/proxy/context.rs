@@ -35,6 +35,9 @@ pub struct RequestCtx {
     pub reuse_retried: bool,
     /// A response head arrived from the current attempt's backend.
     pub response_started: bool,
+    /// The request failed after part of the backend's response had gone to the client, so
+    /// the client side was aborted instead of answered (see `fail_to_proxy`).
+    pub aborted: bool,
     /// The request id (see `request_id`).
     pub request_id: Option<http::HeaderValue>,
 }

@@ -28,7 +28,8 @@ pub fn is_valid(host: &str) -> bool {
     let name_ok = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
-    let port_ok = port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+    let port_ok = port.is_empty()
+        || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
     name_ok && port_ok && (!name.is_empty() || host.starts_with('['))
 }
 
@@ -47,6 +48,7 @@ mod tests {
             "[::1]:8443",
             "xn--bcher-kva.example",
             "a_b.local:",
+            "a:65535",
         ] {
             assert!(is_valid(ok), "{ok}");
         }
@@ -64,6 +66,9 @@ mod tests {
             "[::1]x",
             "host:port",
             "a:123456",
+            "a:99999",
+            "a:65536",
+            "a:+80",
             ":80",
             "a\tb",
             "ex\"ample",

@@ -15,6 +15,7 @@ pub mod host;
 pub mod peer;
 pub mod request_id;
 pub mod respond;
+pub mod target;
 
 use crate::balancer::stats::{InFlight, Outcome};
 use crate::balancer::{Pick, UpstreamGroup};
@@ -206,6 +207,7 @@ impl Proxy {
         ctx: &RequestCtx,
         status: u16,
         seconds: f64,
+        cut_after_head: bool,
     ) {
         let req = session.req_header();
         let client = session
@@ -239,7 +241,10 @@ impl Proxy {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("-"),
-            error: e.map(|e| e.to_string()),
+            error: e.map(|e| match cut_after_head {
+                true => format!("response cut after its head was sent: {e}"),
+                false => e.to_string(),
+            }),
         });
     }
 
@@ -355,6 +360,25 @@ async fn select_with_slot(
     }
 }
 
+/// Whether a failure on a reused upstream connection is what a keep-alive connection that
+/// the backend closed while it sat in the pool looks like: an end of stream or a reset on the
+/// first read or write (as nginx treats an error on a cached connection). A timeout is never
+/// that: the backend took the request and is stuck.
+fn stale_connection(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+    )
+}
+
+/// Whether an error is a timeout (on either side).
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
+    )
+}
+
 fn peer_ip(session: &Session) -> IpAddr {
     session
         .client_addr()
@@ -391,6 +415,13 @@ impl ProxyHttp for Proxy {
             respond::send(session, 431, body, ctx.request_id.as_ref()).await;
             return Ok(true);
         }
+        // The target's form, its host and its normalized path, before anything routes on it.
+        if let Err(e) = target::prepare(session.req_header_mut()) {
+            let (status, body) = e.answer();
+            respond::send(session, status, body, ctx.request_id.as_ref()).await;
+            return Ok(true);
+        }
+        let req = session.req_header();
         // RFC 9112 3.2: exactly one valid Host on HTTP/1.1 (HTTP/2 may carry :authority).
         let hosts = req.headers.get_all(http::header::HOST).iter().count();
         let needs_host = req.version == http::Version::HTTP_11;
@@ -403,7 +434,7 @@ impl ProxyHttp for Proxy {
         let route = self
             .state
             .router
-            .find(host.map(normalize_host).as_deref(), req.uri.path());
+            .find(host.map(normalize_host).as_deref(), target::route_path(req));
         // Body reads wait at most body_timeout each; idle keep-alive lasts keepalive_timeout
         // (only where keep-alive is on: HTTP/1.0 without `Connection: keep-alive` stays off).
         session.set_read_timeout(Some(limits.body_timeout));
@@ -423,6 +454,12 @@ impl ProxyHttp for Proxy {
         if !self.listener.tls && self.route(ctx).is_some_and(|r| r.redirect_to_https) {
             self.redirect_to_https(session, ctx).await;
             return Ok(true);
+        }
+        if session.is_upgrade_req() {
+            // An upgraded connection's client may stay silent for the tunnel timeout.
+            let route = &self.state.routes[ctx.route.unwrap_or_default()];
+            let tunnel = self.state.groups[route.upstream].config.timeouts.tunnel;
+            session.set_read_timeout(Some(tunnel));
         }
         let peer = peer_ip(session);
         let client = forwarding::client_ip(&self.state.forwarding, session.req_header(), peer);
@@ -538,7 +575,11 @@ impl ProxyHttp for Proxy {
         // Replacing a previous attempt's guard un-counts that attempt (and frees its slot).
         ctx.in_flight = Some(InFlight::start(group.stats, i, chosen.trial));
         ctx.slot = slot;
-        Ok(Box::new(self.state.peers[g][i].clone()))
+        let mut peer = Box::new(self.state.peers[g][i].clone());
+        if session.is_upgrade_req() {
+            peer::for_tunnel(&mut peer, &group.config.timeouts);
+        }
+        Ok(peer)
     }
 
     fn fail_to_connect(
@@ -591,9 +632,9 @@ impl ProxyHttp for Proxy {
             .route(ctx)
             .map_or(1, |r| self.state.groups[r.upstream].config.max_tries);
         e.set_retry(false);
-        if replayable && client_reused && !ctx.reuse_retried {
+        if replayable && client_reused && !ctx.reuse_retried && stale_connection(&e) {
             // A pooled connection the backend had closed: says nothing about the backend.
-            // Retry, on any backend, once.
+            // Retry, on any backend, once. (A timeout is not that: the backend is stuck.)
             ctx.reuse_retried = true;
             ctx.in_flight = None;
             ctx.slot = None;
@@ -641,12 +682,14 @@ impl ProxyHttp for Proxy {
             (Some(limit), Some(t)) => t.elapsed() > limit,
             _ => false,
         };
-        let outcome = if (cb.on_5xx && status >= 500) || slow {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        };
-        self.record(ctx, outcome);
+        if (cb.on_5xx && status >= 500) || slow {
+            self.record(ctx, Outcome::Failure);
+        } else if status == 101 {
+            // An upgraded connection may live for hours: the backend did its part.
+            self.record(ctx, Outcome::Success);
+        }
+        // Otherwise the outcome waits for the end of the body (the logging hook): a response
+        // cut by the backend is its failure.
         Ok(())
     }
 
@@ -659,7 +702,7 @@ impl ProxyHttp for Proxy {
         let Some(route) = self.route(ctx) else {
             return Ok(());
         };
-        if route.strip_prefix {
+        if route.strip_prefix && upstream_request.uri.path() != "*" {
             let path = strip_prefix(&route.path, upstream_request.uri.path());
             let new = match upstream_request.uri.query() {
                 Some(q) => format!("{path}?{q}"),
@@ -770,18 +813,27 @@ impl ProxyHttp for Proxy {
         ctx.in_flight = None;
         ctx.slot = None;
 
-        let status = session
+        // A response the backend broke after its head went out was never complete: it counts
+        // as an error (status 0), not as the status its head carried. An upgraded connection
+        // that went quiet for the tunnel timeout ended normally.
+        let cut = ctx.aborted
+            && e.is_some_and(|e| {
+                matches!(e.esource(), pingora_core::ErrorSource::Upstream)
+                    && !(session.was_upgraded() && is_timeout(e))
+            });
+        let sent = session
             .as_downstream()
             .response_written()
             .map_or(0, |r| r.status.as_u16());
         let seconds = ctx
             .started
             .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let counted = if cut { 0 } else { sent };
         self.state
             .metrics
-            .observe(ctx.route, ctx.backend, status, seconds);
+            .observe(ctx.route, ctx.backend, counted, seconds);
         if access_log::enabled() {
-            self.write_access_log(session, e, ctx, status, seconds);
+            self.write_access_log(session, e, ctx, sent, seconds, cut);
         }
     }
 
@@ -801,12 +853,39 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let (code, body) = respond::error_answer(e);
-        if code > 0 {
+        if session.response_written().is_some() {
+            // The client already has part of a response: never complete it. HTTP/1 closes
+            // the connection mid-message, HTTP/2 resets the stream.
+            ctx.aborted = true;
+            session.as_mut().shutdown().await;
+        } else if code > 0 {
             respond::send(session, code, body, ctx.request_id.as_ref()).await;
         }
         FailToProxy {
             error_code: code,
             can_reuse_downstream: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_end_of_stream_or_a_reset_is_a_stale_connection() {
+        use ErrorType::*;
+        for t in [ConnectionClosed, ReadError, WriteError] {
+            assert!(stale_connection(&Error::new(t.clone())), "{t:?}");
+        }
+        for t in [
+            ReadTimedout,
+            WriteTimedout,
+            ConnectTimedout,
+            InvalidHTTPHeader,
+            HTTPStatus(502),
+        ] {
+            assert!(!stale_connection(&Error::new(t.clone())), "{t:?}");
         }
     }
 }

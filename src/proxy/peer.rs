@@ -1,6 +1,6 @@
 //! Building the Pingora `HttpPeer` for each backend, once, from the group's settings.
 
-use crate::config::model::{Backend, Upstream, UpstreamTls};
+use crate::config::model::{Backend, Timeouts, Upstream, UpstreamTls};
 use pingora_core::upstreams::peer::{HttpPeer, PeerOptions};
 
 /// The TLS server name for a backend: the group's `sni`, else the host name the backend was
@@ -51,4 +51,10 @@ pub fn build(group: usize, upstream: &Upstream, backend: &Backend) -> HttpPeer {
         apply_tls(&mut peer.options, tls);
     }
     peer
+}
+
+/// Adapt a peer for an upgrade request (WebSocket): the 101 and then each direction of the
+/// upgraded connection may stay silent for `timeouts.tunnel` instead of `timeouts.read`.
+pub fn for_tunnel(peer: &mut HttpPeer, timeouts: &Timeouts) {
+    peer.options.read_timeout = Some(timeouts.tunnel);
 }

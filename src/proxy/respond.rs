@@ -69,6 +69,10 @@ pub async fn send_retry_after(
     request_id: Option<&HeaderValue>,
     retry_after: Option<u64>,
 ) {
+    if session.response_written().is_some() {
+        // Part of another response is out already: an answer now would be glued into it.
+        return;
+    }
     session.set_keepalive(None);
     let Ok(mut resp) = ResponseHeader::build(status, Some(5)) else {
         return;
