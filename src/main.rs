@@ -53,6 +53,14 @@ fn main() -> ExitCode {
         println!("fulcrum: {what} is valid");
         return ExitCode::SUCCESS;
     }
+    // Before daemonizing, so that a refusal reaches the caller; an upgrade (-u) takes over the
+    // running process's pid file and addresses.
+    if !cli.upgrade {
+        if let Err(e) = fulcrum::preflight::check(&config) {
+            eprintln!("fulcrum: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let server = fulcrum::server::build(config, cli.pingora_opt());
     server.run_forever()
 }

@@ -808,6 +808,212 @@ async fn reload_with_bad_config_keeps_old_serving() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Refusals: busy addresses, pid files naming another process
+// ---------------------------------------------------------------------------------------------
+
+/// How `fulcrum ARGS` ended when run to completion from `dir`.
+struct Ended {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `fulcrum ARGS` from `dir` (output in files there) until it exits; panics if it still
+/// runs after `limit` (after killing it). Does not block the runtime.
+async fn run_to_exit(args: &[&str], dir: &Path, limit: Duration) -> Ended {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, Ordering::SeqCst);
+    let out_path = dir.join(format!("run-{n}.stdout"));
+    let err_path = dir.join(format!("run-{n}.stderr"));
+    let mut child = Command::new(FULCRUM_BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn fulcrum");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`fulcrum {}` still ran after {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                args.join(" "),
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    Ended {
+        status,
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// Far below Pingora's 30 s of bind retries: a refusal that takes longer did not come from
+/// fulcrum's check.
+const REFUSAL_LIMIT: Duration = Duration::from_secs(10);
+
+/// A port on 127.0.0.1 held by a plain listening socket for as long as it lives.
+fn occupied_port() -> StdListener {
+    StdListener::bind(("127.0.0.1", free_port())).expect("occupy a port")
+}
+
+use std::net::TcpListener as StdListener;
+
+/// A listener, admin or demo backend address in use by another program: without `-u`, fulcrum
+/// exits 1 at once naming the key and the address, in the foreground and with `-d`, leaves
+/// none of its other addresses bound and no process behind; `-t` still says the config is
+/// valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_address_stops_the_start_and_binds_nothing() {
+    let backend = TestBackend::start("b1").await;
+    let busy = occupied_port();
+    let busy_port = busy.local_addr().unwrap().port();
+    let (p1, p2, admin, demo) = (free_port(), free_port(), free_port(), free_port());
+    let route = format!(
+        "upstreams:\n  app:\n    backends: [{{addr: \"{}\"}}]\nroutes:\n  - upstream: app\n",
+        backend.addr()
+    );
+    // (config without the pingora section, fulcrum's arguments, expected key, addresses that
+    // must stay free)
+    let cases = [
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\n  - addr: 127.0.0.1:{busy_port}\n\
+                 admin:\n  addr: 127.0.0.1:{admin}\n{route}"
+            ),
+            vec![],
+            "listeners[1].addr",
+            vec![p1, admin],
+        ),
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\n  - addr: 127.0.0.1:{busy_port}\n{route}"
+            ),
+            vec!["-d"],
+            "listeners[1].addr",
+            vec![p1],
+        ),
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\nadmin:\n  addr: 127.0.0.1:{busy_port}\n\
+                 demo_backends:\n  - {{name: d, addr: 127.0.0.1:{demo}}}\n{route}"
+            ),
+            vec![],
+            "admin.addr",
+            vec![p1, demo],
+        ),
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\n  - addr: 127.0.0.1:{p2}\n\
+                 demo_backends:\n  - {{name: d, addr: 127.0.0.1:{demo}}}\n\
+                 \x20 - {{name: e, addr: 127.0.0.1:{busy_port}}}\n{route}"
+            ),
+            vec!["-d"],
+            "demo_backends[1].addr",
+            vec![p1, p2, demo],
+        ),
+    ];
+    for (yaml, extra, key, free) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("fulcrum.pid");
+        let guard = ProcessGuard::new(&[&pid_file]);
+        let config = write_file(
+            dir.path(),
+            "fulcrum.yaml",
+            &with_pingora_section(&yaml, dir.path()),
+        );
+        let config = config.to_str().unwrap();
+        let what = format!("{key} busy, extra arguments {extra:?}");
+
+        let check = run_to_exit(&["-t", "-c", config], dir.path(), REFUSAL_LIMIT).await;
+        assert!(
+            check.status.success() && check.stdout.contains("is valid"),
+            "{what}: -t must not look at ports: {}\n{}",
+            check.status,
+            check.stderr
+        );
+
+        let mut args = extra.clone();
+        args.extend(["-c", config]);
+        let run = run_to_exit(&args, dir.path(), REFUSAL_LIMIT).await;
+        eprintln!("{what}: {} {:?}", run.status, run.stderr.trim());
+        assert_eq!(run.status.code(), Some(1), "{what}: {}", run.stderr);
+        let want = format!("fulcrum: {key}: 127.0.0.1:{busy_port} is already in use");
+        assert!(
+            run.stderr.lines().any(|l| l == want),
+            "{what}: stderr lacks {want:?}:\n{}",
+            run.stderr
+        );
+        for port in free {
+            assert!(port_is_free(port), "{what}: port {port} was left bound");
+        }
+        assert!(
+            ProcessGuard::processes_using(dir.path()).is_empty(),
+            "{what}: a fulcrum process was left running"
+        );
+        assert_eq!(read_pid(&pid_file), None, "{what}: a pid file was written");
+        drop(guard);
+    }
+    // The port's owner was not disturbed.
+    let (_conn, peer) = {
+        let c = std::net::TcpStream::connect(("127.0.0.1", busy_port)).unwrap();
+        let local = c.local_addr().unwrap();
+        (c, local)
+    };
+    let (_, from) = busy.accept().unwrap();
+    assert_eq!(from, peer);
+}
+
+/// A listener address held by another fulcrum (which binds with SO_REUSEADDR) is in use too:
+/// the second one exits 1, binds nothing, and the first keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_of_another_fulcrum_is_in_use() {
+    let backend = TestBackend::start("b1").await;
+    let taken = free_port();
+    let mut first = Fulcrum::start(&single_backend_config("", taken, &backend), taken).await;
+    let first_pid = wait_for_pid(&first.dir().join("fulcrum.pid")).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let own = free_port();
+    let yaml = format!(
+        "listeners:\n  - addr: 127.0.0.1:{own}\n  - addr: 127.0.0.1:{taken}\n\
+         upstreams:\n  app:\n    backends: [{{addr: \"{}\"}}]\nroutes:\n  - upstream: app\n",
+        backend.addr()
+    );
+    let config = write_file(
+        dir.path(),
+        "second.yaml",
+        &with_pingora_section(&yaml, dir.path()),
+    );
+    let run = run_to_exit(&["-c", config.to_str().unwrap()], dir.path(), REFUSAL_LIMIT).await;
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    let want = format!("fulcrum: listeners[1].addr: 127.0.0.1:{taken} is already in use");
+    assert!(
+        run.stderr.lines().any(|l| l == want),
+        "stderr lacks {want:?}:\n{}",
+        run.stderr
+    );
+    assert!(
+        port_is_free(own),
+        "the second fulcrum left 127.0.0.1:{own} bound"
+    );
+    assert!(ProcessGuard::processes_using(dir.path()).is_empty());
+    assert!(first.is_running());
+    assert_eq!(pid_listens_on(first_pid as u32, taken), Some(true));
+    assert_eq!(get(&client(), &first.url("/")).await.status, 200);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Signals
 // ---------------------------------------------------------------------------------------------
 
