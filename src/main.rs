@@ -15,7 +15,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.reload {
         let file = cli.conf.clone().unwrap_or_default();
-        return match fulcrum::reload::run(&file, cli.daemon) {
+        let announce = |s: &fulcrum::reload::Serving| {
+            let addrs: Vec<String> = s.addrs.iter().map(|a| a.to_string()).collect();
+            println!(
+                "fulcrum: reload: pid {} is serving on {}",
+                s.pid,
+                addrs.join(", ")
+            );
+        };
+        return match fulcrum::reload::run(&file, cli.daemon, announce) {
             Ok(r) => {
                 println!(
                     "fulcrum: reloaded {}: pid {} now serving; old pid {} exited {:.1} s after SIGQUIT",
