@@ -283,8 +283,10 @@ mod tests {
         assert!(!alive(0) && !alive(-1));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        assert!(listening_addrs(me).unwrap().contains(&addr));
-        drop(listener);
-        assert!(!listening_addrs(me).unwrap().contains(&addr));
+        // A connected socket of this process is not a listening one.
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let held = listening_addrs(me).unwrap();
+        assert!(held.contains(&addr), "{held:?}");
+        assert!(!held.contains(&client.local_addr().unwrap()), "{held:?}");
     }
 }
