@@ -44,8 +44,9 @@ pub struct Cli {
     /// Print the config as YAML and exit (quick mode: the file it stands for).
     #[arg(long)]
     pub print_config: bool,
-    /// Replace the running fulcrum (found through `pid_file`) by a new process on `-c FILE`,
-    /// without dropping a connection; with `-d`, the new process runs in the background.
+    /// Replace the running fulcrum (the one `pid_file` names, if it listens on at least one of
+    /// FILE's listeners) by a new process on `-c FILE`, without dropping a connection; with
+    /// `-d`, the new process runs in the background.
     #[arg(long, requires = "conf", conflicts_with_all = ["test", "upgrade", "print_config"])]
     pub reload: bool,
     /// Accepted and ignored, like Pingora does, for `cargo test` runs.

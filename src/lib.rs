@@ -13,6 +13,8 @@ pub mod health;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
+pub mod preflight;
+pub mod procfs;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

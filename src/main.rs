@@ -15,7 +15,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.reload {
         let file = cli.conf.clone().unwrap_or_default();
-        return match fulcrum::reload::run(&file, cli.daemon) {
+        let announce = |s: &fulcrum::reload::Serving| {
+            let addrs: Vec<String> = s.addrs.iter().map(|a| a.to_string()).collect();
+            println!(
+                "fulcrum: reload: pid {} is serving on {}",
+                s.pid,
+                addrs.join(", ")
+            );
+        };
+        return match fulcrum::reload::run(&file, cli.daemon, announce) {
             Ok(r) => {
                 println!(
                     "fulcrum: reloaded {}: pid {} now serving; old pid {} exited {:.1} s after SIGQUIT",
@@ -52,6 +60,14 @@ fn main() -> ExitCode {
             });
         println!("fulcrum: {what} is valid");
         return ExitCode::SUCCESS;
+    }
+    // Before daemonizing, so that a refusal reaches the caller; an upgrade (-u) takes over the
+    // running process's pid file and addresses.
+    if !cli.upgrade {
+        if let Err(e) = fulcrum::preflight::check(&config) {
+            eprintln!("fulcrum: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let server = fulcrum::server::build(config, cli.pingora_opt());
     server.run_forever()

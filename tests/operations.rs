@@ -211,6 +211,9 @@ struct ReloadRun {
     /// The old process's exit, seen while the command ran: status, time since the command
     /// started.
     old_exit: Option<(ExitStatus, Duration)>,
+    /// When the command's stdout first said that the new process is serving, since the
+    /// command started.
+    serving_said: Option<Duration>,
 }
 
 /// Runs `fulcrum --reload -c config` to completion (at most 40 s) without blocking the runtime,
@@ -238,6 +241,7 @@ async fn run_reload(config: &Path, old: &mut Fulcrum) -> ReloadRun {
     let start = Instant::now();
     let mut child = cmd.spawn().expect("spawn fulcrum --reload");
     let mut old_exit = None;
+    let mut serving_said = None;
     let limit = Duration::from_secs(40);
     let mut status = None;
     for _ in 0..(limit.as_millis() / 10 + 2) {
@@ -245,6 +249,11 @@ async fn run_reload(config: &Path, old: &mut Fulcrum) -> ReloadRun {
             if let Some(s) = old.try_wait() {
                 old_exit = Some((s, start.elapsed()));
             }
+        }
+        if serving_said.is_none()
+            && std::fs::read_to_string(&out_path).is_ok_and(|o| o.contains(" is serving on "))
+        {
+            serving_said = Some(start.elapsed());
         }
         if let Some(s) = child.try_wait().expect("try_wait reload") {
             status = Some(s);
@@ -277,6 +286,7 @@ async fn run_reload(config: &Path, old: &mut Fulcrum) -> ReloadRun {
         stderr: read(&err_path),
         took,
         old_exit,
+        serving_said,
     }
 }
 
@@ -666,6 +676,13 @@ async fn reload_under_load_drops_nothing() {
         "unexpected reload report: {:?}",
         reload.stdout
     );
+    assert!(
+        reload.stdout.contains(&format!(
+            "fulcrum: reload: pid {new_pid} is serving on 127.0.0.1:{port}\n"
+        )),
+        "no line saying that the new process serves: {:?}",
+        reload.stdout
+    );
 
     // The load really spanned the reload.
     for (name, stats) in [("keep-alive", &keepalive), ("fresh-connection", &fresh)] {
@@ -805,6 +822,465 @@ async fn reload_with_bad_config_keeps_old_serving() {
         }
     }
     drop(guard);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals: busy addresses, pid files naming another process
+// ---------------------------------------------------------------------------------------------
+
+/// How `fulcrum ARGS` ended when run to completion from `dir`.
+struct Ended {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `fulcrum ARGS` from `dir` (output in files there) until it exits; panics if it still
+/// runs after `limit` (after killing it). Does not block the runtime.
+async fn run_to_exit(args: &[&str], dir: &Path, limit: Duration) -> Ended {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, Ordering::SeqCst);
+    let out_path = dir.join(format!("run-{n}.stdout"));
+    let err_path = dir.join(format!("run-{n}.stderr"));
+    let mut child = Command::new(FULCRUM_BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("spawn fulcrum");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`fulcrum {}` still ran after {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                args.join(" "),
+                std::fs::read_to_string(&out_path).unwrap_or_default(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    Ended {
+        status,
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// Far below Pingora's 30 s of bind retries: a refusal that takes longer did not come from
+/// fulcrum's check.
+const REFUSAL_LIMIT: Duration = Duration::from_secs(10);
+
+/// A port on 127.0.0.1 held by a plain listening socket for as long as it lives.
+fn occupied_port() -> StdListener {
+    StdListener::bind(("127.0.0.1", free_port())).expect("occupy a port")
+}
+
+use std::net::TcpListener as StdListener;
+
+/// A listener, admin or demo backend address in use by another program: without `-u`, fulcrum
+/// exits 1 at once naming the key and the address, in the foreground and with `-d`, leaves
+/// none of its other addresses bound and no process behind; `-t` still says the config is
+/// valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_address_stops_the_start_and_binds_nothing() {
+    let backend = TestBackend::start("b1").await;
+    let busy = occupied_port();
+    let busy_port = busy.local_addr().unwrap().port();
+    let (p1, p2, admin, demo) = (free_port(), free_port(), free_port(), free_port());
+    let route = format!(
+        "upstreams:\n  app:\n    backends: [{{addr: \"{}\"}}]\nroutes:\n  - upstream: app\n",
+        backend.addr()
+    );
+    // (config without the pingora section, fulcrum's arguments, expected key, addresses that
+    // must stay free)
+    let cases = [
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\n  - addr: 127.0.0.1:{busy_port}\n\
+                 admin:\n  addr: 127.0.0.1:{admin}\n{route}"
+            ),
+            vec![],
+            "listeners[1].addr",
+            vec![p1, admin],
+        ),
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\n  - addr: 127.0.0.1:{busy_port}\n{route}"
+            ),
+            vec!["-d"],
+            "listeners[1].addr",
+            vec![p1],
+        ),
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\nadmin:\n  addr: 127.0.0.1:{busy_port}\n\
+                 demo_backends:\n  - {{name: d, addr: 127.0.0.1:{demo}}}\n{route}"
+            ),
+            vec![],
+            "admin.addr",
+            vec![p1, demo],
+        ),
+        (
+            format!(
+                "listeners:\n  - addr: 127.0.0.1:{p1}\n  - addr: 127.0.0.1:{p2}\n\
+                 demo_backends:\n  - {{name: d, addr: 127.0.0.1:{demo}}}\n\
+                 \x20 - {{name: e, addr: 127.0.0.1:{busy_port}}}\n{route}"
+            ),
+            vec!["-d"],
+            "demo_backends[1].addr",
+            vec![p1, p2, demo],
+        ),
+    ];
+    for (yaml, extra, key, free) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("fulcrum.pid");
+        let guard = ProcessGuard::new(&[&pid_file]);
+        let config = write_file(
+            dir.path(),
+            "fulcrum.yaml",
+            &with_pingora_section(&yaml, dir.path()),
+        );
+        let config = config.to_str().unwrap();
+        let what = format!("{key} busy, extra arguments {extra:?}");
+
+        let check = run_to_exit(&["-t", "-c", config], dir.path(), REFUSAL_LIMIT).await;
+        assert!(
+            check.status.success() && check.stdout.contains("is valid"),
+            "{what}: -t must not look at ports: {}\n{}",
+            check.status,
+            check.stderr
+        );
+
+        let mut args = extra.clone();
+        args.extend(["-c", config]);
+        let run = run_to_exit(&args, dir.path(), REFUSAL_LIMIT).await;
+        eprintln!("{what}: {} {:?}", run.status, run.stderr.trim());
+        assert_eq!(run.status.code(), Some(1), "{what}: {}", run.stderr);
+        let want = format!("fulcrum: {key}: 127.0.0.1:{busy_port} is already in use");
+        assert!(
+            run.stderr.lines().any(|l| l == want),
+            "{what}: stderr lacks {want:?}:\n{}",
+            run.stderr
+        );
+        for port in free {
+            assert!(port_is_free(port), "{what}: port {port} was left bound");
+        }
+        assert!(
+            ProcessGuard::processes_using(dir.path()).is_empty(),
+            "{what}: a fulcrum process was left running"
+        );
+        assert_eq!(read_pid(&pid_file), None, "{what}: a pid file was written");
+        drop(guard);
+    }
+    // The port's owner was not disturbed.
+    let (_conn, peer) = {
+        let c = std::net::TcpStream::connect(("127.0.0.1", busy_port)).unwrap();
+        let local = c.local_addr().unwrap();
+        (c, local)
+    };
+    let (_, from) = busy.accept().unwrap();
+    assert_eq!(from, peer);
+}
+
+/// A listener address held by another fulcrum (which binds with SO_REUSEADDR) is in use too:
+/// the second one exits 1, binds nothing, and the first keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_of_another_fulcrum_is_in_use() {
+    let backend = TestBackend::start("b1").await;
+    let taken = free_port();
+    let mut first = Fulcrum::start(&single_backend_config("", taken, &backend), taken).await;
+    let first_pid = wait_for_pid(&first.dir().join("fulcrum.pid")).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let own = free_port();
+    let yaml = format!(
+        "listeners:\n  - addr: 127.0.0.1:{own}\n  - addr: 127.0.0.1:{taken}\n\
+         upstreams:\n  app:\n    backends: [{{addr: \"{}\"}}]\nroutes:\n  - upstream: app\n",
+        backend.addr()
+    );
+    let config = write_file(
+        dir.path(),
+        "second.yaml",
+        &with_pingora_section(&yaml, dir.path()),
+    );
+    let run = run_to_exit(&["-c", config.to_str().unwrap()], dir.path(), REFUSAL_LIMIT).await;
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    let want = format!("fulcrum: listeners[1].addr: 127.0.0.1:{taken} is already in use");
+    assert!(
+        run.stderr.lines().any(|l| l == want),
+        "stderr lacks {want:?}:\n{}",
+        run.stderr
+    );
+    assert!(
+        port_is_free(own),
+        "the second fulcrum left 127.0.0.1:{own} bound"
+    );
+    assert!(ProcessGuard::processes_using(dir.path()).is_empty());
+    assert!(first.is_running());
+    assert_eq!(pid_listens_on(first_pid as u32, taken), Some(true));
+    assert_eq!(get(&client(), &first.url("/")).await.status, 200);
+}
+
+/// Removes files when dropped (pid files and sockets fulcrum made in /tmp by default).
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A config without a `pingora:` section whose answers carry `x-instance: NAME`.
+fn instance_config(port: u16, backend: &TestBackend, name: &str) -> String {
+    format!(
+        r#"listeners:
+  - addr: "127.0.0.1:{port}"
+upstreams:
+  app:
+    backends:
+      - addr: "{addr}"
+routes:
+  - upstream: app
+    headers:
+      response:
+        set:
+          x-instance: "{name}"
+"#,
+        addr = backend.addr()
+    )
+}
+
+/// Two configs without a `pingora:` section run side by side (each config file gets its own
+/// default pid file and upgrade socket); starting one of them again is refused while it runs;
+/// `--reload -c a.yaml` says when the new process serves, replaces a, and leaves b alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_replaces_only_the_instance_of_its_config() {
+    use fulcrum::config::runtime_files::RuntimeFiles;
+
+    let backend = TestBackend::start("b1").await;
+    let configs = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let a_path = write_file(
+        configs.path(),
+        "a.yaml",
+        &instance_config(pa, &backend, "a1"),
+    );
+    let b_path = write_file(
+        configs.path(),
+        "b.yaml",
+        &instance_config(pb, &backend, "b"),
+    );
+    let (a_files, b_files) = (
+        RuntimeFiles::for_config_file(&a_path),
+        RuntimeFiles::for_config_file(&b_path),
+    );
+    assert_ne!(a_files.pid_file, b_files.pid_file);
+    assert_ne!(a_files.upgrade_sock, b_files.upgrade_sock);
+    let (a_pid_file, b_pid_file) = (
+        PathBuf::from(&a_files.pid_file),
+        PathBuf::from(&b_files.pid_file),
+    );
+    let _cleanup = RemoveOnDrop(
+        [&a_files, &b_files]
+            .iter()
+            .flat_map(|f| [f.pid_file.clone(), f.upgrade_sock.clone()])
+            .map(PathBuf::from)
+            .collect(),
+    );
+    // The guard's first path only says where the configs are (fulcrum processes naming a file
+    // there are ours); the others are the default pid files.
+    let anchor = configs.path().join("none.pid");
+    let guard = ProcessGuard::new(&[&anchor, &a_pid_file, &b_pid_file]);
+
+    let mut a = Fulcrum::start_args(&["-c", a_path.to_str().unwrap()], pa).await;
+    let b = Fulcrum::start_args(&["-c", b_path.to_str().unwrap()], pb).await;
+    let a_pid = wait_for_pid(&a_pid_file).await;
+    let b_pid = wait_for_pid(&b_pid_file).await;
+    assert_ne!(a_pid, b_pid);
+    assert_eq!(pid_listens_on(a_pid as u32, pa), Some(true));
+    assert_eq!(pid_listens_on(b_pid as u32, pb), Some(true));
+    let c = client();
+    let r = get(&c, &a.url("/")).await;
+    assert_eq!(r.header("x-instance").as_deref(), Some("a1"));
+    let r = get(&c, &b.url("/")).await;
+    assert_eq!(r.header("x-instance").as_deref(), Some("b"));
+
+    // a again, while a runs: its pid file names a live fulcrum.
+    let again = run_to_exit(
+        &["-c", a_path.to_str().unwrap()],
+        configs.path(),
+        REFUSAL_LIMIT,
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(1), "{}", again.stderr);
+    let want = format!(
+        "fulcrum: {} names pid {a_pid}, a running fulcrum",
+        a_files.pid_file
+    );
+    assert!(
+        again.stderr.contains(&want),
+        "stderr lacks {want:?}:\n{}",
+        again.stderr
+    );
+    assert_eq!(read_pid(&a_pid_file), Some(a_pid));
+
+    write_file(
+        configs.path(),
+        "a.yaml",
+        &instance_config(pa, &backend, "a2"),
+    );
+    let reload = run_reload(&a_path, &mut a).await;
+    assert!(
+        reload.status.success(),
+        "fulcrum --reload failed: {}\nstdout:\n{}\nstderr:\n{}",
+        reload.status,
+        reload.stdout,
+        reload.stderr
+    );
+    let new_pid = read_pid(&a_pid_file).unwrap_or(0);
+    guard.add(new_pid);
+    assert_ne!(new_pid, a_pid);
+    let serving = format!("fulcrum: reload: pid {new_pid} is serving on 127.0.0.1:{pa}\n");
+    let done = format!("pid {new_pid} now serving; old pid {a_pid} exited");
+    let (at_serving, at_done) = (reload.stdout.find(&serving), reload.stdout.find(&done));
+    assert!(
+        matches!((at_serving, at_done), (Some(s), Some(d)) if s < d),
+        "expected {serving:?} and then {done:?}, got {:?}",
+        reload.stdout
+    );
+    // Said while the old process still ran, not once it had exited.
+    let (_, old_exited) = reload.old_exit.expect("the old a did not exit");
+    let said = reload
+        .serving_said
+        .expect("the serving line never appeared");
+    eprintln!("reload of a: serving said after {said:?}, old a exited after {old_exited:?}");
+    assert!(
+        said < old_exited,
+        "serving said at {said:?}, old a exited at {old_exited:?}"
+    );
+
+    assert_eq!(pid_listens_on(new_pid as u32, pa), Some(true));
+    assert_eq!(
+        get(&c, &a.url("/")).await.header("x-instance").as_deref(),
+        Some("a2")
+    );
+    // b: same process, same pid file, still serving.
+    assert!(pid_alive(b_pid));
+    assert_eq!(read_pid(&b_pid_file), Some(b_pid));
+    assert_eq!(pid_listens_on(b_pid as u32, pb), Some(true));
+    for _ in 0..3 {
+        let r = get(&client_no_pool(), &b.url("/")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-instance").as_deref(), Some("b"));
+    }
+    drop(b);
+    drop(guard);
+}
+
+/// `--reload` whose pid file names a process that is not the fulcrum to replace (a `sleep`, or
+/// a fulcrum listening elsewhere) exits 1 saying so, starts nothing, and leaves it running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_refuses_a_pid_file_naming_another_process() {
+    let backend = TestBackend::start("b1").await;
+
+    // A live process that is not fulcrum.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_file(
+        dir.path(),
+        "fulcrum.yaml",
+        &with_pingora_section(&single_backend_config("", port, &backend), dir.path()),
+    );
+    let mut sleeper = Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .expect("spawn sleep");
+    let sleep_pid = sleeper.id() as i32;
+    let pid_file = dir.path().join("fulcrum.pid");
+    std::fs::write(&pid_file, format!("{sleep_pid}\n")).unwrap();
+    let run = run_to_exit(
+        &["--reload", "-c", config.to_str().unwrap()],
+        dir.path(),
+        REFUSAL_LIMIT,
+    )
+    .await;
+    let still_sleeping = sleeper.try_wait().unwrap().is_none();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(run.status.code(), Some(1), "{}\n{}", run.stdout, run.stderr);
+    let want = format!(
+        "fulcrum: reload: pid {sleep_pid} (named by {}) runs sleep, not fulcrum; it was left \
+         alone and nothing was started",
+        pid_file.display()
+    );
+    assert!(
+        run.stderr.contains(&want),
+        "stderr lacks {want:?}:\n{}",
+        run.stderr
+    );
+    assert!(
+        still_sleeping,
+        "the sleep process did not survive the reload"
+    );
+    assert!(
+        port_is_free(port),
+        "something was started on 127.0.0.1:{port}"
+    );
+    assert!(ProcessGuard::processes_using(dir.path()).is_empty());
+
+    // A fulcrum on other listeners, named by the pid file of a config for another address.
+    let theirs = free_port();
+    let mut other = Fulcrum::start(&single_backend_config("", theirs, &backend), theirs).await;
+    let other_pid_file = other.dir().join("fulcrum.pid");
+    let other_pid = wait_for_pid(&other_pid_file).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ours = free_port();
+    let yaml = format!(
+        "pingora:\n  threads: 1\n  pid_file: \"{}\"\n  upgrade_sock: \"{}\"\n{}",
+        other_pid_file.display(),
+        dir.path().join("upgrade.sock").display(),
+        single_backend_config("", ours, &backend)
+    );
+    let config = write_file(dir.path(), "fulcrum.yaml", &yaml);
+    let run = run_to_exit(
+        &["--reload", "-c", config.to_str().unwrap()],
+        dir.path(),
+        REFUSAL_LIMIT,
+    )
+    .await;
+    assert_eq!(run.status.code(), Some(1), "{}\n{}", run.stdout, run.stderr);
+    let want = format!(
+        "fulcrum: reload: pid {other_pid} (named by {}) is a fulcrum listening on \
+         127.0.0.1:{theirs}, not on any listener of this config (127.0.0.1:{ours}); it was left \
+         alone and nothing was started",
+        other_pid_file.display()
+    );
+    assert!(
+        run.stderr.contains(&want),
+        "stderr lacks {want:?}:\n{}",
+        run.stderr
+    );
+    assert!(other.is_running());
+    assert_eq!(read_pid(&other_pid_file), Some(other_pid));
+    assert_eq!(pid_listens_on(other_pid as u32, theirs), Some(true));
+    assert_eq!(get(&client(), &other.url("/")).await.status, 200);
+    assert!(
+        port_is_free(ours),
+        "something was started on 127.0.0.1:{ours}"
+    );
+    assert!(!dir.path().join("upgrade.sock").exists());
+    assert!(ProcessGuard::processes_using(dir.path()).is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

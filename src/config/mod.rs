@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod model;
+pub mod runtime_files;
 pub mod schema;
 pub mod units;
 pub mod validate;
@@ -16,7 +17,8 @@ pub use schema::FileConfig;
 
 use std::path::Path;
 
-/// Read, parse and validate a config file. Binds nothing.
+/// Read, parse and validate a config file. Binds nothing. The default `pid_file` and
+/// `upgrade_sock` are this file's own ([`runtime_files::RuntimeFiles::for_config_file`]).
 pub fn load_file(path: &Path) -> Result<(FileConfig, Config), ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: Some(path.to_path_buf()),
@@ -24,7 +26,8 @@ pub fn load_file(path: &Path) -> Result<(FileConfig, Config), ConfigError> {
         kind: ConfigErrorKind::Read(e.to_string()),
     })?;
     let spec = parse_yaml(&text).map_err(|e| e.in_file(path))?;
-    let config = validate::validate(&spec).map_err(|e| e.in_file(path))?;
+    let files = runtime_files::RuntimeFiles::for_config_file(path);
+    let config = validate::validate_with(&spec, &files).map_err(|e| e.in_file(path))?;
     Ok((spec, config))
 }
 

@@ -2,6 +2,7 @@
 
 use super::error::{ConfigError, ConfigErrorKind};
 use super::model::*;
+use super::runtime_files::RuntimeFiles;
 use super::schema::*;
 use super::units::{parse_duration, parse_positive_duration, parse_size};
 use http::{HeaderName, HeaderValue};
@@ -19,11 +20,9 @@ pub const MAX_WEIGHT: i64 = 1000;
 const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
     ("grace_period_seconds", PingoraDefault::Int(5)),
     ("graceful_shutdown_timeout_seconds", PingoraDefault::Int(5)),
-    ("pid_file", PingoraDefault::Str("/tmp/fulcrum.pid")),
-    (
-        "upgrade_sock",
-        PingoraDefault::Str("/tmp/fulcrum_upgrade.sock"),
-    ),
+    // One pair of files per instance (config file or quick-mode address): see RuntimeFiles.
+    ("pid_file", PingoraDefault::PidFile),
+    ("upgrade_sock", PingoraDefault::UpgradeSock),
     ("threads", PingoraDefault::Cpus),
     ("work_stealing", PingoraDefault::WorkStealing),
     // Idle upstream connections kept for reuse, over all backends of a listener (Pingora: 128).
@@ -42,7 +41,10 @@ const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
 
 enum PingoraDefault {
     Int(u64),
-    Str(&'static str),
+    /// [`RuntimeFiles::pid_file`].
+    PidFile,
+    /// [`RuntimeFiles::upgrade_sock`].
+    UpgradeSock,
     Cpus,
     /// With one worker thread, Pingora's single-threaded runtime (`false`): with tokio timers
     /// for timeouts, about 8 % less CPU per request than Pingora's defaults with one worker
@@ -55,9 +57,17 @@ enum PingoraDefault {
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-/// Check a parsed file and build the model.
+/// Check a config given on the command line (quick mode) and build the model; the default
+/// `pid_file` and `upgrade_sock` are named after its listening addresses.
 pub fn validate(spec: &FileConfig) -> Result<Config> {
-    let server = pingora_conf(spec.pingora.as_ref())?;
+    let files = RuntimeFiles::for_listeners(spec.listeners.iter().map(|l| l.addr.as_str()));
+    validate_with(spec, &files)
+}
+
+/// Check a parsed config and build the model, with `files` as the default `pid_file` and
+/// `upgrade_sock`.
+pub fn validate_with(spec: &FileConfig, files: &RuntimeFiles) -> Result<Config> {
+    let server = pingora_conf(spec.pingora.as_ref(), files)?;
     let listeners = listeners(&spec.listeners)?;
     let demo_backends = demo_backends(&spec.demo_backends, &listeners)?;
     let (upstreams, names) = upstreams(&spec.upstreams)?;
@@ -276,8 +286,9 @@ fn admin(spec: &AdminSpec, listeners: &[Listener], demo: &[DemoBackend]) -> Resu
     Ok(Admin { addr, token })
 }
 
-/// The `pingora:` mapping with fulcrum's defaults filled in, as it will be used.
-pub fn pingora_with_defaults(raw: Option<&Mapping>) -> Mapping {
+/// The `pingora:` mapping with fulcrum's defaults filled in, as it will be used; `files` are
+/// the instance's default `pid_file` and `upgrade_sock`.
+pub fn pingora_with_defaults(raw: Option<&Mapping>, files: &RuntimeFiles) -> Mapping {
     let mut map = raw.cloned().unwrap_or_default();
     for (key, default) in PINGORA_DEFAULTS {
         let key = Value::String((*key).to_string());
@@ -294,7 +305,8 @@ pub fn pingora_with_defaults(raw: Option<&Mapping>) -> Mapping {
                 Value::Bool(false)
             }
             PingoraDefault::Int(n) => Value::Number((*n).into()),
-            PingoraDefault::Str(s) => Value::String((*s).to_string()),
+            PingoraDefault::PidFile => Value::String(files.pid_file.clone()),
+            PingoraDefault::UpgradeSock => Value::String(files.upgrade_sock.clone()),
             PingoraDefault::Cpus => {
                 let n = std::thread::available_parallelism().map_or(1, |n| n.get());
                 Value::Number((n as u64).into())
@@ -305,8 +317,8 @@ pub fn pingora_with_defaults(raw: Option<&Mapping>) -> Mapping {
     map
 }
 
-fn pingora_conf(raw: Option<&Mapping>) -> Result<ServerConf> {
-    let map = pingora_with_defaults(raw);
+fn pingora_conf(raw: Option<&Mapping>, files: &RuntimeFiles) -> Result<ServerConf> {
+    let map = pingora_with_defaults(raw, files);
     let mut unknown = Vec::new();
     let conf: ServerConf =
         serde_ignored::deserialize(Value::Mapping(map), |path| unknown.push(path.to_string()))
@@ -1127,9 +1139,26 @@ fn forwarding(spec: Option<&ForwardingSpec>) -> Result<Forwarding> {
 mod tests {
     use super::*;
 
+    fn files() -> RuntimeFiles {
+        RuntimeFiles {
+            pid_file: "/run/x.pid".into(),
+            upgrade_sock: "/run/x.sock".into(),
+        }
+    }
+
     fn pingora(yaml: &str) -> ServerConf {
         let raw: Option<Mapping> = serde_yaml::from_str(yaml).ok();
-        pingora_conf(raw.as_ref()).expect("valid pingora section")
+        pingora_conf(raw.as_ref(), &files()).expect("valid pingora section")
+    }
+
+    #[test]
+    fn instance_files_are_defaults_only() {
+        let conf = pingora("threads: 1");
+        assert_eq!(conf.pid_file, "/run/x.pid");
+        assert_eq!(conf.upgrade_sock, "/run/x.sock");
+        let conf = pingora("{pid_file: /a.pid, upgrade_sock: /a.sock}");
+        assert_eq!(conf.pid_file, "/a.pid");
+        assert_eq!(conf.upgrade_sock, "/a.sock");
     }
 
     #[test]
