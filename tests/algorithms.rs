@@ -2,6 +2,8 @@
 //! p2c, ip_hash, cookie (sticky sessions), first, consistent with a fallback, random; and the
 //! in-flight / request / failure accounting the admin `/status` document shows.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::collections::{HashMap, HashSet};

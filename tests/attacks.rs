@@ -13,6 +13,8 @@
 //! cannot get without changing Pingora's HTTP/1 parser (documented in the README's attack
 //! table).
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::collections::HashSet;

@@ -1,6 +1,8 @@
 //! Load-balancing algorithms: round_robin, weighted_round_robin (smooth), random (weighted),
 //! consistent (Ketama) with the different hash keys.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::collections::{HashMap, HashSet};

@@ -1,6 +1,8 @@
 //! `fulcrum -t` (config check), config error messages with key paths, `--print-config` in quick
 //! mode, and quick mode proxying.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::path::{Path, PathBuf};

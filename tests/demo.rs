@@ -1,5 +1,7 @@
 //! `demo_backends:`: fixed-response servers inside fulcrum, used by the demo config.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};

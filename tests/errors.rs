@@ -1,6 +1,8 @@
 //! Error responses: 404 (no route), 502 (backend refuses connections), 504 (backend too slow),
 //! and the proxy keeps serving afterwards.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};

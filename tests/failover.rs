@@ -5,6 +5,8 @@
 //! Backends that must die like real processes are `fulcrum` processes that run only a demo
 //! backend (SIGKILLed through `Child::kill`); the others are in-process servers.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,5 +1,7 @@
 //! Forwarding headers (X-Forwarded-*, Forwarded, Via, served-by) and per-route header rules.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

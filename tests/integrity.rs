@@ -7,6 +7,8 @@
 //! response head and 10 bytes of body, then stalls (past the group's 1 s read timeout) or
 //! closes.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

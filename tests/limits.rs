@@ -11,6 +11,8 @@
 //! than an absolute one), with bounds far from the configured values; the numbers are printed
 //! (`--nocapture`) for the record.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -7,6 +7,8 @@
 //! fails. Liveness checks treat zombies as dead: a process whose parent has not reaped it yet
 //! has exited.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::collections::BTreeMap;

@@ -13,6 +13,8 @@
 //! Clients connect from 127.0.0.1 to 127.0.0.8 in turn, so the TIME_WAIT sockets that
 //! hundreds of thousands of closed connections leave behind spread over eight address pairs.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::process::{Command, Stdio};

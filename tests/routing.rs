@@ -1,6 +1,8 @@
 //! Routing: Host (exact / wildcard / catch-all), whole-segment path prefixes, longest prefix,
 //! host routes before catch-all routes, strip_prefix, 404 on no match.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use support::*;

@@ -1,6 +1,8 @@
 //! Checks the test support library itself (no fulcrum involved): the test backend's HTTP
 //! handling, recording, stopping, and the WebSocket echo server.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::{Duration, Instant};

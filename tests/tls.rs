@@ -6,6 +6,8 @@
 //! files in a temp dir; everything talks to 127.0.0.1 only. HTTPS backends are a second fulcrum
 //! process with a TLS listener in front of a [`TestBackend`].
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::net::SocketAddr;

@@ -1,5 +1,7 @@
 //! WebSocket upgrades pass through fulcrum to the backend.
 
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use std::time::Duration;
