@@ -521,15 +521,17 @@ async fn oversized_heads_and_too_many_headers_get_431() {
     assert_eq!(backend.last_request().map(|r| r.body.len()), Some(5000));
 
     // Pipelined behind a normal request, in the same write: the second head never reaches the
-    // backend. (Pingora itself may refuse bytes pipelined behind a bodyless request, "Sent data
-    // after end of body", answering the first request 400 and closing: also acceptable here.)
+    // backend. A second head too large for the first read makes Pingora refuse the bytes
+    // pipelined behind the bodyless first request ("Sent data after end of body"): 400 and a
+    // close. A small one arrives in the same read: the first request is answered, and the
+    // connection closed without reading the second.
     let mut many = get_head("/p1", &[]);
     many.extend(as_refs(&twenty));
     let mut big_second = get_head("/p1", &[]);
     big_second.extend(get_head("/p2", &[("X-Big", &big)]));
-    for (what, request) in [
-        ("pipelined 5000-byte second head", big_second),
-        ("pipelined 20-header second head", many),
+    for (what, request, want) in [
+        ("pipelined 5000-byte second head", big_second, 400),
+        ("pipelined 20-header second head", many, 200),
     ] {
         backend.clear();
         let ex = raw_exchange(port, &request, IDLE).await;
@@ -537,8 +539,8 @@ async fn oversized_heads_and_too_many_headers_get_431() {
         let statuses = ex.statuses();
         eprintln!("{what}: {}", ex.summary());
         assert!(
-            ex.closed && (statuses == vec![200, 431] || statuses.len() == 1),
-            "{what}: expected 200 then 431, or one answer and a close, got {}: {:?}",
+            ex.closed && statuses == vec![want],
+            "{what}: expected one {want} and a close, got {}: {:?}",
             ex.summary(),
             ex.text()
         );
@@ -552,14 +554,15 @@ async fn oversized_heads_and_too_many_headers_get_431() {
         );
     }
 
-    // Endless empty lines before any request line: refused, nothing forwarded.
+    // Endless empty lines before any request line: they count against the head limit, so 431,
+    // and nothing forwarded.
     backend.clear();
     let ex = raw_exchange(port, &b"\r\n".repeat(4000), IDLE).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     let statuses = ex.statuses();
     assert!(
-        ex.closed && (statuses.is_empty() || statuses.len() == 1 && statuses[0] >= 400),
-        "8000 bytes of empty lines: expected one 4xx or a close, got {}",
+        ex.closed && statuses == vec![431],
+        "8000 bytes of empty lines: expected one 431 and a close, got {}",
         ex.summary()
     );
     assert!(backend.raw().is_empty());
@@ -759,6 +762,8 @@ async fn oversized_bodies_get_413_and_never_reach_the_backend() {
         if ended.reset { "reset" } else { "EOF" },
         ended.after
     );
+    // Not exact: the client is still sending the body when fulcrum answers and closes, so the
+    // kernel may reset the connection and discard the 413 before the client reads it.
     assert!(
         statuses.is_empty() || statuses == vec![413],
         "chunked over the limit: expected 413 or a bare close, got {statuses:?}: {:?}",
@@ -993,6 +998,9 @@ async fn slowloris_connections_are_cut_and_normal_clients_are_served() {
             "slow connection #{i} was closed after {after:?}, before the 1 s header timeout"
         );
         let statuses = statuses_of(&r.answer);
+        // Not exact: the client is still sending when fulcrum answers and closes, so a byte
+        // arriving after fulcrum's last read makes the kernel reset the connection, which can
+        // discard the 408 before the client reads it.
         assert!(
             statuses.is_empty() || statuses == vec![408],
             "slow connection #{i}: expected 408 or a bare close, got {:?}",
@@ -1053,6 +1061,9 @@ async fn head_deadline_covers_the_whole_head_not_each_read() {
         r.sent
     );
     let statuses = statuses_of(&r.answer);
+    // Not exact: the client is still sending when fulcrum answers and closes, so a byte
+    // arriving after fulcrum's last read makes the kernel reset the connection, which can
+    // discard the 408 before the client reads it.
     assert!(
         statuses.is_empty() || statuses == vec![408],
         "expected 408 or a bare close, got {:?}",
@@ -1135,6 +1146,9 @@ async fn head_deadline_covers_the_whole_head_not_each_read() {
         "expected a cut about 1 s after the head's first byte, got {after:?}"
     );
     let statuses = statuses_of(&answer);
+    // Not exact: the client is still sending when fulcrum answers and closes, so a byte
+    // arriving after fulcrum's last read makes the kernel reset the connection, which can
+    // discard the 408 before the client reads it.
     assert!(statuses.is_empty() || statuses == vec![408], "{statuses:?}");
 
     assert_serves(&mut f, "/after", "a trickled head").await;
@@ -1164,8 +1178,8 @@ async fn a_connection_that_sends_nothing_is_cut_at_the_header_timeout() {
     );
     let statuses = ended.statuses();
     assert!(
-        statuses.is_empty() || statuses == vec![408],
-        "expected 408 or a bare close: {:?}",
+        statuses == vec![408],
+        "expected one 408: {:?}",
         String::from_utf8_lossy(&ended.bytes)
     );
     assert_serves(&mut f, "/after", "a silent connection").await;
@@ -1247,8 +1261,8 @@ async fn stalled_body_is_cut_after_body_timeout() {
     );
     let statuses = ended.statuses();
     assert!(
-        statuses.is_empty() || statuses.len() == 1 && (400..500).contains(&statuses[0]),
-        "expected a 4xx or a bare close, got {:?}",
+        statuses == vec![408],
+        "expected one 408, got {:?}",
         String::from_utf8_lossy(&ended.bytes)
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
