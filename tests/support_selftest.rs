@@ -8,6 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use support::*;
@@ -96,6 +97,65 @@ async fn backend_options_and_overrides() {
     .await;
     assert!(start.elapsed() < Duration::from_millis(150));
     assert_eq!(r.status, 418);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_sends_100_continue_before_the_body() {
+    let b = TestBackend::start("cont").await;
+    let head = b"POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n";
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", b.port()))
+        .await
+        .unwrap();
+    s.write_all(head).await.unwrap();
+    let mut interim = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut interim))
+        .await
+        .expect("100 Continue before the body")
+        .unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(b"abc").await.unwrap();
+    let mut answer = [0u8; 15];
+    s.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 OK");
+    assert_eq!(b.last_request().unwrap().body, b"abc");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_backend_records_bytes_and_refuses_unframeable_requests() {
+    let b = RecordingBackend::start("rec").await;
+    // Pipelined: a clean request, then one with two different Content-Length values.
+    let sent = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+                 POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab";
+    let ex = raw_exchange(b.port(), sent, Duration::from_millis(300)).await;
+    assert_eq!(ex.statuses(), vec![200, 400], "{}", ex.summary());
+    assert!(ex.closed, "{}", ex.summary());
+    assert_eq!(b.raw(), sent.to_vec());
+    assert_eq!(b.connections(), 1);
+    let reqs = b.requests();
+    assert_eq!(
+        b.request_lines(),
+        vec!["GET /a HTTP/1.1", "POST /b HTTP/1.1"]
+    );
+    assert!(reqs[0].error.is_none() && reqs[0].ambiguities().is_empty());
+    assert!(reqs[1].error.is_some(), "{:?}", reqs[1]);
+    assert!(!reqs[1].ambiguities().is_empty());
+
+    // A bare LF head is framed and answered, and reported as ambiguous.
+    b.clear();
+    let ex = raw_exchange(
+        b.port(),
+        b"GET /lf HTTP/1.1\nHost: x\n\n",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(ex.statuses(), vec![200], "{}", ex.summary());
+    let r = b.last_request().unwrap();
+    assert!(r.error.is_none());
+    assert!(
+        r.ambiguities().iter().any(|a| a.contains("bare LF")),
+        "{:?}",
+        r.ambiguities()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
