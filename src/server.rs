@@ -17,12 +17,11 @@ use pingora_core::services::listening::Service;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Pingora's read buffer under each client connection: none. Pingora's default, 64 KiB, is
-/// held by every open connection for its whole life, idle keep-alive ones included (about
-/// 1 GiB for 10,000 idle clients). Its HTTP/1 parser reads heads and bodies into buffers of
-/// its own anyway, and fulcrum's head guard reads heads through a small stack buffer
-/// (`limits::head_guard`), so the extra buffer only added a copy (see the README's performance
-/// section for what this and the guard's idle wait changed).
+/// Pingora's read buffer under each client connection: none. Pingora's default is held by
+/// every open connection for its whole life, idle keep-alive ones included. Its HTTP/1 parser
+/// reads heads and bodies into buffers of its own anyway, and fulcrum's head guard reads heads
+/// through a small stack buffer (`limits::head_guard`), so the extra buffer only added a copy
+/// and memory (the README's performance section has the numbers).
 const CLIENT_READ_BUFFER: usize = 0;
 
 /// Post-handshake callbacks: none (Pingora's rustls settings take callbacks or paths).

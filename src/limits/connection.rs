@@ -94,13 +94,16 @@ impl<A> Guarded<A> {
 }
 
 impl<A: HttpServerApp> Guarded<A> {
-    /// A connection's first session: Pingora's keep-alive defaults (60 s, refined by the
-    /// proxy's `request_filter`; none once the server is shutting down) and request limit.
+    /// A connection's first session: the configured keep-alive timeout (none once the server
+    /// is shutting down), so that an answer written before the proxy's `request_filter` (a 400
+    /// from Pingora's parser) keeps the connection as long as any other would, and Pingora's
+    /// request limit.
     fn first_request(&self, session: &mut ServerSession, shutdown: &ShutdownWatch) {
         if *shutdown.borrow() {
             session.set_keepalive(None);
         } else {
-            session.set_keepalive(Some(60));
+            // `head.idle` is `limits.keepalive_timeout`, in whole seconds (at least 1).
+            session.set_keepalive(Some(self.head.idle.as_secs()));
         }
         let limit = self
             .inner

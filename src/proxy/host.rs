@@ -1,6 +1,16 @@
 //! Checking the Host a client sent (RFC 9112 section 3.2: a server must answer 400 to an
 //! HTTP/1.1 request without exactly one valid Host).
 
+use pingora_http::RequestHeader;
+
+/// The Host of a request (Host header, else the URI authority), raw.
+pub fn raw(req: &RequestHeader) -> Option<&str> {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+}
+
 /// Whether `host` is a valid `Host` value: a registered name or IPv4 address, or a bracketed
 /// IPv6 literal, with an optional port.
 pub fn is_valid(host: &str) -> bool {

@@ -13,21 +13,52 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// wait in the queue (full, or the wait ran out).
 pub const BACKENDS_BUSY: ErrorType = ErrorType::Custom("every backend is at max_connections");
 
+/// A short answer fulcrum writes itself instead of a backend's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Plain-text body, one line.
+    pub body: &'static str,
+    /// Seconds for a `Retry-After` header, if any.
+    pub retry_after: Option<u64>,
+}
+
+impl Answer {
+    /// `status` with `body`; a 503 also says when to come back ([`RETRY_AFTER_SECS`]), as
+    /// [`send`] does.
+    pub fn new(status: u16, body: &'static str) -> Self {
+        Answer {
+            status,
+            body,
+            retry_after: (status == 503).then_some(RETRY_AFTER_SECS),
+        }
+    }
+}
+
+/// The body fulcrum writes with a status it answers itself (empty for the ones it has no
+/// words for).
+pub fn status_answer(code: u16) -> (u16, &'static str) {
+    match code {
+        404 => (404, "404 Not Found: no route matches this host and path\n"),
+        503 => (503, "503 Service Unavailable: no healthy backend\n"),
+        413 => (
+            413,
+            "413 Content Too Large: the request body is larger than allowed\n",
+        ),
+        code => (code, ""),
+    }
+}
+
 /// The status and body for an error that ended a request; status 0 means the client is gone.
 pub fn error_answer(e: &Error) -> (u16, &'static str) {
     use ErrorType::*;
     match e.etype() {
-        HTTPStatus(404) => (404, "404 Not Found: no route matches this host and path\n"),
-        HTTPStatus(503) => (503, "503 Service Unavailable: no healthy backend\n"),
         Custom(_) if *e.etype() == BACKENDS_BUSY => (
             503,
             "503 Service Unavailable: every backend is busy, retry soon\n",
         ),
-        HTTPStatus(413) => (
-            413,
-            "413 Content Too Large: the request body is larger than allowed\n",
-        ),
-        HTTPStatus(code) => (*code, ""),
+        HTTPStatus(code) => status_answer(*code),
         _ => match e.esource() {
             ErrorSource::Upstream => match e.etype() {
                 ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => (
@@ -58,6 +89,16 @@ pub async fn send(
     request_id: Option<&HeaderValue>,
 ) {
     let retry_after = (status == 503).then_some(RETRY_AFTER_SECS);
+    send_retry_after(session, status, body, request_id, retry_after).await
+}
+
+/// Write `answer` like [`send`], with its own `Retry-After`.
+pub async fn send_answer(session: &mut Session, answer: Answer, request_id: Option<&HeaderValue>) {
+    let Answer {
+        status,
+        body,
+        retry_after,
+    } = answer;
     send_retry_after(session, status, body, request_id, retry_after).await
 }
 

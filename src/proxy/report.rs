@@ -1,0 +1,101 @@
+//! The end of every request, answered by a backend or by fulcrum: the attempt's outcome, the
+//! request metrics and the access-log line.
+
+use super::context::RequestCtx;
+use super::state::ProxyState;
+use super::{access_log, outcome};
+use pingora_core::{Error, ErrorSource, ErrorType};
+use pingora_proxy::Session;
+use std::time::Instant;
+
+/// Settle the request's last attempt, count the request and log it; `e` is the error that
+/// ended it, if any.
+pub fn request_done(
+    state: &ProxyState,
+    session: &Session,
+    e: Option<&Error>,
+    ctx: &mut RequestCtx,
+) {
+    // One clock read for the attempt's latency and the request's duration.
+    let now = Instant::now();
+    outcome::settle(state, ctx, e, now);
+
+    // A response the backend broke after its head went out was never complete: it counts
+    // as an error (status 0), not as the status its head carried. An upgraded connection
+    // that went quiet for the tunnel timeout ended normally.
+    let cut = ctx.aborted
+        && e.is_some_and(|e| {
+            matches!(e.esource(), ErrorSource::Upstream)
+                && !(session.was_upgraded() && is_timeout(e))
+        });
+    let sent = session
+        .as_downstream()
+        .response_written()
+        .map_or(0, |r| r.status.as_u16());
+    let seconds = ctx
+        .started
+        .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+    let counted = if cut { 0 } else { sent };
+    state
+        .metrics
+        .observe(ctx.route, ctx.backend, counted, seconds);
+    if access_log::enabled() {
+        write_access_log(state, session, e, ctx, sent, seconds, cut);
+    }
+}
+
+/// Whether an error is a timeout (on either side).
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e.etype(),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout | ErrorType::ConnectTimedout
+    )
+}
+
+fn write_access_log(
+    state: &ProxyState,
+    session: &Session,
+    e: Option<&Error>,
+    ctx: &RequestCtx,
+    status: u16,
+    seconds: f64,
+    cut_after_head: bool,
+) {
+    let req = session.req_header();
+    let client = session
+        .client_addr()
+        .map_or_else(|| "-".to_string(), |a| a.to_string());
+    let group = state.group(ctx);
+    let backend = match (group, ctx.backend) {
+        (Some(g), Some(i)) => g.backend(i).map(|b| b.addr.to_string()),
+        _ => None,
+    };
+    let version = match req.version {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    };
+    let uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    access_log::write(&access_log::Entry {
+        client: &client,
+        method: req.method.as_str(),
+        uri,
+        version,
+        status,
+        bytes: session.as_downstream().body_bytes_sent(),
+        seconds,
+        upstream: group.map_or("-", |g| g.config.name.as_str()),
+        backend: backend.as_deref().unwrap_or("-"),
+        tries: ctx.tries,
+        request_id: ctx
+            .request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-"),
+        error: e.map(|e| match cut_after_head {
+            true => format!("response cut after its head was sent: {e}"),
+            false => e.to_string(),
+        }),
+    });
+}

@@ -1,0 +1,90 @@
+//! Rewriting heads on their way through: the request going upstream (path prefix, forwarding
+//! headers, request id, Content-Length, the route's rules) and the response going back
+//! (request id, `Via`, `served_by`, the sticky cookie, the route's rules).
+
+use super::client::{peer_ip, scheme};
+use super::context::RequestCtx;
+use super::state::ProxyState;
+use super::{content_length, forwarding, head, header_rules, host, request_id};
+use crate::routing::strip_prefix;
+use http::{HeaderValue, Uri};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+
+/// Rewrite `upstream_request`, the copy of the client's request head that goes to the backend,
+/// in a fixed order: the path, then the forwarding headers, then the request id, then the
+/// route's own rules.
+pub fn upstream_request(
+    state: &ProxyState,
+    session: &Session,
+    upstream_request: &mut RequestHeader,
+    ctx: &RequestCtx,
+) {
+    let Some(route) = state.route(ctx) else {
+        return;
+    };
+    if route.strip_prefix && upstream_request.uri.path() != "*" {
+        let path = strip_prefix(&route.path, upstream_request.uri.path());
+        let new = match upstream_request.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.into_owned(),
+        };
+        if let Ok(uri) = new.parse::<Uri>() {
+            upstream_request.set_uri(uri);
+        }
+    }
+    // Identical repeated Content-Length values frame one body; send the value once (RFC
+    // 9110 8.6), as strict backends refuse repeats.
+    let single_length = content_length::repeated(upstream_request)
+        .then(|| content_length::of(upstream_request))
+        .flatten();
+    let downstream = session.req_header();
+    let fwd = &state.forwarding;
+    head::edit_request(upstream_request, fwd.preserve_header_case, |h| {
+        forwarding::apply(
+            fwd,
+            h,
+            peer_ip(session),
+            host::raw(downstream),
+            scheme(session),
+        );
+        if let Some(id) = &ctx.request_id {
+            h.set(&request_id::HEADER, id.clone());
+        }
+        if let Some(n) = single_length {
+            h.set(&http::header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        header_rules::edit(&route.request_headers, h);
+    });
+}
+
+/// Rewrite the response head on its way to the client.
+pub fn response(state: &ProxyState, response: &mut ResponseHeader, ctx: &RequestCtx) {
+    let route = state.route(ctx);
+    let fwd = &state.forwarding;
+    head::edit_response(response, fwd.preserve_header_case, |h| {
+        if let Some(id) = &ctx.request_id {
+            h.set(&request_id::HEADER, id.clone());
+        }
+        let Some(route) = route else {
+            return;
+        };
+        if fwd.via {
+            forwarding::set_via(h);
+        }
+        if let (Some(name), Some(i)) = (&fwd.served_by_header, ctx.backend) {
+            if let Some(v) = state.served_by[route.upstream].get(i) {
+                h.set(name, v.clone());
+            }
+        }
+        let sticky = &state.groups[route.upstream].sticky;
+        if let (Some(sticky), Some(i)) = (sticky, ctx.backend) {
+            if ctx.sticky != Some(i) {
+                if let Some(v) = sticky.set_cookie(i) {
+                    h.add(&http::header::SET_COOKIE, v.clone());
+                }
+            }
+        }
+        header_rules::edit(&route.response_headers, h);
+    });
+}

@@ -1,0 +1,138 @@
+//! What the proxy reads while serving: [`ProxyState`], shared by every listener, built once
+//! from the validated config, and [`ListenerInfo`], what one listener adds to it.
+
+use super::context::RequestCtx;
+use super::peer;
+use crate::balancer::UpstreamGroup;
+use crate::config::model::{Config, Forwarding, Limits, Route, RouteRateLimit};
+use crate::limits::rate::RateLimiter;
+use crate::limits::slots::BackendSlots;
+use crate::metrics::RequestMetrics;
+use crate::routing::Router;
+use http::HeaderValue;
+use pingora_core::upstreams::peer::HttpPeer;
+use std::sync::Arc;
+
+/// Everything the proxy reads while serving requests; built once from the validated config.
+pub struct ProxyState {
+    /// Routes in config order.
+    pub routes: Vec<Route>,
+    /// Route lookup tables.
+    pub router: Router,
+    /// Upstream groups, indexed like the config's upstreams.
+    pub groups: Vec<UpstreamGroup>,
+    /// Forwarding-header policy.
+    pub forwarding: Forwarding,
+    /// Per group, per backend: the prepared peer.
+    pub(super) peers: Vec<Vec<HttpPeer>>,
+    /// Per group, per backend: the backend's address as a header value (for `served_by`).
+    pub(super) served_by: Vec<Vec<HeaderValue>>,
+    /// Per-request metric handles.
+    pub(super) metrics: RequestMetrics,
+    /// Limits on client requests.
+    pub limits: Limits,
+    /// Per route: the rate limiter it applies (the top-level one shared, or its own).
+    pub(super) rate_limiters: Vec<Option<Arc<RateLimiter>>>,
+    /// Per group: backend slots, for groups with `max_connections`.
+    pub(super) slots: Vec<Option<Arc<BackendSlots>>>,
+}
+
+impl ProxyState {
+    /// Build selectors, routing tables and peers.
+    pub fn new(config: &Config) -> Self {
+        let groups: Vec<UpstreamGroup> = config
+            .upstreams
+            .iter()
+            .cloned()
+            .map(UpstreamGroup::new)
+            .collect();
+        let peers = config
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(g, u)| u.backends.iter().map(|b| peer::build(g, u, b)).collect())
+            .collect();
+        let served_by = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.backends
+                    .iter()
+                    .map(|b| {
+                        HeaderValue::from_str(&b.addr.to_string())
+                            .unwrap_or(HeaderValue::from_static(""))
+                    })
+                    .collect()
+            })
+            .collect();
+        crate::metrics::register_groups(
+            groups
+                .iter()
+                .map(|g| {
+                    let addrs = g
+                        .config
+                        .backends
+                        .iter()
+                        .map(|b| b.addr.to_string())
+                        .collect();
+                    (g.config.name.clone(), addrs, g.stats)
+                })
+                .collect(),
+        );
+        let shared_limiter = config
+            .rate_limit
+            .as_ref()
+            .map(|r| Arc::new(RateLimiter::new(r)));
+        let rate_limiters = config
+            .routes
+            .iter()
+            .map(|r| match &r.rate_limit {
+                RouteRateLimit::Inherit => shared_limiter.clone(),
+                RouteRateLimit::Off => None,
+                RouteRateLimit::Own(limit) => Some(Arc::new(RateLimiter::new(limit))),
+            })
+            .collect();
+        let slots = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                u.backend_limit
+                    .clone()
+                    .map(|l| BackendSlots::new(l, u.backends.len()))
+            })
+            .collect();
+        ProxyState {
+            limits: config.limits.clone(),
+            rate_limiters,
+            slots,
+            metrics: RequestMetrics::new(config),
+            routes: config.routes.clone(),
+            router: Router::new(&config.routes),
+            groups,
+            forwarding: config.forwarding.clone(),
+            peers,
+            served_by,
+        }
+    }
+
+    /// The request's route, once `request_filter` matched one.
+    pub fn route(&self, ctx: &RequestCtx) -> Option<&Route> {
+        ctx.route.and_then(|i| self.routes.get(i))
+    }
+
+    /// The upstream group of the request's route.
+    pub fn group(&self, ctx: &RequestCtx) -> Option<&UpstreamGroup> {
+        self.route(ctx).map(|r| &self.groups[r.upstream])
+    }
+}
+
+/// What a proxy service knows about the listener it serves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenerInfo {
+    /// The listener serves HTTPS.
+    pub tls: bool,
+    /// Redirect every request to HTTPS.
+    pub redirect_to_https: bool,
+    /// Port of the HTTPS listener redirects go to.
+    pub https_port: Option<u16>,
+}
