@@ -1,8 +1,8 @@
-//! Per-backend counters and state that live outside Pingora's selectors.
+//! Per-backend counters and state that live outside the selectors.
 //!
-//! Pingora rebuilds a selector whenever the backend set changes, so anything that must survive
-//! (in-flight requests above all) lives here, in one table per upstream group, shared with the
-//! selectors through their `Config` and with requests through [`InFlight`] guards.
+//! One table per upstream group, in config order: the load-aware selectors read its in-flight
+//! counts, requests write them through [`InFlight`] guards, and health checks, the circuit
+//! breaker, `/status` and the metrics share it.
 //!
 //! The two counts every request writes, in-flight and attempts, are striped per worker thread
 //! ([`counts`](super::counts)).
@@ -21,7 +21,7 @@ use super::counts::{LoadView, StripedCounts};
 use super::padded::{CachePadded, LineBreak};
 use crate::config::model::CircuitBreaker;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Milliseconds since the first call in this process (a monotonic clock).
@@ -57,15 +57,48 @@ pub struct BackendStats {
     // Written by every request.
     connects_new: AtomicU64,
     connects_reused: AtomicU64,
-    latency: Mutex<LatencyWindow>,
+    latency: LatencyWindow,
 }
 
-/// Latencies of the most recent requests to a backend, in microseconds.
+/// Latencies of the most recent requests to a backend, in microseconds, without a lock: a
+/// ring of atomic slots and an atomic count of the samples ever recorded.
+///
+/// A request claims the next slot with one `fetch_add` and stores its sample there. A reader
+/// copies the ring slot by slot, so with requests finishing meanwhile a figure may mix a
+/// sample with the one that replaced it: each is a real recent latency. A slot claimed but
+/// not yet written holds [`UNWRITTEN`] (or the sample it replaces) and is skipped.
 #[derive(Debug)]
 struct LatencyWindow {
-    samples: Box<[u32; LATENCY_WINDOW]>,
-    next: usize,
-    filled: usize,
+    samples: Box<[AtomicU32]>,
+    recorded: AtomicU64,
+}
+
+/// A slot with no sample yet; recorded latencies are capped one below it (about 71 minutes).
+const UNWRITTEN: u32 = u32::MAX;
+
+impl LatencyWindow {
+    fn new() -> Self {
+        LatencyWindow {
+            samples: (0..LATENCY_WINDOW)
+                .map(|_| AtomicU32::new(UNWRITTEN))
+                .collect(),
+            recorded: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, micros: u32) {
+        let slot = self.recorded.fetch_add(1, Relaxed) as usize % LATENCY_WINDOW;
+        self.samples[slot].store(micros.min(UNWRITTEN - 1), Relaxed);
+    }
+
+    /// The samples now in the window, in no particular order.
+    fn samples(&self) -> Vec<u32> {
+        self.samples
+            .iter()
+            .map(|s| s.load(Relaxed))
+            .filter(|&s| s != UNWRITTEN)
+            .collect()
+    }
 }
 
 /// How many recent requests the latency figures cover.
@@ -95,11 +128,7 @@ impl Default for BackendStats {
             _per_request: LineBreak,
             connects_new: AtomicU64::new(0),
             connects_reused: AtomicU64::new(0),
-            latency: Mutex::new(LatencyWindow {
-                samples: Box::new([0; LATENCY_WINDOW]),
-                next: 0,
-                filled: 0,
-            }),
+            latency: LatencyWindow::new(),
         }
     }
 }
@@ -127,22 +156,16 @@ impl BackendStats {
         self.ejections.load(Relaxed)
     }
 
-    /// Record how long a request to this backend took.
+    /// Record how long a request to this backend took (lock-free: one atomic increment and
+    /// one atomic store).
     pub fn record_latency(&self, took: Duration) {
-        let micros = took.as_micros().min(u32::MAX as u128) as u32;
-        let mut w = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let i = w.next;
-        w.samples[i] = micros;
-        w.next = (i + 1) % LATENCY_WINDOW;
-        w.filled = (w.filled + 1).min(LATENCY_WINDOW);
+        self.latency
+            .record(took.as_micros().min(u128::from(u32::MAX)) as u32);
     }
 
-    /// Mean and p99 over the last [`LATENCY_WINDOW`] requests.
+    /// Mean and p99 over the last [`LATENCY_WINDOW`] requests, exact to the microsecond.
     pub fn latency(&self) -> Latency {
-        let mut v: Vec<u32> = {
-            let w = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-            w.samples[..w.filled].to_vec()
-        };
+        let mut v = self.latency.samples();
         if v.is_empty() {
             return Latency {
                 samples: 0,
@@ -393,11 +416,6 @@ impl InFlight {
         self.index
     }
 
-    /// Whether the outcome was recorded already.
-    pub fn is_resolved(&self) -> bool {
-        self.resolved
-    }
-
     /// Record the outcome (once; later calls are ignored). Returns the ejection length when
     /// this failure ejected the backend.
     pub fn resolve(&mut self, outcome: Outcome) -> Option<Duration> {
@@ -522,6 +540,26 @@ mod tests {
             b.record_latency(Duration::from_millis(2));
         }
         assert_eq!(b.latency().p99_ms, 2.0);
+        assert_eq!(b.latency().samples, LATENCY_WINDOW);
+    }
+
+    #[test]
+    fn latency_recorded_from_many_threads_fills_the_window_exactly() {
+        let b = BackendStats::default();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let b = &b;
+                s.spawn(move || {
+                    for _ in 0..1000 {
+                        b.record_latency(Duration::from_micros(1000 * (t + 1)));
+                    }
+                });
+            }
+        });
+        let l = b.latency();
+        assert_eq!(l.samples, LATENCY_WINDOW);
+        assert!((1.0..=4.0).contains(&l.mean_ms), "{l:?}");
+        assert!([1.0, 2.0, 3.0, 4.0].contains(&l.p99_ms), "{l:?}");
     }
 
     #[test]
