@@ -6,11 +6,10 @@
 //! that table, lock-free, by the backend's config index, which Pingora's `Backend` carries in
 //! its `ext` ([`BackendIndex`]).
 //!
-//! Selection does not go through `LoadBalancer::select_with`: that method clones every
-//! candidate `Backend`, hashes it to look its health up, and allocates a set of visited
-//! backends on every request, which costs more than the rest of a pick; fulcrum's table
-//! answers the same question with one atomic load. Active health checks still use
-//! pingora-load-balancing's checkers (see [`crate::health`]).
+//! Selection does not go through `LoadBalancer::select_with`, which clones every candidate
+//! `Backend`, hashes it to look its health up and allocates a set of visited backends per
+//! request; fulcrum's table answers the same question with one atomic load. Active health
+//! checks still use pingora-load-balancing's checkers (see [`crate::health`]).
 //!
 //! | algorithm | selector |
 //! | --- | --- |
@@ -22,13 +21,10 @@
 //! | `first` | config order, from the top |
 //! | `cookie` | [`sticky::StickyCookies`] over the fallback's selector |
 //!
-//! `round_robin`, `consistent`, `random` and `ip_hash` choose exactly as Pingora's
-//! `RoundRobin`, `KetamaHashing`, `Random` and `FNVHash` do (unit tests compare them pick for
-//! pick, and walk on past an unavailable backend in the same order; `random` draws its random
-//! numbers from a faster generator), but fulcrum has its own lookup. `KetamaHashing`
-//! binary-searches 160 points per unit of weight and looks each point's backend up in a
-//! `HashMap` by address, over 500 ns a pick at 1,000 backends; and Pingora's `iter` clones an
-//! `Arc` on every pick, a reference count that every worker thread would write. Counters
+//! The four that follow Pingora choose exactly as it does (unit tests compare them pick for
+//! pick), with lookups of their own: Pingora's Ketama lookup searches a large ring and a
+//! `HashMap` per step, and its `iter` clones an `Arc` on every pick, a reference count every
+//! worker thread would write (the README's performance section has the figures). Counters
 //! written on every pick (turns, in-flight counts) are kept per worker thread ([`stripes`],
 //! [`counts`]) on cache lines of their own ([`padded`]).
 
