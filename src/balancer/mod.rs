@@ -32,6 +32,7 @@ pub mod counts;
 pub mod crc32;
 pub mod fast_rng;
 pub mod ketama;
+pub mod latency;
 pub mod least_conn;
 pub mod padded;
 pub mod round_robin;

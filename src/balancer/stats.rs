@@ -18,6 +18,8 @@
 //! a doubled cooldown, capped at `max_cooldown`.
 
 use super::counts::{LoadView, StripedCounts};
+use super::latency::LatencyWindow;
+pub use super::latency::{Latency, LATENCY_WINDOW};
 use super::padded::{CachePadded, LineBreak};
 use crate::config::model::CircuitBreaker;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -58,61 +60,6 @@ pub struct BackendStats {
     connects_new: AtomicU64,
     connects_reused: AtomicU64,
     latency: LatencyWindow,
-}
-
-/// Latencies of the most recent requests to a backend, in microseconds, without a lock: a
-/// ring of atomic slots and an atomic count of the samples ever recorded.
-///
-/// A request claims the next slot with one `fetch_add` and stores its sample there. A reader
-/// copies the ring slot by slot, so with requests finishing meanwhile a figure may mix a
-/// sample with the one that replaced it: each is a real recent latency. A slot claimed but
-/// not yet written holds [`UNWRITTEN`] (or the sample it replaces) and is skipped.
-#[derive(Debug)]
-struct LatencyWindow {
-    samples: Box<[AtomicU32]>,
-    recorded: AtomicU64,
-}
-
-/// A slot with no sample yet; recorded latencies are capped one below it (about 71 minutes).
-const UNWRITTEN: u32 = u32::MAX;
-
-impl LatencyWindow {
-    fn new() -> Self {
-        LatencyWindow {
-            samples: (0..LATENCY_WINDOW)
-                .map(|_| AtomicU32::new(UNWRITTEN))
-                .collect(),
-            recorded: AtomicU64::new(0),
-        }
-    }
-
-    fn record(&self, micros: u32) {
-        let slot = self.recorded.fetch_add(1, Relaxed) as usize % LATENCY_WINDOW;
-        self.samples[slot].store(micros.min(UNWRITTEN - 1), Relaxed);
-    }
-
-    /// The samples now in the window, in no particular order.
-    fn samples(&self) -> Vec<u32> {
-        self.samples
-            .iter()
-            .map(|s| s.load(Relaxed))
-            .filter(|&s| s != UNWRITTEN)
-            .collect()
-    }
-}
-
-/// How many recent requests the latency figures cover.
-pub const LATENCY_WINDOW: usize = 512;
-
-/// Mean and 99th percentile latency over the recent window.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latency {
-    /// Requests in the window.
-    pub samples: usize,
-    /// Mean, in milliseconds.
-    pub mean_ms: f64,
-    /// 99th percentile, in milliseconds.
-    pub p99_ms: f64,
 }
 
 impl Default for BackendStats {
@@ -159,28 +106,12 @@ impl BackendStats {
     /// Record how long a request to this backend took (lock-free: one atomic increment and
     /// one atomic store).
     pub fn record_latency(&self, took: Duration) {
-        self.latency
-            .record(took.as_micros().min(u128::from(u32::MAX)) as u32);
+        self.latency.record(took);
     }
 
     /// Mean and p99 over the last [`LATENCY_WINDOW`] requests, exact to the microsecond.
     pub fn latency(&self) -> Latency {
-        let mut v = self.latency.samples();
-        if v.is_empty() {
-            return Latency {
-                samples: 0,
-                mean_ms: 0.0,
-                p99_ms: 0.0,
-            };
-        }
-        v.sort_unstable();
-        let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
-        let p99 = v[((v.len() * 99).div_ceil(100)).saturating_sub(1)] as f64;
-        Latency {
-            samples: v.len(),
-            mean_ms: mean / 1000.0,
-            p99_ms: p99 / 1000.0,
-        }
+        self.latency.summary()
     }
 
     /// Upstream connections used: (newly connected, reused from the pool).
@@ -523,43 +454,6 @@ mod tests {
         assert_eq!(b.admit(), Admission::Trial);
         drop(InFlight::start(stats, 0, true));
         assert_eq!(b.admit(), Admission::Trial);
-    }
-
-    #[test]
-    fn latency_window_keeps_the_most_recent_requests() {
-        let b = BackendStats::default();
-        assert_eq!(b.latency().samples, 0);
-        for ms in 1..=100u64 {
-            b.record_latency(Duration::from_millis(ms));
-        }
-        let l = b.latency();
-        assert_eq!(l.samples, 100);
-        assert!((l.mean_ms - 50.5).abs() < 1e-9, "{l:?}");
-        assert_eq!(l.p99_ms, 99.0);
-        for _ in 0..LATENCY_WINDOW {
-            b.record_latency(Duration::from_millis(2));
-        }
-        assert_eq!(b.latency().p99_ms, 2.0);
-        assert_eq!(b.latency().samples, LATENCY_WINDOW);
-    }
-
-    #[test]
-    fn latency_recorded_from_many_threads_fills_the_window_exactly() {
-        let b = BackendStats::default();
-        std::thread::scope(|s| {
-            for t in 0..4u64 {
-                let b = &b;
-                s.spawn(move || {
-                    for _ in 0..1000 {
-                        b.record_latency(Duration::from_micros(1000 * (t + 1)));
-                    }
-                });
-            }
-        });
-        let l = b.latency();
-        assert_eq!(l.samples, LATENCY_WINDOW);
-        assert!((1.0..=4.0).contains(&l.mean_ms), "{l:?}");
-        assert!([1.0, 2.0, 3.0, 4.0].contains(&l.p99_ms), "{l:?}");
     }
 
     #[test]
