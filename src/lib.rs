@@ -17,6 +17,7 @@ pub mod preflight;
 pub mod procfs;
 pub mod proxy;
 pub mod reload;
+pub mod request_fields;
 pub mod routing;
 pub mod server;
 pub mod tls;

@@ -249,12 +249,25 @@ impl Collector for GroupCollector {
     }
 }
 
-/// Register the collector for these groups (once per process; later calls are ignored).
+/// Register the collector for these groups in the default registry, in place of the one a
+/// previous call registered: `/metrics` reports the groups of the latest proxy state.
 pub fn register_groups(groups: Vec<(String, Vec<String>, &'static GroupStats)>) {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let _ = prometheus::register(Box::new(GroupCollector::new(groups)));
-    });
+    register_groups_in(prometheus::default_registry(), groups);
+}
+
+/// [`register_groups`] into `registry`.
+fn register_groups_in(
+    registry: &prometheus::Registry,
+    groups: Vec<(String, Vec<String>, &'static GroupStats)>,
+) {
+    // Replacing is unregister-then-register: one at a time, or two could both unregister and
+    // then race to register.
+    static REPLACING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = REPLACING.lock().unwrap_or_else(|e| e.into_inner());
+    // A registry knows a collector by its descriptions, which every `GroupCollector` shares:
+    // an empty one stands for the one registered before.
+    let _ = registry.unregister(Box::new(GroupCollector::new(Vec::new())));
+    let _ = registry.register(Box::new(GroupCollector::new(groups)));
 }
 
 /// The metrics text for `/metrics`.
@@ -264,4 +277,34 @@ pub fn render() -> (String, Vec<u8>) {
     let mut buf = Vec::new();
     let _ = encoder.encode(&prometheus::gather(), &mut buf);
     (encoder.format_type().to_string(), buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::Encoder;
+
+    fn text(registry: &prometheus::Registry) -> String {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut buf)
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    fn groups(name: &str) -> Vec<(String, Vec<String>, &'static GroupStats)> {
+        let stats = GroupStats::leak(1, Default::default());
+        vec![(name.to_string(), vec!["10.0.0.1:80".to_string()], stats)]
+    }
+
+    #[test]
+    fn registering_again_replaces_the_previous_groups() {
+        let registry = prometheus::Registry::new();
+        register_groups_in(&registry, groups("first"));
+        assert!(text(&registry).contains("upstream=\"first\""));
+        register_groups_in(&registry, groups("second"));
+        let t = text(&registry);
+        assert!(t.contains("upstream=\"second\""), "{t}");
+        assert!(!t.contains("upstream=\"first\""), "{t}");
+    }
 }

@@ -9,39 +9,49 @@
 
 use super::counts::LoadView;
 use super::fast_rng;
-use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
+use super::stats::GroupStats;
 use super::turns::Turns;
-use pingora_load_balancing::selection::BackendSelection;
-use pingora_load_balancing::Backend;
-use std::collections::BTreeSet;
-use std::sync::Arc;
 
 /// Groups up to this size are scanned exactly; larger ones are sampled.
 pub const EXACT_SCAN_LIMIT: usize = 32;
 /// Candidates examined per pick in a large group.
 pub const SAMPLE_SIZE: usize = 8;
 
+/// The group's weights and in-flight counts, by config index (a selector's positions are
+/// config indexes).
 struct Loads {
-    ordered: Ordered,
-    table: Arc<BackendTable>,
+    /// Weight of each backend (>= 1).
+    weight: Box<[u64]>,
+    stats: &'static GroupStats,
 }
 
 impl Loads {
+    fn new(weights: &[u64], stats: &'static GroupStats) -> Self {
+        Loads {
+            weight: weights.iter().map(|w| (*w).max(1)).collect(),
+            stats,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.weight.len()
+    }
+
     /// In-flight counts for one pick.
     fn view(&self) -> LoadView<'_> {
-        self.table.stats.loads()
+        self.stats.loads()
     }
 
     /// In-flight requests to the backend at position `pos`.
     #[inline]
     fn in_flight(&self, view: &LoadView<'_>, pos: usize) -> u64 {
-        view.in_flight(self.ordered.index[pos])
+        view.in_flight(pos)
     }
 
     /// Whether position `a`, with `la` requests in flight, is strictly less loaded than
     /// position `b` with `lb`.
     fn less(&self, (a, la): (usize, u64), (b, lb): (usize, u64)) -> bool {
-        la * self.ordered.weight[b] < lb * self.ordered.weight[a]
+        la * self.weight[b] < lb * self.weight[a]
     }
 }
 
@@ -53,36 +63,27 @@ pub struct LeastConnections {
     next: Box<Turns>,
 }
 
-impl HasOrdered for LeastConnections {
-    fn ordered(&self) -> &Ordered {
-        &self.loads.ordered
-    }
-}
-
-impl BackendSelection for LeastConnections {
-    type Iter = RotationIter<LeastConnections>;
-    type Config = Arc<BackendTable>;
-
-    fn build(backends: &BTreeSet<Backend>) -> Self {
-        Self::build_with_config(backends, &Arc::new(BackendTable::standalone(backends)))
-    }
-
-    fn build_with_config(backends: &BTreeSet<Backend>, table: &Self::Config) -> Self {
+impl LeastConnections {
+    /// A selector over backends of these weights (config order) counted in `stats`.
+    pub fn new(weights: &[u64], stats: &'static GroupStats) -> Self {
         LeastConnections {
-            loads: Loads {
-                ordered: table.ordered(backends),
-                table: Arc::clone(table),
-            },
+            loads: Loads::new(weights, stats),
             next: Box::default(),
         }
-    }
-
-    fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
-        RotationIter::new(Arc::clone(self), self.start())
     }
 }
 
 impl LeastConnections {
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.loads.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The position (in config order) of the least loaded backend.
     pub fn start(&self) -> usize {
         self.start_among(|_| true)
@@ -91,7 +92,7 @@ impl LeastConnections {
     /// The position of the least loaded backend among the positions `eligible` allows (a
     /// rotating position when none is).
     pub fn start_among(&self, eligible: impl Fn(usize) -> bool) -> usize {
-        let n = self.loads.ordered.len();
+        let n = self.loads.len();
         if n == 0 {
             return 0;
         }
@@ -155,31 +156,22 @@ pub struct PowerOfTwo {
     loads: Loads,
 }
 
-impl HasOrdered for PowerOfTwo {
-    fn ordered(&self) -> &Ordered {
-        &self.loads.ordered
-    }
-}
-
-impl BackendSelection for PowerOfTwo {
-    type Iter = RotationIter<PowerOfTwo>;
-    type Config = Arc<BackendTable>;
-
-    fn build(backends: &BTreeSet<Backend>) -> Self {
-        Self::build_with_config(backends, &Arc::new(BackendTable::standalone(backends)))
-    }
-
-    fn build_with_config(backends: &BTreeSet<Backend>, table: &Self::Config) -> Self {
+impl PowerOfTwo {
+    /// A selector over backends of these weights (config order) counted in `stats`.
+    pub fn new(weights: &[u64], stats: &'static GroupStats) -> Self {
         PowerOfTwo {
-            loads: Loads {
-                ordered: table.ordered(backends),
-                table: Arc::clone(table),
-            },
+            loads: Loads::new(weights, stats),
         }
     }
 
-    fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
-        RotationIter::new(Arc::clone(self), self.start())
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.loads.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -191,7 +183,7 @@ impl PowerOfTwo {
 
     /// Like [`start`](Self::start), drawing among the positions `eligible` allows.
     pub fn start_among(&self, eligible: impl Fn(usize) -> bool) -> usize {
-        let n = self.loads.ordered.len();
+        let n = self.loads.len();
         if n < 2 {
             return 0;
         }

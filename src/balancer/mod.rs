@@ -6,11 +6,10 @@
 //! that table, lock-free, by the backend's config index, which Pingora's `Backend` carries in
 //! its `ext` ([`BackendIndex`]).
 //!
-//! Selection does not go through `LoadBalancer::select_with`: that method clones every
-//! candidate `Backend`, hashes it to look its health up, and allocates a set of visited
-//! backends on every request, which costs more than the rest of a pick; fulcrum's table
-//! answers the same question with one atomic load. Active health checks still use
-//! pingora-load-balancing's checkers (see [`crate::health`]).
+//! Selection does not go through `LoadBalancer::select_with`, which clones every candidate
+//! `Backend`, hashes it to look its health up and allocates a set of visited backends per
+//! request; fulcrum's table answers the same question with one atomic load. Active health
+//! checks still use pingora-load-balancing's checkers (see [`crate::health`]).
 //!
 //! | algorithm | selector |
 //! | --- | --- |
@@ -19,26 +18,22 @@
 //! | `consistent` | [`ketama::Ring`]: Pingora's Ketama ring, point for point |
 //! | `weighted_round_robin` | [`smooth::SmoothWeighted`] |
 //! | `least_connections`, `p2c` | [`least_conn::LeastConnections`], [`least_conn::PowerOfTwo`] |
-//! | `first` | [`first::First`] |
+//! | `first` | config order, from the top |
 //! | `cookie` | [`sticky::StickyCookies`] over the fallback's selector |
 //!
-//! `round_robin`, `consistent`, `random` and `ip_hash` choose exactly as Pingora's
-//! `RoundRobin`, `KetamaHashing`, `Random` and `FNVHash` do (unit tests compare them pick for
-//! pick, and walk on past an unavailable backend in the same order; `random` draws its random
-//! numbers from a faster generator), but fulcrum has its own lookup. `KetamaHashing`
-//! binary-searches 160 points per unit of weight and looks each point's backend up in a
-//! `HashMap` by address, over 500 ns a pick at 1,000 backends; and Pingora's `iter` clones an
-//! `Arc` on every pick, a reference count that every worker thread would write. Counters
+//! The four that follow Pingora choose exactly as it does (unit tests compare them pick for
+//! pick), with lookups of their own: Pingora's Ketama lookup searches a large ring and a
+//! `HashMap` per step, and its `iter` clones an `Arc` on every pick, a reference count every
+//! worker thread would write (the README's performance section has the figures). Counters
 //! written on every pick (turns, in-flight counts) are kept per worker thread ([`stripes`],
 //! [`counts`]) on cache lines of their own ([`padded`]).
 
 pub mod counts;
 pub mod crc32;
 pub mod fast_rng;
-pub mod first;
 pub mod ketama;
+pub mod latency;
 pub mod least_conn;
-pub mod ordered;
 pub mod padded;
 pub mod round_robin;
 pub mod smooth;
@@ -49,13 +44,10 @@ pub mod turns;
 pub mod weighted;
 
 use crate::config::model::{self, Algorithm};
-use ordered::{BackendTable, HasOrdered};
-use pingora_load_balancing::selection::BackendSelection;
 use pingora_load_balancing::Backend;
 use stats::{Admission, GroupStats};
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use sticky::StickyCookies;
 
 /// A backend's position in its group's config, carried in Pingora's `Backend::ext` so that a
@@ -63,9 +55,9 @@ use sticky::StickyCookies;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendIndex(pub usize);
 
-/// One selector over the group's backends. Pingora's selectors are walked through their
-/// `BackendIter`; fulcrum's own answer with config indexes directly (no `Arc` traffic on the
-/// hot path).
+/// One selector over the group's backends. Each answers with config indexes (no `Arc`
+/// traffic on the hot path): the walks that follow Pingora's selectors propose candidates in
+/// Pingora's order, fulcrum's own choose a starting position in config order.
 enum Selector {
     RoundRobin(round_robin::RoundRobin),
     Random(weighted::WeightedDraws),
@@ -74,25 +66,26 @@ enum Selector {
     Smooth(smooth::SmoothWeighted),
     LeastConnections(least_conn::LeastConnections),
     P2c(least_conn::PowerOfTwo),
-    First(first::First),
+    /// `first`: config order from the top, for this many backends.
+    First(usize),
 }
 
-/// Starting at position `start`, the first backend in config order that `accept` takes.
-fn first_accepted_from(
-    s: &impl HasOrdered,
-    start: usize,
-    accept: &impl Fn(usize) -> bool,
-) -> Option<usize> {
-    let o = s.ordered();
-    let start = start.min(o.len());
-    (start..o.len())
-        .chain(0..start)
-        .map(|pos| o.index[pos])
-        .find(|&i| accept(i))
+/// Starting at position `start`, the first of `n` backends in config order that `accept`
+/// takes.
+fn first_accepted_from(n: usize, start: usize, accept: &impl Fn(usize) -> bool) -> Option<usize> {
+    let start = start.min(n);
+    (start..n).chain(0..start).find(|&i| accept(i))
 }
 
 impl Selector {
-    fn new(algorithm: Algorithm, backends: &BTreeSet<Backend>, table: &Arc<BackendTable>) -> Self {
+    /// `backends` as Pingora's selectors see them; `weights` and `stats` in config order, for
+    /// fulcrum's own.
+    fn new(
+        algorithm: Algorithm,
+        backends: &BTreeSet<Backend>,
+        weights: &[u64],
+        stats: &'static GroupStats,
+    ) -> Self {
         match algorithm {
             Algorithm::RoundRobin | Algorithm::Cookie => {
                 Selector::RoundRobin(round_robin::RoundRobin::build(backends))
@@ -106,16 +99,12 @@ impl Selector {
                 weighted::Draw::Fnv,
             )),
             Algorithm::Consistent => Selector::Consistent(ketama::Ring::build(backends)),
-            Algorithm::WeightedRoundRobin => {
-                Selector::Smooth(smooth::SmoothWeighted::build_with_config(backends, table))
+            Algorithm::WeightedRoundRobin => Selector::Smooth(smooth::SmoothWeighted::new(weights)),
+            Algorithm::LeastConnections => {
+                Selector::LeastConnections(least_conn::LeastConnections::new(weights, stats))
             }
-            Algorithm::LeastConnections => Selector::LeastConnections(
-                least_conn::LeastConnections::build_with_config(backends, table),
-            ),
-            Algorithm::P2c => {
-                Selector::P2c(least_conn::PowerOfTwo::build_with_config(backends, table))
-            }
-            Algorithm::First => Selector::First(first::First::build_with_config(backends, table)),
+            Algorithm::P2c => Selector::P2c(least_conn::PowerOfTwo::new(weights, stats)),
+            Algorithm::First => Selector::First(weights.len()),
         }
     }
 
@@ -139,26 +128,19 @@ impl Selector {
             Selector::Consistent(s) => s.walk(key).take(max_steps).find(|&i| accept(i)),
             Selector::Smooth(s) => {
                 // Skip unavailable backends' turns along the schedule itself.
-                let o = s.ordered();
                 for _ in 0..s.period().min(max_steps) {
-                    let i = o.index[s.start()];
+                    let i = s.start();
                     if eligible(i) && accept(i) {
                         return Some(i);
                     }
                 }
-                first_accepted_from(s, 0, accept)
+                first_accepted_from(s.len(), 0, accept)
             }
-            Selector::LeastConnections(s) => first_accepted_from(
-                s,
-                s.start_among(|pos| eligible(s.ordered().index[pos])),
-                accept,
-            ),
-            Selector::P2c(s) => first_accepted_from(
-                s,
-                s.start_among(|pos| eligible(s.ordered().index[pos])),
-                accept,
-            ),
-            Selector::First(s) => first_accepted_from(s, 0, accept),
+            Selector::LeastConnections(s) => {
+                first_accepted_from(s.len(), s.start_among(eligible), accept)
+            }
+            Selector::P2c(s) => first_accepted_from(s.len(), s.start_among(eligible), accept),
+            Selector::First(n) => first_accepted_from(*n, 0, accept),
         }
     }
 }
@@ -216,18 +198,19 @@ impl UpstreamGroup {
             })
             .collect();
         let stats = GroupStats::leak(backends.len(), config.circuit_breaker);
-        let table = Arc::new(BackendTable::new(
-            config.backends.iter().map(|b| b.addr),
-            stats,
-        ));
+        let weights: Vec<u64> = config
+            .backends
+            .iter()
+            .map(|b| u64::from(b.weight))
+            .collect();
         let set: BTreeSet<Backend> = backends.iter().cloned().collect();
+        let selector = |algorithm| Selector::new(algorithm, &set, &weights, stats);
         let (keyed, plain) = match config.algorithm {
-            Algorithm::Consistent | Algorithm::IpHash => (
-                Some(Selector::new(config.algorithm, &set, &table)),
-                Selector::new(config.fallback, &set, &table),
-            ),
-            Algorithm::Cookie => (None, Selector::new(config.fallback, &set, &table)),
-            other => (None, Selector::new(other, &set, &table)),
+            Algorithm::Consistent | Algorithm::IpHash => {
+                (Some(selector(config.algorithm)), selector(config.fallback))
+            }
+            Algorithm::Cookie => (None, selector(config.fallback)),
+            other => (None, selector(other)),
         };
         let sticky = config
             .sticky

@@ -1,4 +1,4 @@
-//! Smooth weighted round robin, nginx's algorithm, as a Pingora [`BackendSelection`].
+//! Smooth weighted round robin, nginx's algorithm.
 //!
 //! Each pick adds every backend's weight to its running score, takes the highest score (the
 //! first in config order on ties) and subtracts the total weight from it. Weights 5,1,1 give
@@ -6,13 +6,9 @@
 //! `sum(weights) / gcd(weights)` picks, so it is computed once when the selector is built and a
 //! request only bumps an atomic counter: O(1), lock-free, whatever the number of backends.
 
-use super::ordered::{BackendTable, HasOrdered, Ordered, RotationIter};
 use super::padded::CachePadded;
-use pingora_load_balancing::selection::BackendSelection;
-use pingora_load_balancing::Backend;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 /// Above this many score updates (`period * backends`) the exact nginx sequence is replaced by
 /// stride scheduling, which is just as smooth and costs O(period * log n) to build.
@@ -20,7 +16,9 @@ const EXACT_BUILD_LIMIT: u64 = 16_000_000;
 
 /// Smooth weighted round robin selector.
 pub struct SmoothWeighted {
-    ordered: Ordered,
+    /// Number of backends.
+    len: usize,
+    /// The repeating schedule, as positions in config order.
     sequence: Box<[u32]>,
     /// The next turn, out of line on cache lines of its own.
     next: Box<CachePadded<AtomicUsize>>,
@@ -96,6 +94,26 @@ pub fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
 }
 
 impl SmoothWeighted {
+    /// The schedule for backends of these weights, in config order.
+    pub fn new(weights: &[u64]) -> Self {
+        let weights: Vec<u64> = weights.iter().map(|w| (*w).max(1)).collect();
+        SmoothWeighted {
+            len: weights.len(),
+            sequence: smooth_sequence(&weights).into_boxed_slice(),
+            next: Box::new(CachePadded::new(AtomicUsize::new(0))),
+        }
+    }
+
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Length of the repeating schedule.
     pub fn period(&self) -> usize {
         self.sequence.len()
@@ -108,34 +126,6 @@ impl SmoothWeighted {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         self.sequence[n % self.sequence.len()] as usize
-    }
-}
-
-impl HasOrdered for SmoothWeighted {
-    fn ordered(&self) -> &Ordered {
-        &self.ordered
-    }
-}
-
-impl BackendSelection for SmoothWeighted {
-    type Iter = RotationIter<SmoothWeighted>;
-    type Config = Arc<BackendTable>;
-
-    fn build(backends: &BTreeSet<Backend>) -> Self {
-        Self::build_with_config(backends, &Arc::new(BackendTable::standalone(backends)))
-    }
-
-    fn build_with_config(backends: &BTreeSet<Backend>, table: &Self::Config) -> Self {
-        let ordered = table.ordered(backends);
-        SmoothWeighted {
-            sequence: smooth_sequence(&ordered.weight).into_boxed_slice(),
-            ordered,
-            next: Box::new(CachePadded::new(AtomicUsize::new(0))),
-        }
-    }
-
-    fn iter(self: &Arc<Self>, _key: &[u8]) -> Self::Iter {
-        RotationIter::new(Arc::clone(self), self.start())
     }
 }
 

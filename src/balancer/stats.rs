@@ -1,8 +1,8 @@
-//! Per-backend counters and state that live outside Pingora's selectors.
+//! Per-backend counters and state that live outside the selectors.
 //!
-//! Pingora rebuilds a selector whenever the backend set changes, so anything that must survive
-//! (in-flight requests above all) lives here, in one table per upstream group, shared with the
-//! selectors through their `Config` and with requests through [`InFlight`] guards.
+//! One table per upstream group, in config order: the load-aware selectors read its in-flight
+//! counts, requests write them through [`InFlight`] guards, and health checks, the circuit
+//! breaker, `/status` and the metrics share it.
 //!
 //! The two counts every request writes, in-flight and attempts, are striped per worker thread
 //! ([`counts`](super::counts)).
@@ -18,10 +18,12 @@
 //! a doubled cooldown, capped at `max_cooldown`.
 
 use super::counts::{LoadView, StripedCounts};
+use super::latency::LatencyWindow;
+pub use super::latency::{Latency, LATENCY_WINDOW};
 use super::padded::{CachePadded, LineBreak};
 use crate::config::model::CircuitBreaker;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Milliseconds since the first call in this process (a monotonic clock).
@@ -57,29 +59,7 @@ pub struct BackendStats {
     // Written by every request.
     connects_new: AtomicU64,
     connects_reused: AtomicU64,
-    latency: Mutex<LatencyWindow>,
-}
-
-/// Latencies of the most recent requests to a backend, in microseconds.
-#[derive(Debug)]
-struct LatencyWindow {
-    samples: Box<[u32; LATENCY_WINDOW]>,
-    next: usize,
-    filled: usize,
-}
-
-/// How many recent requests the latency figures cover.
-pub const LATENCY_WINDOW: usize = 512;
-
-/// Mean and 99th percentile latency over the recent window.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latency {
-    /// Requests in the window.
-    pub samples: usize,
-    /// Mean, in milliseconds.
-    pub mean_ms: f64,
-    /// 99th percentile, in milliseconds.
-    pub p99_ms: f64,
+    latency: LatencyWindow,
 }
 
 impl Default for BackendStats {
@@ -95,11 +75,7 @@ impl Default for BackendStats {
             _per_request: LineBreak,
             connects_new: AtomicU64::new(0),
             connects_reused: AtomicU64::new(0),
-            latency: Mutex::new(LatencyWindow {
-                samples: Box::new([0; LATENCY_WINDOW]),
-                next: 0,
-                filled: 0,
-            }),
+            latency: LatencyWindow::new(),
         }
     }
 }
@@ -127,37 +103,15 @@ impl BackendStats {
         self.ejections.load(Relaxed)
     }
 
-    /// Record how long a request to this backend took.
+    /// Record how long a request to this backend took (lock-free: one atomic increment and
+    /// one atomic store).
     pub fn record_latency(&self, took: Duration) {
-        let micros = took.as_micros().min(u32::MAX as u128) as u32;
-        let mut w = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-        let i = w.next;
-        w.samples[i] = micros;
-        w.next = (i + 1) % LATENCY_WINDOW;
-        w.filled = (w.filled + 1).min(LATENCY_WINDOW);
+        self.latency.record(took);
     }
 
-    /// Mean and p99 over the last [`LATENCY_WINDOW`] requests.
+    /// Mean and p99 over the last [`LATENCY_WINDOW`] requests, exact to the microsecond.
     pub fn latency(&self) -> Latency {
-        let mut v: Vec<u32> = {
-            let w = self.latency.lock().unwrap_or_else(|e| e.into_inner());
-            w.samples[..w.filled].to_vec()
-        };
-        if v.is_empty() {
-            return Latency {
-                samples: 0,
-                mean_ms: 0.0,
-                p99_ms: 0.0,
-            };
-        }
-        v.sort_unstable();
-        let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
-        let p99 = v[((v.len() * 99).div_ceil(100)).saturating_sub(1)] as f64;
-        Latency {
-            samples: v.len(),
-            mean_ms: mean / 1000.0,
-            p99_ms: p99 / 1000.0,
-        }
+        self.latency.summary()
     }
 
     /// Upstream connections used: (newly connected, reused from the pool).
@@ -393,11 +347,6 @@ impl InFlight {
         self.index
     }
 
-    /// Whether the outcome was recorded already.
-    pub fn is_resolved(&self) -> bool {
-        self.resolved
-    }
-
     /// Record the outcome (once; later calls are ignored). Returns the ejection length when
     /// this failure ejected the backend.
     pub fn resolve(&mut self, outcome: Outcome) -> Option<Duration> {
@@ -505,23 +454,6 @@ mod tests {
         assert_eq!(b.admit(), Admission::Trial);
         drop(InFlight::start(stats, 0, true));
         assert_eq!(b.admit(), Admission::Trial);
-    }
-
-    #[test]
-    fn latency_window_keeps_the_most_recent_requests() {
-        let b = BackendStats::default();
-        assert_eq!(b.latency().samples, 0);
-        for ms in 1..=100u64 {
-            b.record_latency(Duration::from_millis(ms));
-        }
-        let l = b.latency();
-        assert_eq!(l.samples, 100);
-        assert!((l.mean_ms - 50.5).abs() < 1e-9, "{l:?}");
-        assert_eq!(l.p99_ms, 99.0);
-        for _ in 0..LATENCY_WINDOW {
-            b.record_latency(Duration::from_millis(2));
-        }
-        assert_eq!(b.latency().p99_ms, 2.0);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! reach another. Values and `Set-Cookie` headers are computed once, at start-up.
 
 use crate::config::model::{Backend, SameSite, StickyCookie};
-use crate::proxy::hash_key::cookie;
+use crate::request_fields::cookie;
 use hmac::{Hmac, Mac};
 use http::HeaderValue;
 use pingora_http::RequestHeader;

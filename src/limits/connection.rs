@@ -65,11 +65,6 @@ impl ConnectionCount {
             .ok()
             .map(|_| ConnectionPermit(Arc::clone(self)))
     }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
 }
 
 /// An HTTP server application behind the connection cap and the request-head guard.

@@ -5,8 +5,10 @@
 //! of its sustained rate, and each allowed request moves it one interval ahead. A client
 //! whose time is in the past has a full bucket, exactly like a client never seen, so such
 //! entries can be forgotten at any moment without changing any answer: that is how the table
-//! stays within `max_clients`. When it is full of clients that are all still ahead of their
-//! rate (a flood of distinct addresses), the one closest to a full bucket is forgotten.
+//! stays within `max_clients`. Making room costs a bounded number of steps, whatever the
+//! table's size: a clock hand looks at the next [`EVICTION_SCAN`] entries of the full shard and
+//! forgets the first one back at a full bucket, or, when all of them are still ahead of their
+//! rate (a flood of distinct addresses), the one of them closest to a full bucket.
 
 use crate::config::model::RateLimit;
 use std::collections::hash_map::{DefaultHasher, HashMap};
@@ -18,6 +20,69 @@ use std::time::{Duration, Instant};
 /// Independent locks; a client always maps to the same one.
 const SHARDS: usize = 32;
 
+/// Entries a full shard looks at to make room for a new client.
+pub const EVICTION_SCAN: usize = 8;
+
+/// One shard: clients in slots, a client's slot by address, and the clock hand.
+#[derive(Debug, Default)]
+struct Shard {
+    /// (client, theoretical arrival time) per slot.
+    slots: Vec<(IpAddr, u64)>,
+    slot_of: HashMap<IpAddr, usize>,
+    /// The next slot eviction looks at.
+    hand: usize,
+}
+
+impl Shard {
+    /// The client's theoretical arrival time, if remembered.
+    fn get(&self, client: &IpAddr) -> Option<u64> {
+        self.slot_of.get(client).map(|&i| self.slots[i].1)
+    }
+
+    /// Remember the client's arrival time, replacing a forgotten client when the shard holds
+    /// `capacity` already.
+    fn set(&mut self, client: IpAddr, tat: u64, now: u64, capacity: usize) {
+        if let Some(&i) = self.slot_of.get(&client) {
+            self.slots[i].1 = tat;
+        } else if self.slots.len() < capacity {
+            self.slot_of.insert(client, self.slots.len());
+            self.slots.push((client, tat));
+        } else {
+            let i = self.make_room(now);
+            self.slot_of.remove(&self.slots[i].0);
+            self.slot_of.insert(client, i);
+            self.slots[i] = (client, tat);
+        }
+    }
+
+    /// The slot to give a new client: among the next [`EVICTION_SCAN`] slots from the clock
+    /// hand, the first whose client is back at a full bucket (forgetting it changes no
+    /// answer), or else the one nearest to a full bucket (whose answers change the least).
+    fn make_room(&mut self, now: u64) -> usize {
+        let n = self.slots.len();
+        let mut nearest = self.hand % n;
+        for step in 0..EVICTION_SCAN.min(n) {
+            let i = (self.hand + step) % n;
+            if self.slots[i].1 <= now {
+                nearest = i;
+                break;
+            }
+            if self.slots[i].1 < self.slots[nearest].1 {
+                nearest = i;
+            }
+        }
+        self.hand = (nearest + 1) % n;
+        nearest
+    }
+}
+
+/// The shard a client always maps to.
+fn shard_of(client: IpAddr) -> usize {
+    let mut h = DefaultHasher::new();
+    client.hash(&mut h);
+    h.finish() as usize % SHARDS
+}
+
 /// A per-client-IP token bucket table.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -27,7 +92,7 @@ pub struct RateLimiter {
     tolerance: u64,
     /// Most entries per shard.
     shard_capacity: usize,
-    shards: Box<[Mutex<HashMap<IpAddr, u64>>]>,
+    shards: Box<[Mutex<Shard>]>,
     epoch: Instant,
 }
 
@@ -39,7 +104,7 @@ impl RateLimiter {
             interval,
             tolerance: interval.saturating_mul(u64::from(limit.burst.max(1) - 1)),
             shard_capacity: limit.max_clients.div_ceil(SHARDS).max(1),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             epoch: Instant::now(),
         }
     }
@@ -52,38 +117,26 @@ impl RateLimiter {
 
     /// [`RateLimiter::check`] at a given time (nanoseconds since the table was made).
     pub fn check_at(&self, client: IpAddr, now: u64) -> Result<(), Duration> {
-        let mut h = DefaultHasher::new();
-        client.hash(&mut h);
-        let shard = &self.shards[h.finish() as usize % SHARDS];
-        let mut map = shard.lock().unwrap_or_else(|p| p.into_inner());
-        let tat = map.get(&client).copied().unwrap_or(now).max(now);
+        let shard = &self.shards[shard_of(client)];
+        let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = shard.get(&client).unwrap_or(now).max(now);
         if tat - now > self.tolerance {
             let wait = tat - now - self.tolerance;
             return Err(Duration::from_nanos(wait));
         }
-        if map.len() >= self.shard_capacity && !map.contains_key(&client) {
-            Self::make_room(&mut map, now, self.shard_capacity);
-        }
-        map.insert(client, tat + self.interval);
+        shard.set(client, tat + self.interval, now, self.shard_capacity);
         Ok(())
-    }
-
-    /// Forget every client back at a full bucket; if none is, the one nearest to it.
-    fn make_room(map: &mut HashMap<IpAddr, u64>, now: u64, capacity: usize) {
-        map.retain(|_, tat| *tat > now);
-        if map.len() >= capacity {
-            if let Some(nearest) = map.iter().min_by_key(|(_, t)| **t).map(|(ip, _)| *ip) {
-                map.remove(&nearest);
-            }
-        }
     }
 
     /// Clients remembered now.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        (0..SHARDS).map(|s| self.shard_len(s)).sum()
+    }
+
+    /// Clients remembered now in one shard.
+    fn shard_len(&self, shard: usize) -> usize {
+        let shard = self.shards[shard].lock().unwrap_or_else(|p| p.into_inner());
+        shard.slots.len()
     }
 
     /// True when no client is remembered.
@@ -131,6 +184,55 @@ mod tests {
         assert!((99..=106).contains(&allowed), "{allowed}");
     }
 
+    /// `count` distinct addresses that all map to the same shard as `ip(1)`.
+    fn same_shard(count: usize) -> Vec<IpAddr> {
+        let shard = shard_of(ip(1));
+        (1..)
+            .map(ip)
+            .filter(|a| shard_of(*a) == shard)
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn a_full_shard_forgets_a_client_to_make_room() {
+        // 4 clients per shard.
+        let l = limiter(1.0, 1, 4 * SHARDS);
+        let shard = shard_of(ip(1));
+        let clients = same_shard(1000);
+        // All ahead of their rate: each newcomer replaces one, the shard never grows.
+        for c in &clients {
+            assert_eq!(l.check_at(*c, 0), Ok(()));
+        }
+        assert_eq!(l.shard_len(shard), 4);
+        assert_eq!(l.len(), 4);
+        // Later, with every bucket full again, still 4.
+        for c in &clients[..100] {
+            assert_eq!(l.check_at(*c, 2 * SECOND), Ok(()));
+        }
+        assert_eq!(l.shard_len(shard), 4);
+    }
+
+    #[test]
+    fn a_full_shard_forgets_a_refilled_client_before_a_limited_one() {
+        let l = limiter(1.0, 3, 4 * SHARDS);
+        let c = same_shard(6);
+        // c[0] takes the first slot, then the others fill the shard; all at t = 0.
+        for client in &c[..4] {
+            assert_eq!(l.check_at(*client, 0), Ok(()));
+        }
+        // At 5 s the others' buckets are full again; c[0] uses its burst and is limited.
+        for _ in 0..3 {
+            assert_eq!(l.check_at(c[0], 5 * SECOND), Ok(()));
+        }
+        assert!(l.check_at(c[0], 5 * SECOND).is_err());
+        // Two newcomers: the clock hand passes c[0] and takes refilled clients' slots.
+        for newcomer in &c[4..6] {
+            assert_eq!(l.check_at(*newcomer, 5 * SECOND), Ok(()));
+        }
+        assert!(l.check_at(c[0], 5 * SECOND).is_err(), "c[0] was forgotten");
+    }
+
     #[test]
     fn memory_stays_bounded_under_a_flood_of_addresses() {
         let l = limiter(1.0, 1, 1000);
@@ -148,15 +250,18 @@ mod tests {
 
     #[test]
     fn a_limited_client_stays_limited_while_others_come_and_go() {
-        let l = limiter(1.0, 2, 64);
-        let a = ip(7);
+        // 2 clients per shard, and a flood in `a`'s own shard.
+        let l = limiter(1.0, 2, 2 * SHARDS);
+        let clients = same_shard(21);
+        let a = clients[0];
         assert!(l.check_at(a, 0).is_ok() && l.check_at(a, 0).is_ok());
         assert!(l.check_at(a, 0).is_err());
-        // A flood of distinct clients evicts the ones nearest a full bucket first; `a` is the
-        // furthest ahead, so it is evicted last.
-        for n in 0..20 {
-            let _ = l.check_at(ip(100 + n), 0);
+        // Every newcomer evicts the client nearest a full bucket; `a` is the furthest ahead,
+        // so the newcomers replace each other.
+        for n in &clients[1..] {
+            assert_eq!(l.check_at(*n, 0), Ok(()));
         }
+        assert_eq!(l.shard_len(shard_of(a)), 2);
         assert!(l.check_at(a, 0).is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! Extracting the hash key of a `consistent` upstream from a request.
 
 use crate::config::model::HashKey;
+/// Re-exported where hash keys have always found them.
+pub use crate::request_fields::{cookie, query_param};
 use pingora_http::RequestHeader;
 use std::net::IpAddr;
 
@@ -20,26 +22,6 @@ impl KeyBytes<'_> {
             KeyBytes::Ip(buf, len) => &buf[..*len],
         }
     }
-}
-
-/// The value of `name` in a `Cookie` header, if present.
-pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
-    req.headers.get_all("cookie").iter().find_map(|v| {
-        v.as_bytes().split(|b| *b == b';').find_map(|pair| {
-            let pair = pair.trim_ascii();
-            let eq = pair.iter().position(|b| *b == b'=')?;
-            (pair[..eq].trim_ascii() == name.as_bytes()).then(|| pair[eq + 1..].trim_ascii())
-        })
-    })
-}
-
-/// The raw (not percent-decoded) value of query parameter `name`, if present.
-pub fn query_param<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a [u8]> {
-    let query = req.uri.query()?;
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v.as_bytes())
-    })
 }
 
 /// The key for `key` in this request; `None` when the request does not carry it.
@@ -77,16 +59,6 @@ mod tests {
             r.append_header(k.to_string(), *v).unwrap();
         }
         r
-    }
-
-    #[test]
-    fn cookies_and_queries() {
-        let r = req("/p?a=1&user=bob&x", &[("cookie", "a=1; session=xyz ; b=2")]);
-        assert_eq!(cookie(&r, "session"), Some(&b"xyz"[..]));
-        assert_eq!(cookie(&r, "sess"), None);
-        assert_eq!(query_param(&r, "user"), Some(&b"bob"[..]));
-        assert_eq!(query_param(&r, "x"), Some(&b""[..]));
-        assert_eq!(query_param(&r, "nope"), None);
     }
 
     #[test]

@@ -65,20 +65,68 @@ pub fn smooth_letters(weights: &[u64], n: usize) -> String {
 
 // Chapter 04, exercise 4: fulcrum's selector inside Pingora's own LoadBalancer.
 
+/// fulcrum's smooth schedule as a Pingora selector, over the backends in Pingora's order (by
+/// address).
+pub struct SmoothWrr {
+    backends: Vec<Backend>,
+    schedule: SmoothWeighted,
+}
+
+impl BackendSelection for SmoothWrr {
+    type Iter = ScheduledFirst;
+    type Config = ();
+
+    fn build(backends: &BTreeSet<Backend>) -> Self {
+        let weights: Vec<u64> = backends.iter().map(|b| b.weight as u64).collect();
+        SmoothWrr {
+            backends: backends.iter().cloned().collect(),
+            schedule: SmoothWeighted::new(&weights),
+        }
+    }
+
+    fn iter(self: &Arc<Self>, _key: &[u8]) -> ScheduledFirst {
+        ScheduledFirst {
+            selector: Arc::clone(self),
+            start: self.schedule.start(),
+            step: 0,
+        }
+    }
+}
+
+/// The scheduled backend first, then every other one once, in order after it: what a retry
+/// asks for is "another one", and every one is reachable.
+pub struct ScheduledFirst {
+    selector: Arc<SmoothWrr>,
+    start: usize,
+    step: usize,
+}
+
+impl BackendIter for ScheduledFirst {
+    fn next(&mut self) -> Option<&Backend> {
+        let backends = &self.selector.backends;
+        if self.step >= backends.len() {
+            return None;
+        }
+        let i = (self.start + self.step) % backends.len();
+        self.step += 1;
+        backends.get(i)
+    }
+}
+
 /// A Pingora `LoadBalancer` that picks with fulcrum's smooth weighted round robin.
-pub fn pingora_lb_with_smooth_wrr(backends: &[(&str, usize)]) -> LoadBalancer<SmoothWeighted> {
+pub fn pingora_lb_with_smooth_wrr(backends: &[(&str, usize)]) -> LoadBalancer<SmoothWrr> {
     let mut set = BTreeSet::new();
     for (addr, weight) in backends {
         set.insert(Backend::new_with_weight(addr, *weight).expect("an IP:port"));
     }
-    let lb = LoadBalancer::<SmoothWeighted>::from_backends(Backends::new(Static::new(set)));
+    let lb = LoadBalancer::<SmoothWrr>::from_backends(Backends::new(Static::new(set)));
     // Discovery runs once here; a static list never blocks.
     futures::executor::block_on(lb.update()).expect("static discovery");
     lb
 }
 
 /// The addresses of the next `n` picks (`select(key, max_iterations)`: two arguments).
-pub fn picks(lb: &LoadBalancer<SmoothWeighted>, n: usize) -> Vec<String> {
+pub fn picks(lb: &LoadBalancer<SmoothWrr>, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| lb.select(b"", 8).expect("a backend").addr.to_string())
         .collect()
