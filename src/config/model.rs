@@ -478,13 +478,6 @@ pub struct HeaderEdits {
     pub add: Vec<(HeaderName, HeaderValue)>,
 }
 
-impl HeaderEdits {
-    /// True when there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
-    }
-}
-
 /// Forwarding-header policy.
 #[derive(Debug, Clone)]
 pub struct Forwarding {
