@@ -138,8 +138,18 @@ pub struct ListenerCert {
     pub names: Vec<String>,
     /// Chain and key.
     pub key: std::sync::Arc<rustls::sign::CertifiedKey>,
-    /// Where the chain came from (for logs).
-    pub cert_path: String,
+}
+
+/// A listener's certificates as (names, key) pairs, first the default: what
+/// [`crate::tls::SniResolver::new`] takes.
+impl<'a> IntoIterator for &'a ListenerTls {
+    type Item = (&'a [String], &'a std::sync::Arc<rustls::sign::CertifiedKey>);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, ListenerCert>, fn(&'a ListenerCert) -> Self::Item>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.certs.iter().map(|c| (c.names.as_slice(), &c.key))
+    }
 }
 
 /// A fixed-response HTTP server.
