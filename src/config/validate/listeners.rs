@@ -11,7 +11,7 @@ use crate::tls;
 use std::collections::{HashMap, HashSet};
 
 /// Default admin address.
-pub const ADMIN_ADDR: &str = "127.0.0.1:9900";
+const ADMIN_ADDR: &str = "127.0.0.1:9900";
 
 pub(super) fn listeners(specs: &[ListenerSpec], io: &dyn Load) -> Result<Vec<Listener>> {
     if specs.is_empty() {

@@ -17,9 +17,7 @@ mod testing;
 mod upstreams;
 mod values;
 
-pub use listeners::ADMIN_ADDR;
 pub use load::{Load, System};
-pub use pingora::pingora_with_defaults;
 pub use upstreams::MAX_WEIGHT;
 
 use super::error::ConfigError;

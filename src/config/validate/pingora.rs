@@ -49,7 +49,7 @@ enum PingoraDefault {
 
 /// The `pingora:` mapping with fulcrum's defaults filled in, as it will be used; `files` are
 /// the instance's default `pid_file` and `upgrade_sock`.
-pub fn pingora_with_defaults(raw: Option<&Mapping>, files: &RuntimeFiles) -> Mapping {
+fn pingora_with_defaults(raw: Option<&Mapping>, files: &RuntimeFiles) -> Mapping {
     let mut map = raw.cloned().unwrap_or_default();
     for (key, default) in PINGORA_DEFAULTS {
         let key = Value::String((*key).to_string());
