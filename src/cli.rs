@@ -1,6 +1,7 @@
 //! Command-line flags: Pingora's daemon flags plus quick mode.
 
 use crate::config::schema::{BackendSpec, FileConfig, ListenerSpec, RouteSpec, UpstreamSpec};
+use crate::config::validate::MAX_WEIGHT;
 use crate::config::{self, Config, ConfigError};
 use clap::Parser;
 use pingora_core::server::configuration::Opt;
@@ -90,22 +91,32 @@ impl Cli {
         }
     }
 
-    /// The schema quick mode stands for.
-    pub fn quick_spec(&self) -> FileConfig {
+    /// The schema quick mode stands for; fails on a weight that is not a number, which the
+    /// schema could not hold to report as typed.
+    pub fn quick_spec(&self) -> Result<FileConfig, ConfigError> {
         let backends = self
             .backends
             .iter()
-            .map(|b| match b.rsplit_once('=') {
-                Some((addr, w)) => BackendSpec {
+            .enumerate()
+            .map(|(i, b)| match b.rsplit_once('=') {
+                Some((addr, w)) => Ok(BackendSpec {
                     addr: addr.trim().to_string(),
-                    weight: Some(w.trim().parse().unwrap_or(0)),
-                },
-                None => BackendSpec {
+                    weight: Some(w.trim().parse().map_err(|_| {
+                        ConfigError::invalid(
+                            format!("--backends (item {})", i + 1),
+                            format!(
+                                "expected an integer from 1 to {MAX_WEIGHT}, found {:?}",
+                                w.trim()
+                            ),
+                        )
+                    })?),
+                }),
+                None => Ok(BackendSpec {
                     addr: b.trim().to_string(),
                     weight: None,
-                },
+                }),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         let mut spec = FileConfig::default();
         spec.listeners.push(ListenerSpec {
             addr: self.listen.clone().unwrap_or_else(|| QUICK_LISTEN.into()),
@@ -124,7 +135,7 @@ impl Cli {
             upstream: QUICK_UPSTREAM.into(),
             ..Default::default()
         });
-        spec
+        Ok(spec)
     }
 
     /// Load the config from the file or the quick-mode flags.
@@ -135,7 +146,7 @@ impl Cli {
         if self.backends.is_empty() {
             return Err(CliError::NoConfig);
         }
-        let spec = self.quick_spec();
+        let spec = self.quick_spec().map_err(CliError::Config)?;
         match config::validate::validate(&spec) {
             Ok(c) => Ok((spec, c)),
             Err(mut e) => {
@@ -165,5 +176,47 @@ fn quick_flag_path(path: &str) -> String {
         }
     } else {
         path.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick(backends: &[&str]) -> Cli {
+        Cli {
+            backends: backends.iter().map(|b| b.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn weights_are_read_from_the_backend_list() {
+        let spec = quick(&["127.0.0.1:1", " 127.0.0.1:2 = 3 "])
+            .quick_spec()
+            .unwrap();
+        let backends = &spec.upstreams[QUICK_UPSTREAM].backends;
+        assert_eq!(backends[0].addr, "127.0.0.1:1");
+        assert_eq!(backends[0].weight, None);
+        assert_eq!(backends[1].addr, "127.0.0.1:2");
+        assert_eq!(backends[1].weight, Some(3));
+    }
+
+    #[test]
+    fn an_unparsable_weight_is_reported_as_typed() {
+        let e = quick(&["127.0.0.1:1", "127.0.0.1:2=x"])
+            .quick_spec()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command line: --backends (item 2): expected an integer from 1 to 1000, found \"x\""
+        );
+        let Err(CliError::Config(e)) = quick(&["127.0.0.1:1=0"]).load() else {
+            panic!("a zero weight is accepted");
+        };
+        assert_eq!(
+            e.to_string(),
+            "command line: --backends (item 1): expected an integer from 1 to 1000, found 0"
+        );
     }
 }

@@ -4,18 +4,18 @@
 //! and it only speaks TLS 1.2 and 1.3 with rustls' modern AEAD cipher suites (AES-GCM and
 //! ChaCha20-Poly1305 with forward secrecy), which is the safe policy we want anyway.
 //!
-//! Everything is loaded and checked when the config is validated (so `fulcrum -t` catches a
-//! missing file, a key that does not match its certificate, or an expired certificate, naming
-//! the file), and the loaded keys are what the listeners serve.
+//! Everything is checked when the config is validated (so `fulcrum -t` catches a missing file,
+//! a key that does not match its certificate, or an expired certificate, naming the file), and
+//! the checked keys are what the listeners serve. This module works on PEM bytes and names:
+//! reading the files is the config's job, so TLS sits below the config layer.
 
-use crate::config::model::{ListenerCert, ListenerTls};
 use pingora_core::utils::tls::WrappedX509;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::BufReader;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use x509_parser::extensions::GeneralName;
@@ -55,21 +55,13 @@ impl fmt::Display for TlsError {
 
 impl std::error::Error for TlsError {}
 
-fn read_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|e| TlsError::Read(path.display().to_string(), e.to_string()))
-}
-
-/// The certificates of a PEM file, in order.
-pub fn load_certs(
-    path: &Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsError> {
-    let name = path.display().to_string();
-    let pem = read_pem(path)?;
-    let certs = rustls_pemfile::certs(&mut BufReader::new(&pem[..]))
+/// The certificates of the PEM text `pem` (read from the file named `file`), in order.
+pub fn parse_certs(pem: &[u8], file: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Parse(name.clone(), e.to_string()))?;
+        .map_err(|e| TlsError::Parse(file.to_string(), e.to_string()))?;
     if certs.is_empty() {
-        return Err(TlsError::Empty(name, "PEM certificate"));
+        return Err(TlsError::Empty(file.to_string(), "PEM certificate"));
     }
     Ok(certs)
 }
@@ -112,37 +104,49 @@ fn inspect(der: &[u8], file: &str) -> Result<Vec<String>, TlsError> {
     Ok(names)
 }
 
-/// Load a certificate chain and its key, check that they match and that the certificate is
-/// valid now; returns the key and the certificate's DNS names.
-pub fn load_cert_key(
-    cert: &Path,
-    key: &Path,
-) -> Result<(Arc<CertifiedKey>, Vec<String>), TlsError> {
-    let chain = load_certs(cert)?;
-    let cert_name = cert.display().to_string();
-    let names = inspect(&chain[0], &cert_name)?;
-    let key_name = key.display().to_string();
-    let pem = read_pem(key)?;
-    let der = rustls_pemfile::private_key(&mut BufReader::new(&pem[..]))
-        .map_err(|e| TlsError::Parse(key_name.clone(), e.to_string()))?
-        .ok_or_else(|| TlsError::Empty(key_name.clone(), "PEM private key"))?;
-    let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain, der, &provider).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch(key_name.clone(), cert_name),
-        other => TlsError::Parse(key_name.clone(), other.to_string()),
-    })?;
-    Ok((Arc::new(certified), names))
+/// A listener's certificate chain (PEM text of the file `file`), checked to be valid now;
+/// returns the chain and the DNS names of its first certificate.
+pub fn server_chain(
+    pem: &[u8],
+    file: &str,
+) -> Result<(Vec<CertificateDer<'static>>, Vec<String>), TlsError> {
+    let chain = parse_certs(pem, file)?;
+    let names = inspect(&chain[0], file)?;
+    Ok((chain, names))
 }
 
-/// CA certificates for verifying backends, in the form Pingora's peers take.
-pub fn load_ca(path: &Path) -> Result<Arc<[WrappedX509]>, TlsError> {
-    let name = path.display().to_string();
-    let certs = load_certs(path)?;
-    certs
+/// The key for a chain from [`server_chain`] (read from the file `cert_file`), from the PEM
+/// text of the file `key_file`, checked to match the chain's certificate.
+pub fn certified_key(
+    chain: Vec<CertificateDer<'static>>,
+    cert_file: &str,
+    key_pem: &[u8],
+    key_file: &str,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => {
+            TlsError::Empty(key_file.to_string(), "PEM private key")
+        }
+        other => TlsError::Parse(key_file.to_string(), other.to_string()),
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    let certified = CertifiedKey::from_der(chain, der, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => {
+            TlsError::KeyMismatch(key_file.to_string(), cert_file.to_string())
+        }
+        other => TlsError::Parse(key_file.to_string(), other.to_string()),
+    })?;
+    Ok(Arc::new(certified))
+}
+
+/// CA certificates for verifying backends (PEM text of the file `file`), in the form
+/// Pingora's peers take.
+pub fn ca_list(pem: &[u8], file: &str) -> Result<Arc<[WrappedX509]>, TlsError> {
+    parse_certs(pem, file)?
         .into_iter()
         .map(|der| {
             X509Certificate::from_der(der.as_ref())
-                .map_err(|e| TlsError::Parse(name.clone(), e.to_string()))?;
+                .map_err(|e| TlsError::Parse(file.to_string(), e.to_string()))?;
             Ok(WrappedX509::new(der.to_vec(), |raw| {
                 // Parsed just above, so this succeeds.
                 X509Certificate::from_der(raw)
@@ -175,7 +179,7 @@ cQrkLPGd6Dct8s1YRvDBYLzo0F/mht44SAIgZ0Cf12hlaVP2qsaBk5cD3y6db8bx\n\
 
 /// The CA list to give an insecure peer (its configured CA, or the placeholder).
 pub fn placeholder_ca() -> Option<Arc<[WrappedX509]>> {
-    let certs = rustls_pemfile::certs(&mut BufReader::new(PLACEHOLDER_CA.as_bytes()))
+    let certs = CertificateDer::pem_slice_iter(PLACEHOLDER_CA.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .ok()?;
     let wrapped: Vec<WrappedX509> = certs
@@ -202,11 +206,14 @@ pub struct SniResolver {
 }
 
 impl SniResolver {
-    /// A resolver over a listener's certificates (the first is the default).
-    pub fn new(tls: &ListenerTls) -> Self {
+    /// A resolver over a listener's certificates, given as (DNS names, key) pairs; the first
+    /// is the default.
+    pub fn new<'a>(certs: impl IntoIterator<Item = (&'a [String], &'a Arc<CertifiedKey>)>) -> Self {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
-        for ListenerCert { names, key, .. } in &tls.certs {
+        let mut default = None;
+        for (names, key) in certs {
+            default.get_or_insert_with(|| Arc::clone(key));
             for name in names {
                 match name.strip_prefix("*.") {
                     Some(suffix) => wildcard.entry(suffix.to_string()),
@@ -218,7 +225,7 @@ impl SniResolver {
         SniResolver {
             exact,
             wildcard,
-            default: tls.certs.first().map(|c| Arc::clone(&c.key)),
+            default,
         }
     }
 
@@ -242,5 +249,34 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.pick(hello.server_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_placeholder_ca_parses() {
+        assert_eq!(placeholder_ca().map(|c| c.len()), Some(1));
+    }
+
+    #[test]
+    fn pem_errors_name_the_file() {
+        assert_eq!(
+            parse_certs(b"not a certificate\n", "a.pem").unwrap_err(),
+            TlsError::Empty("a.pem".into(), "PEM certificate")
+        );
+        let cut = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
+        assert!(matches!(
+            parse_certs(cut, "cut.pem"),
+            Err(TlsError::Parse(file, _)) if file == "cut.pem"
+        ));
+        let (chain, names) = server_chain(PLACEHOLDER_CA.as_bytes(), "ca.pem").unwrap();
+        assert_eq!(names, ["fulcrum placeholder ca, never trusted"]);
+        assert_eq!(
+            certified_key(chain, "ca.pem", b"no key here\n", "k.pem").unwrap_err(),
+            TlsError::Empty("k.pem".into(), "PEM private key")
+        );
     }
 }

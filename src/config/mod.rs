@@ -4,6 +4,7 @@
 //! [`model::Config`]. Quick mode builds a [`schema::FileConfig`] from flags and takes the same
 //! path, so a flag and a file can never mean different things.
 
+pub mod algorithm;
 pub mod error;
 pub mod model;
 pub mod runtime_files;

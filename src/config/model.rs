@@ -10,6 +10,8 @@ use pingora_core::server::configuration::ServerConf;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+pub use super::algorithm::Algorithm;
+
 /// A complete, validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -138,8 +140,18 @@ pub struct ListenerCert {
     pub names: Vec<String>,
     /// Chain and key.
     pub key: std::sync::Arc<rustls::sign::CertifiedKey>,
-    /// Where the chain came from (for logs).
-    pub cert_path: String,
+}
+
+/// A listener's certificates as (names, key) pairs, first the default: what
+/// [`crate::tls::SniResolver::new`] takes.
+impl<'a> IntoIterator for &'a ListenerTls {
+    type Item = (&'a [String], &'a std::sync::Arc<rustls::sign::CertifiedKey>);
+    type IntoIter =
+        std::iter::Map<std::slice::Iter<'a, ListenerCert>, fn(&'a ListenerCert) -> Self::Item>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.certs.iter().map(|c| (c.names.as_slice(), &c.key))
+    }
 }
 
 /// A fixed-response HTTP server.
@@ -157,79 +169,6 @@ pub struct DemoBackend {
     pub delay: Option<Duration>,
     /// Extra response headers.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-/// How an upstream group picks a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// Pingora's `RoundRobin`: rotation in address order, a backend of weight w repeated w times.
-    RoundRobin,
-    /// Smooth weighted round robin (nginx): weights 5,1,1 give a a b a c a a.
-    WeightedRoundRobin,
-    /// Pingora's `Random`, weight-aware.
-    Random,
-    /// Power of two choices: two random backends, the one with fewer in-flight requests
-    /// (relative to weight) wins.
-    P2c,
-    /// Fewest in-flight requests relative to weight; ties broken by rotation.
-    LeastConnections,
-    /// Pingora's FNV hash of the client IP over the backends.
-    IpHash,
-    /// Pingora's Ketama consistent hashing on a [`HashKey`].
-    Consistent,
-    /// Sticky sessions: a cookie names the backend; the fallback picks when it can't.
-    Cookie,
-    /// The first healthy backend in config order (primary/backup).
-    First,
-}
-
-impl Algorithm {
-    /// Every algorithm with the name used in config files.
-    pub const ALL: &'static [(&'static str, Algorithm)] = &[
-        ("round_robin", Algorithm::RoundRobin),
-        ("weighted_round_robin", Algorithm::WeightedRoundRobin),
-        ("random", Algorithm::Random),
-        ("p2c", Algorithm::P2c),
-        ("least_connections", Algorithm::LeastConnections),
-        ("ip_hash", Algorithm::IpHash),
-        ("consistent", Algorithm::Consistent),
-        ("cookie", Algorithm::Cookie),
-        ("first", Algorithm::First),
-    ];
-
-    /// Accepted aliases (`weighted`, `ketama`, `least_conn`).
-    const ALIASES: &'static [(&'static str, Algorithm)] = &[
-        ("weighted", Algorithm::WeightedRoundRobin),
-        ("ketama", Algorithm::Consistent),
-        ("least_conn", Algorithm::LeastConnections),
-    ];
-
-    /// Parse a config name or alias.
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        Self::ALL
-            .iter()
-            .chain(Self::ALIASES)
-            .find(|(n, _)| *n == name)
-            .map(|(_, a)| *a)
-    }
-
-    /// The name used in config files.
-    pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, a)| *a == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("unknown")
-    }
-
-    /// Whether the algorithm needs something from the request (a key or a cookie) and so
-    /// cannot serve as a fallback.
-    pub fn is_keyed(self) -> bool {
-        matches!(
-            self,
-            Algorithm::Consistent | Algorithm::Cookie | Algorithm::IpHash
-        )
-    }
 }
 
 /// `SameSite` attribute of the sticky cookie.
@@ -476,13 +415,6 @@ pub struct HeaderEdits {
     pub set: Vec<(HeaderName, HeaderValue)>,
     /// Headers to append.
     pub add: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl HeaderEdits {
-    /// True when there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
-    }
 }
 
 /// Forwarding-header policy.

@@ -1,0 +1,147 @@
+//! The `limits:` and `rate_limit:` sections: what one client or connection may ask of fulcrum.
+
+use super::values::{body_limit, int_in};
+use super::Result;
+use crate::config::error::ConfigError;
+use crate::config::model::*;
+use crate::config::schema::*;
+use crate::config::units::{parse_positive_duration, parse_size};
+
+/// Most headers Pingora parses; it answers 400 to more, before fulcrum sees the request.
+const PINGORA_MAX_HEADERS: i64 = 256;
+
+pub(super) fn limits(spec: Option<&LimitsSpec>) -> Result<Limits> {
+    let mut out = Limits::default();
+    let Some(spec) = spec else {
+        return Ok(out);
+    };
+    if let Some(v) = &spec.max_header_bytes {
+        let n = parse_size("limits.max_header_bytes", v)?;
+        if !(1024..=1 << 20).contains(&n) {
+            return Err(ConfigError::invalid(
+                "limits.max_header_bytes",
+                format!("expected a size from 1KiB to 1MiB, found {n} bytes"),
+            ));
+        }
+        out.max_header_bytes = n as usize;
+    }
+    if let Some(n) = spec.max_headers {
+        out.max_headers = int_in("limits.max_headers", n, 1..=PINGORA_MAX_HEADERS)? as usize;
+    }
+    if let Some(v) = &spec.max_body_bytes {
+        out.max_body_bytes = body_limit("limits.max_body_bytes", v)?;
+    }
+    if let Some(t) = &spec.header_timeout {
+        out.header_timeout = parse_positive_duration("limits.header_timeout", t)?;
+    }
+    if let Some(t) = &spec.body_timeout {
+        out.body_timeout = parse_positive_duration("limits.body_timeout", t)?;
+    }
+    if let Some(t) = &spec.keepalive_timeout {
+        let path = "limits.keepalive_timeout";
+        let d = parse_positive_duration(path, t)?;
+        if d.subsec_nanos() != 0 {
+            return Err(ConfigError::invalid(
+                path,
+                format!(
+                    "expected whole seconds (Pingora counts keep-alive in seconds), found {t:?}"
+                ),
+            ));
+        }
+        out.keepalive_timeout_secs = d.as_secs();
+    }
+    if let Some(n) = spec.max_connections {
+        out.max_connections = int_in("limits.max_connections", n, 1..=10_000_000)? as usize;
+    }
+    Ok(out)
+}
+
+pub(super) fn rate_limit(base: &str, spec: &RateLimitSpec) -> Result<RateLimit> {
+    let rps = spec.requests_per_second;
+    if !(rps.is_finite() && rps > 0.0 && rps <= 1e9) {
+        return Err(ConfigError::invalid(
+            format!("{base}.requests_per_second"),
+            format!("expected a number above 0 (e.g. 10 or 0.5), found {rps}"),
+        ));
+    }
+    let burst = match spec.burst {
+        None => rps.ceil().max(1.0) as u32,
+        Some(b) => int_in(&format!("{base}.burst"), b, 1..=1_000_000)? as u32,
+    };
+    let max_clients = match spec.max_clients {
+        None => 100_000,
+        Some(n) => int_in(&format!("{base}.max_clients"), n, 1..=100_000_000)? as usize,
+    };
+    Ok(RateLimit {
+        requests_per_second: rps,
+        burst,
+        max_clients,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::validate::testing::rejects;
+
+    #[test]
+    fn limit_rules() {
+        rejects(&[
+            (
+                "limits: {max_headers: 0}",
+                "limits.max_headers",
+                "expected an integer from 1 to 256, found 0",
+            ),
+            (
+                "limits: {max_headers: 257}",
+                "limits.max_headers",
+                "expected an integer from 1 to 256, found 257",
+            ),
+            (
+                "limits: {max_header_bytes: 10}",
+                "limits.max_header_bytes",
+                "expected a size from 1KiB to 1MiB, found 10 bytes",
+            ),
+            (
+                "limits: {max_body_bytes: 10XB}",
+                "limits.max_body_bytes",
+                "expected a size like 512, 64KiB, 10MiB or 1GiB, found \"10XB\"",
+            ),
+            (
+                "limits: {header_timeout: 0s}",
+                "limits.header_timeout",
+                "expected a duration above zero",
+            ),
+            (
+                "limits: {keepalive_timeout: 1500ms}",
+                "limits.keepalive_timeout",
+                "expected whole seconds (Pingora counts keep-alive in seconds), found \"1500ms\"",
+            ),
+            (
+                "limits: {max_connections: 0}",
+                "limits.max_connections",
+                "expected an integer from 1 to 10000000, found 0",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rate_limit_rules() {
+        rejects(&[
+            (
+                "rate_limit: {requests_per_second: 0}",
+                "rate_limit.requests_per_second",
+                "expected a number above 0 (e.g. 10 or 0.5), found 0",
+            ),
+            (
+                "rate_limit: {requests_per_second: 10, burst: 0}",
+                "rate_limit.burst",
+                "expected an integer from 1 to 1000000, found 0",
+            ),
+            (
+                "rate_limit: {requests_per_second: 10, max_clients: 0}",
+                "rate_limit.max_clients",
+                "expected an integer from 1 to 100000000, found 0",
+            ),
+        ]);
+    }
+}

@@ -1,0 +1,450 @@
+//! The `upstreams:` section: groups of backends, how one is picked, and how it is reached.
+
+use super::health::{circuit_breaker, health_check};
+use super::load::{read_pem, Load};
+use super::sticky::sticky;
+use super::values::int_in;
+use super::Result;
+use crate::config::error::ConfigError;
+use crate::config::model::*;
+use crate::config::schema::*;
+use crate::config::units::{parse_duration, parse_positive_duration};
+use crate::tls;
+use http::{HeaderName, HeaderValue};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+/// Largest accepted backend weight.
+pub const MAX_WEIGHT: i64 = 1000;
+
+pub(super) fn upstreams(
+    specs: &BTreeMap<String, UpstreamSpec>,
+    io: &dyn Load,
+) -> Result<(Vec<Upstream>, HashMap<String, usize>)> {
+    let mut out = Vec::with_capacity(specs.len());
+    let mut names = HashMap::new();
+    for (name, spec) in specs {
+        let base = format!("upstreams.{name}");
+        if name.is_empty() {
+            return Err(ConfigError::invalid(
+                "upstreams",
+                "an upstream name is empty",
+            ));
+        }
+        names.insert(name.clone(), out.len());
+        out.push(upstream(&base, name, spec, io)?);
+    }
+    Ok((out, names))
+}
+
+fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Result<Upstream> {
+    if spec.backends.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{base}.backends"),
+            "an upstream needs at least one backend, e.g. `backends: [{addr: 127.0.0.1:3001}]`",
+        ));
+    }
+    let algorithm = match &spec.algorithm {
+        Some(a) => parse_algorithm(&format!("{base}.algorithm"), a)?,
+        None => Algorithm::RoundRobin,
+    };
+    let hash_key = match (&spec.hash_key, algorithm) {
+        (Some(k), Algorithm::Consistent) => hash_key(&format!("{base}.hash_key"), k)?,
+        (Some(_), _) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.hash_key"),
+                "only used with `algorithm: consistent` (ip_hash always hashes the client IP; \
+                 other algorithms use no key)",
+            ))
+        }
+        (None, _) => HashKey::ClientIp,
+    };
+    let fallback = match &spec.fallback {
+        Some(a) => {
+            let path = format!("{base}.fallback");
+            let fallback = parse_algorithm(&path, a)?;
+            if fallback.is_keyed() {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!(
+                        "the fallback must not need a key itself; pick round_robin, \
+                         weighted_round_robin, random, p2c, least_connections or first, found {a:?}"
+                    ),
+                ));
+            }
+            fallback
+        }
+        None => Algorithm::RoundRobin,
+    };
+    let sticky = match (&spec.sticky, algorithm) {
+        (Some(s), Algorithm::Cookie) => Some(sticky(&format!("{base}.sticky"), s)?),
+        (None, Algorithm::Cookie) => Some(sticky(&format!("{base}.sticky"), &Default::default())?),
+        (Some(_), _) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.sticky"),
+                "only used with `algorithm: cookie`",
+            ))
+        }
+        (None, _) => None,
+    };
+    let mut backends = Vec::with_capacity(spec.backends.len());
+    let mut seen = HashMap::new();
+    for (i, b) in spec.backends.iter().enumerate() {
+        let path = format!("{base}.backends[{i}]");
+        let addr = resolve_addr(&format!("{path}.addr"), &b.addr, io)?;
+        let host = b
+            .addr
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['))
+            .map(str::to_ascii_lowercase);
+        let weight = int_in(
+            &format!("{path}.weight"),
+            b.weight.unwrap_or(1),
+            1..=MAX_WEIGHT,
+        )?;
+        if let Some(first) = seen.insert(addr, i) {
+            return Err(ConfigError::invalid(
+                format!("{path}.addr"),
+                format!("{addr} is already backends[{first}] of this upstream"),
+            ));
+        }
+        backends.push(Backend {
+            addr,
+            host,
+            weight: weight as u32,
+        });
+    }
+    let timeouts = timeouts(&format!("{base}.timeouts"), spec.timeouts.as_ref())?;
+    let tls = spec
+        .tls
+        .as_ref()
+        .map(|t| upstream_tls(&format!("{base}.tls"), t, io))
+        .transpose()?;
+    let max_tries = match spec.max_tries {
+        Some(0) => {
+            return Err(ConfigError::invalid(
+                format!("{base}.max_tries"),
+                "expected at least 1 try, found 0",
+            ))
+        }
+        Some(n) => n.min(backends.len()),
+        None => backends.len().min(3),
+    };
+    let max_try_duration = spec
+        .max_try_duration
+        .as_deref()
+        .map(|d| parse_duration(&format!("{base}.max_try_duration"), d))
+        .transpose()?;
+    let health_check = spec
+        .health_check
+        .as_ref()
+        .map(|h| health_check(&format!("{base}.health_check"), h))
+        .transpose()?;
+    let circuit_breaker = circuit_breaker(
+        &format!("{base}.circuit_breaker"),
+        spec.circuit_breaker.as_ref(),
+    )?;
+    Ok(Upstream {
+        name: name.to_string(),
+        algorithm,
+        hash_key,
+        fallback,
+        sticky,
+        backends,
+        timeouts,
+        tls,
+        max_tries,
+        max_try_duration,
+        health_check,
+        circuit_breaker,
+        backend_limit: backend_limit(base, spec)?,
+    })
+}
+
+fn parse_algorithm(path: &str, name: &str) -> Result<Algorithm> {
+    Algorithm::from_name(name).ok_or_else(|| {
+        let known: Vec<_> = Algorithm::ALL.iter().map(|(n, _)| *n).collect();
+        ConfigError::invalid(
+            path,
+            format!(
+                "unknown algorithm {name:?}, expected one of: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+fn hash_key(path: &str, text: &str) -> Result<HashKey> {
+    let bad = || {
+        ConfigError::invalid(
+            path,
+            format!(
+                "expected client_ip, path, header:NAME, cookie:NAME or query:NAME, found {text:?}"
+            ),
+        )
+    };
+    match text.split_once(':') {
+        None if text == "client_ip" => Ok(HashKey::ClientIp),
+        None if text == "path" => Ok(HashKey::Path),
+        Some((_, "")) => Err(bad()),
+        Some(("header", name)) => HeaderName::from_bytes(name.as_bytes())
+            .map(HashKey::Header)
+            .map_err(|_| bad()),
+        Some(("cookie", name)) => Ok(HashKey::Cookie(name.to_string())),
+        Some(("query", name)) => Ok(HashKey::Query(name.to_string())),
+        _ => Err(bad()),
+    }
+}
+
+/// A backend address: `IP:port`, or `host:port` resolved now.
+fn resolve_addr(path: &str, text: &str, io: &dyn Load) -> Result<SocketAddr> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    let bad = |why: String| ConfigError::invalid(path, why);
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| bad(format!("expected host:port, found {text:?} (no port)")))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad(format!("expected host:port, found {text:?}")));
+    }
+    io.resolve(text)
+        .map_err(|e| bad(format!("cannot resolve {text:?}: {e}")))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad(format!("{text:?} resolves to no address")))
+}
+
+fn backend_limit(base: &str, spec: &UpstreamSpec) -> Result<Option<BackendLimit>> {
+    let Some(max) = spec.max_connections else {
+        if spec.queue.is_some() {
+            return Err(ConfigError::invalid(
+                format!("{base}.queue"),
+                "only used with `max_connections`",
+            ));
+        }
+        return Ok(None);
+    };
+    let max = int_in(&format!("{base}.max_connections"), max, 1..=1_000_000)?;
+    let queue = spec.queue.clone().unwrap_or_default();
+    let queue_size = match queue.size {
+        None => 100,
+        Some(n) => int_in(&format!("{base}.queue.size"), n, 0..=1_000_000)? as usize,
+    };
+    let queue_timeout = match &queue.timeout {
+        Some(t) => parse_positive_duration(&format!("{base}.queue.timeout"), t)?,
+        None => std::time::Duration::from_secs(5),
+    };
+    Ok(Some(BackendLimit {
+        max_connections: max as u32,
+        queue_size,
+        queue_timeout,
+    }))
+}
+
+fn timeouts(base: &str, spec: Option<&TimeoutsSpec>) -> Result<Timeouts> {
+    let mut t = Timeouts::default();
+    let Some(spec) = spec else { return Ok(t) };
+    let fields = [
+        ("connect", &spec.connect, &mut t.connect),
+        ("read", &spec.read, &mut t.read),
+        ("write", &spec.write, &mut t.write),
+        ("idle", &spec.idle, &mut t.idle),
+        ("tunnel", &spec.tunnel, &mut t.tunnel),
+    ];
+    for (key, text, slot) in fields {
+        if let Some(text) = text {
+            *slot = parse_positive_duration(&format!("{base}.{key}"), text)?;
+        }
+    }
+    Ok(t)
+}
+
+fn upstream_tls(base: &str, spec: &UpstreamTlsSpec, io: &dyn Load) -> Result<UpstreamTls> {
+    let ca = spec
+        .ca_file
+        .as_deref()
+        .map(|f| {
+            read_pem(io, f)
+                .and_then(|pem| tls::ca_list(&pem, f))
+                .map_err(|e| ConfigError::invalid(format!("{base}.ca_file"), e.to_string()))
+        })
+        .transpose()?;
+    if let Some(sni) = &spec.sni {
+        if sni.is_empty() || HeaderValue::from_str(sni).is_err() || sni.contains(['/', ' ']) {
+            return Err(ConfigError::invalid(
+                format!("{base}.sni"),
+                format!("expected a host name, found {sni:?}"),
+            ));
+        }
+    }
+    Ok(UpstreamTls {
+        sni: spec.sni.clone().unwrap_or_default(),
+        ca,
+        ca_file: spec.ca_file.clone(),
+        insecure_skip_verify: spec.insecure_skip_verify,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::validate::testing::{accepts, rejects};
+    use std::net::SocketAddr;
+
+    fn upstream(fields: &str) -> String {
+        format!("upstreams: {{api: {{{fields}}}}}")
+    }
+
+    const ONE: &str = "backends: [{addr: '127.0.0.1:3001'}]";
+
+    #[test]
+    fn rules() {
+        let cases = [
+            (
+                upstream("backends: []"),
+                "upstreams.api.backends",
+                "an upstream needs at least one backend, e.g. `backends: [{addr: 127.0.0.1:3001}]`",
+            ),
+            (
+                upstream("backends: [{addr: '127.0.0.1:3001', weight: 0}]"),
+                "upstreams.api.backends[0].weight",
+                "expected an integer from 1 to 1000, found 0",
+            ),
+            (
+                upstream("backends: [{addr: '127.0.0.1:3001'}, {addr: '127.0.0.1:3002', weight: 1001}]"),
+                "upstreams.api.backends[1].weight",
+                "expected an integer from 1 to 1000, found 1001",
+            ),
+            (
+                upstream("backends: [{addr: '127.0.0.1:3001'}, {addr: 'localhost:3001'}]"),
+                "upstreams.api.backends[1].addr",
+                "127.0.0.1:3001 is already backends[0] of this upstream",
+            ),
+            (
+                upstream("backends: [{addr: backend}]"),
+                "upstreams.api.backends[0].addr",
+                "expected host:port, found \"backend\" (no port)",
+            ),
+            (
+                upstream("backends: [{addr: 'backend:http'}]"),
+                "upstreams.api.backends[0].addr",
+                "expected host:port, found \"backend:http\"",
+            ),
+            (
+                upstream("backends: [{addr: 'nowhere.test:80'}]"),
+                "upstreams.api.backends[0].addr",
+                "cannot resolve \"nowhere.test:80\": entity not found",
+            ),
+            (
+                upstream(&format!("algorithm: fastest, {ONE}")),
+                "upstreams.api.algorithm",
+                "unknown algorithm \"fastest\", expected one of: ALGORITHMS",
+            ),
+            (
+                upstream(&format!("hash_key: path, {ONE}")),
+                "upstreams.api.hash_key",
+                "only used with `algorithm: consistent` (ip_hash always hashes the client IP; \
+                 other algorithms use no key)",
+            ),
+            (
+                upstream(&format!("algorithm: consistent, hash_key: 'cookie:', {ONE}")),
+                "upstreams.api.hash_key",
+                "expected client_ip, path, header:NAME, cookie:NAME or query:NAME, found \"cookie:\"",
+            ),
+            (
+                upstream(&format!("algorithm: consistent, fallback: ip_hash, {ONE}")),
+                "upstreams.api.fallback",
+                "the fallback must not need a key itself; pick round_robin, weighted_round_robin, \
+                 random, p2c, least_connections or first, found \"ip_hash\"",
+            ),
+            (
+                upstream(&format!("sticky: {{}}, {ONE}")),
+                "upstreams.api.sticky",
+                "only used with `algorithm: cookie`",
+            ),
+            (
+                upstream(&format!("max_tries: 0, {ONE}")),
+                "upstreams.api.max_tries",
+                "expected at least 1 try, found 0",
+            ),
+            (
+                upstream(&format!("max_try_duration: 1 minute, {ONE}")),
+                "upstreams.api.max_try_duration",
+                "expected a duration like 500ms, 5s, 2m or 1h, found \"1 minute\"",
+            ),
+            (
+                upstream(&format!("timeouts: {{read: 0s}}, {ONE}")),
+                "upstreams.api.timeouts.read",
+                "expected a duration above zero",
+            ),
+            (
+                upstream(&format!("max_connections: 0, {ONE}")),
+                "upstreams.api.max_connections",
+                "expected an integer from 1 to 1000000, found 0",
+            ),
+            (
+                upstream(&format!("queue: {{size: 1}}, {ONE}")),
+                "upstreams.api.queue",
+                "only used with `max_connections`",
+            ),
+            (
+                upstream(&format!("max_connections: 10, queue: {{size: -1}}, {ONE}")),
+                "upstreams.api.queue.size",
+                "expected an integer from 0 to 1000000, found -1",
+            ),
+            (
+                upstream(&format!("tls: {{ca_file: /no/ca.pem}}, {ONE}")),
+                "upstreams.api.tls.ca_file",
+                "cannot read /no/ca.pem: entity not found",
+            ),
+            (
+                upstream(&format!("tls: {{ca_file: /garbage.pem}}, {ONE}")),
+                "upstreams.api.tls.ca_file",
+                "/garbage.pem contains no PEM certificate",
+            ),
+            (
+                upstream(&format!("tls: {{sni: 'a b'}}, {ONE}")),
+                "upstreams.api.tls.sni",
+                "expected a host name, found \"a b\"",
+            ),
+        ];
+        let algorithms: Vec<_> = crate::config::model::Algorithm::ALL
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        let algorithms = algorithms.join(", ");
+        let cases: Vec<_> = cases
+            .iter()
+            .map(|(y, p, m)| (y.clone(), *p, m.replace("ALGORITHMS", &algorithms)))
+            .collect();
+        let cases: Vec<_> = cases
+            .iter()
+            .map(|(y, p, m)| (y.as_str(), *p, m.as_str()))
+            .collect();
+        rejects(&cases);
+    }
+
+    #[test]
+    fn host_names_are_resolved_through_the_loader() {
+        let config = accepts(&upstream(
+            "backends: [{addr: 'LocalHost:3001'}, {addr: '127.0.0.1:3002'}]",
+        ));
+        let backends = &config.upstreams[0].backends;
+        assert_eq!(
+            backends[0].addr,
+            "127.0.0.1:3001".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(backends[0].host.as_deref(), Some("localhost"));
+        assert_eq!(backends[1].host, None);
+    }
+
+    #[test]
+    fn tries_default_to_three_and_stop_at_the_backend_count() {
+        let config = accepts(&upstream(ONE));
+        assert_eq!(config.upstreams[0].max_tries, 1);
+        let four = "backends: [{addr: '127.0.0.1:1'}, {addr: '127.0.0.1:2'}, \
+                    {addr: '127.0.0.1:3'}, {addr: '127.0.0.1:4'}]";
+        assert_eq!(accepts(&upstream(four)).upstreams[0].max_tries, 3);
+    }
+}
