@@ -4,6 +4,8 @@
 //! (Pingora services) -> [`proxy`] hooks: [`routing`] -> [`balancer`] (pick a backend) ->
 //! connect, retry on failure -> rewrite headers -> proxy -> answer errors.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod balancer;
 pub mod cli;

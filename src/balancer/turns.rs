@@ -23,7 +23,13 @@ impl Turns {
     /// then take the same turn, which only lets one tie go the same way twice.
     #[inline]
     pub fn next(&self) -> usize {
-        let turn = &self.stripes[stripe()];
+        self.next_on(stripe())
+    }
+
+    /// The next turn of one stripe.
+    #[inline]
+    fn next_on(&self, stripe: usize) -> usize {
+        let turn = &self.stripes[stripe];
         let t = turn.load(Relaxed);
         turn.store(t.wrapping_add(1), Relaxed);
         t
@@ -35,18 +41,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_thread_counts_its_own_turns() {
+    fn each_stripe_counts_its_own_turns() {
         let turns = Turns::default();
-        assert_eq!((turns.next(), turns.next()), (0, 1));
+        assert_eq!((turns.next_on(0), turns.next_on(0)), (0, 1));
+        assert_eq!((turns.next_on(1), turns.next_on(1)), (0, 1));
+        assert_eq!(turns.next_on(0), 2);
+        assert_eq!(turns.next_on(STRIPES - 1), 0);
+    }
+
+    #[test]
+    fn a_thread_takes_the_turns_of_its_stripe_in_order() {
+        let turns = Turns::default();
         let mine = stripe();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // Unless 8 other threads started picking in between and wrapped the stripes.
-                if stripe() != mine {
-                    assert_eq!((turns.next(), turns.next()), (0, 1));
-                }
-            });
-        });
-        assert_eq!(turns.next(), 2);
+        assert_eq!((turns.next(), turns.next(), turns.next()), (0, 1, 2));
+        assert_eq!(turns.next_on(mine), 3);
     }
 }

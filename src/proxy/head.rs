@@ -43,38 +43,32 @@ impl Head for HeaderMap {
     }
 }
 
-// Pingora refuses an insert only for an invalid name or a map past 32,768 fields; the names
-// here are already `HeaderName`s and fulcrum caps a request at 256 fields, so the results are
-// ignored.
-impl Head for RequestHeader {
-    fn fields(&self) -> &HeaderMap {
-        &self.headers
-    }
-    fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        let _ = self.insert_header(name, value);
-    }
-    fn add(&mut self, name: &HeaderName, value: HeaderValue) {
-        let _ = self.append_header(name, value);
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
+/// `Head` for Pingora's request and response heads, which edit their fields the same way.
+///
+/// Pingora refuses an insert only for an invalid name or a map past 32,768 fields; the names
+/// here are already `HeaderName`s and fulcrum caps a request at 256 fields, so the results are
+/// ignored.
+macro_rules! head_of_pingora {
+    ($head:ty) => {
+        impl Head for $head {
+            fn fields(&self) -> &HeaderMap {
+                &self.headers
+            }
+            fn set(&mut self, name: &HeaderName, value: HeaderValue) {
+                let _ = self.insert_header(name, value);
+            }
+            fn add(&mut self, name: &HeaderName, value: HeaderValue) {
+                let _ = self.append_header(name, value);
+            }
+            fn remove(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+        }
+    };
 }
 
-impl Head for ResponseHeader {
-    fn fields(&self) -> &HeaderMap {
-        &self.headers
-    }
-    fn set(&mut self, name: &HeaderName, value: HeaderValue) {
-        let _ = self.insert_header(name, value);
-    }
-    fn add(&mut self, name: &HeaderName, value: HeaderValue) {
-        let _ = self.append_header(name, value);
-    }
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-}
+head_of_pingora!(RequestHeader);
+head_of_pingora!(ResponseHeader);
 
 /// Room made up front for the fields fulcrum adds to a request by default (the three
 /// `X-Forwarded-*`, `Via`, `X-Request-Id`, one more), so the map grows at most once.

@@ -27,19 +27,20 @@
 //! per-request state, and the keep-alive timeout is one timer per connection, moved, rather
 //! than one registered per request.
 
+mod delegate;
+mod pending;
+mod scan;
+
 use async_trait::async_trait;
-use pingora_core::protocols::raw_connect::ProxyDigest;
-use pingora_core::protocols::tls::TlsRef;
-use pingora_core::protocols::{
-    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
-    TimingDigest, UniqueID, UniqueIDType, ALPN,
-};
+use pending::Pending;
+use pingora_core::protocols::{Peek, Stream};
+use scan::HeadScan;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -68,16 +69,6 @@ enum Phase {
     Body,
 }
 
-/// Where the end-of-head scanner is within the current line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Line {
-    /// Inside a line that has text (or before any line).
-    #[default]
-    Text,
-    /// At the start of a line: nothing but carriage returns since the last line feed.
-    Start,
-}
-
 static TIMEOUT_408: LazyLock<Vec<u8>> = LazyLock::new(|| {
     super::raw_answer(
         "408 Request Timeout",
@@ -94,99 +85,10 @@ static TOO_LARGE_431: LazyLock<Vec<u8>> = LazyLock::new(|| {
     )
 });
 
-/// Finds the end of a request head in the bytes read so far, and counts them.
-#[derive(Debug, Default)]
-struct HeadScan {
-    line: Line,
-    /// A non-empty line was seen (empty lines before the request line are skipped).
-    seen_text: bool,
-    /// Bytes of the head so far (up to and including its end once found).
-    bytes: usize,
-    /// Lines of the head ended so far (the request line and header lines).
-    lines: usize,
-}
-
-impl HeadScan {
-    /// Scan the next bytes; true when the head ended within them.
-    ///
-    /// A line with nothing but carriage returns is empty; the first empty line after some
-    /// text ends the head. Only line feeds are searched for, and each line's text is noticed
-    /// at its first byte, so a head costs about one `memchr` step per line.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        let mut from = 0;
-        for nl in memchr::memchr_iter(b'\n', bytes) {
-            self.note_text(&bytes[from..nl]);
-            // Before any text (leading empty lines) a line feed only starts a line.
-            if self.seen_text {
-                if self.line == Line::Start {
-                    self.bytes += nl + 1;
-                    return true;
-                }
-                self.lines += 1;
-            }
-            self.line = Line::Start;
-            from = nl + 1;
-        }
-        self.note_text(&bytes[from..]);
-        self.bytes += bytes.len();
-        false
-    }
-
-    /// Part of a line (no line feed in it): any byte but a carriage return is text.
-    fn note_text(&mut self, part: &[u8]) {
-        if part.iter().any(|&b| b != b'\r') {
-            self.line = Line::Text;
-            self.seen_text = true;
-        }
-    }
-}
-
 /// Most bytes read from the client at once while a head is awaited: heads go through a buffer
 /// on the stack, so that only the head itself is handed to Pingora's parser, and the bytes
 /// after it (a body, a pipelined request) wait in [`HeadGuard`] until they are asked for.
 const HEAD_READ: usize = 4096;
-
-/// Largest allocation [`Pending`] keeps once it is empty: enough for most request heads, so a
-/// busy connection does not allocate for each one, and little for an idle connection to hold.
-const PENDING_KEEP: usize = 1024;
-
-/// Bytes read from the client and not yet handed up: a buffer and how much of it is taken.
-#[derive(Debug, Default)]
-struct Pending {
-    buf: Vec<u8>,
-    taken: usize,
-}
-
-impl Pending {
-    fn bytes(&self) -> &[u8] {
-        &self.buf[self.taken..]
-    }
-
-    fn len(&self) -> usize {
-        self.buf.len() - self.taken
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn extend(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// The first `n` bytes were handed up.
-    fn consume(&mut self, n: usize) {
-        self.taken += n;
-        if self.taken == self.buf.len() {
-            self.taken = 0;
-            if self.buf.capacity() > PENDING_KEEP {
-                self.buf = Vec::new();
-            } else {
-                self.buf.clear();
-            }
-        }
-    }
-}
 
 /// A client stream with request-head limits; see the module docs.
 pub struct HeadGuard {
@@ -422,97 +324,6 @@ impl AsyncRead for HeadGuard {
                 Poll::Pending => return this.poll_head_deadline(cx).map(Err),
             }
         }
-    }
-}
-
-impl AsyncWrite for HeadGuard {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-#[async_trait]
-impl Shutdown for HeadGuard {
-    async fn shutdown(&mut self) {
-        self.inner.shutdown().await
-    }
-}
-
-impl UniqueID for HeadGuard {
-    fn id(&self) -> UniqueIDType {
-        self.inner.id()
-    }
-}
-
-impl Ssl for HeadGuard {
-    fn get_ssl(&self) -> Option<&TlsRef> {
-        self.inner.get_ssl()
-    }
-
-    fn get_ssl_digest(&self) -> Option<Arc<pingora_core::protocols::tls::SslDigest>> {
-        self.inner.get_ssl_digest()
-    }
-
-    fn selected_alpn_proto(&self) -> Option<ALPN> {
-        self.inner.selected_alpn_proto()
-    }
-}
-
-impl GetTimingDigest for HeadGuard {
-    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
-    }
-
-    fn get_read_pending_time(&self) -> Duration {
-        self.inner.get_read_pending_time()
-    }
-
-    fn get_write_pending_time(&self) -> Duration {
-        self.inner.get_write_pending_time()
-    }
-}
-
-impl GetProxyDigest for HeadGuard {
-    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
-    }
-
-    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.inner.set_proxy_digest(digest)
-    }
-}
-
-impl GetSocketDigest for HeadGuard {
-    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
-    }
-
-    fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.inner.set_socket_digest(digest)
     }
 }
 
