@@ -118,7 +118,7 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
     // A checker has one server name for all backends: the group's `sni`, or else the first
     // backend's name, with the name check off (the chain is still verified).
     let (tls, sni) = match (&upstream.tls, upstream.backends.first()) {
-        (Some(t), Some(b)) => (true, crate::proxy::peer::server_name(t, b)),
+        (Some(t), Some(b)) => (true, crate::peer::server_name(t, b)),
         _ => (false, String::new()),
     };
     let name_checked = upstream.tls.as_ref().is_some_and(|t| !t.sni.is_empty());
@@ -131,7 +131,7 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
             };
             check.peer_template.options.connection_timeout = Some(cfg.timeout);
             if let Some(t) = &upstream.tls {
-                crate::proxy::peer::apply_tls(&mut check.peer_template.options, t);
+                crate::peer::apply_tls(&mut check.peer_template.options, t);
                 check.peer_template.options.verify_hostname &= name_checked;
             }
             check
@@ -161,7 +161,7 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
             peer.options.read_timeout = Some(cfg.timeout);
             peer.options.write_timeout = Some(cfg.timeout);
             if let Some(t) = &upstream.tls {
-                crate::proxy::peer::apply_tls(&mut peer.options, t);
+                crate::peer::apply_tls(&mut peer.options, t);
                 peer.options.verify_hostname &= name_checked;
             }
             match (expect_body, host.is_empty()) {

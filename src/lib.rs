@@ -15,6 +15,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
+pub mod peer;
 pub mod preflight;
 pub mod procfs;
 pub mod proxy;

@@ -19,7 +19,6 @@ pub mod head;
 pub mod header_rules;
 pub mod host;
 pub mod outcome;
-pub mod peer;
 pub mod report;
 pub mod request_id;
 pub mod respond;

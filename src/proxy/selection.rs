@@ -7,11 +7,12 @@
 
 use super::context::RequestCtx;
 use super::state::ProxyState;
-use super::{hash_key, peer, respond};
+use super::{hash_key, respond};
 use crate::balancer::stats::InFlight;
 use crate::balancer::{Chosen, Pick, UpstreamGroup};
 use crate::config::model::{Algorithm, HashKey};
 use crate::limits::slots::{BackendSlots, QueueError, Slot};
+use crate::peer;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;

@@ -2,12 +2,12 @@
 //! from the validated config, and [`ListenerInfo`], what one listener adds to it.
 
 use super::context::RequestCtx;
-use super::peer;
 use crate::balancer::UpstreamGroup;
 use crate::config::model::{Config, Forwarding, Limits, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
 use crate::limits::slots::BackendSlots;
 use crate::metrics::RequestMetrics;
+use crate::peer;
 use crate::routing::Router;
 use http::HeaderValue;
 use pingora_core::upstreams::peer::HttpPeer;
