@@ -56,3 +56,92 @@ impl HeadScan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `parts` as successive reads; the byte count at which the head ended.
+    fn end_of(parts: &[&[u8]]) -> Option<usize> {
+        let mut scan = HeadScan::default();
+        parts
+            .iter()
+            .find_map(|p| scan.feed(p).then_some(scan.bytes))
+    }
+
+    #[test]
+    fn finds_the_empty_line_that_ends_a_head() {
+        let crlf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(end_of(&[&[&crlf[..], b"body"].concat()]), Some(crlf.len()));
+        let lf = b"GET / HTTP/1.1\nHost: a\n\n";
+        assert_eq!(end_of(&[lf]), Some(lf.len()));
+        // Split anywhere, one byte at a time.
+        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let bytes: Vec<&[u8]> = head.chunks(1).collect();
+        assert_eq!(end_of(&bytes), Some(head.len()));
+        assert_eq!(end_of(&[b"GET / HTTP/1.1\r\n", b"\r", b"\n"]), Some(18));
+    }
+
+    #[test]
+    fn counts_lines() {
+        let mut scan = HeadScan::default();
+        assert!(!scan.feed(b"\r\nGET / HTTP/1.1\r\nA: 1\nB: 2\r\n"));
+        assert_eq!(scan.lines, 3);
+        assert!(scan.feed(b"\r\n"));
+        assert_eq!(scan.lines, 3);
+    }
+
+    /// The byte-at-a-time state machine the scanner replaced, as the reference.
+    fn reference(parts: &[&[u8]]) -> (Option<usize>, usize) {
+        let (mut start, mut seen, mut bytes, mut lines) = (false, false, 0, 0);
+        for b in parts.concat() {
+            bytes += 1;
+            match b {
+                b'\n' if start && seen => return (Some(bytes), lines),
+                b'\n' => {
+                    lines += usize::from(seen && !start);
+                    start = true;
+                }
+                b'\r' => {}
+                _ => {
+                    seen = true;
+                    start = false;
+                }
+            }
+        }
+        (None, lines)
+    }
+
+    #[test]
+    fn agrees_with_a_byte_at_a_time_scan() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n) as usize
+        };
+        for _ in 0..20_000 {
+            let len = next(24);
+            let input: Vec<u8> = (0..len).map(|_| b"a\r\n\n "[next(5)]).collect();
+            let cut = next(len as u64 + 1);
+            let parts = [&input[..cut], &input[cut..]];
+            let mut scan = HeadScan::default();
+            let ended = parts
+                .iter()
+                .find_map(|p| scan.feed(p).then_some(scan.bytes));
+            assert_eq!(
+                (ended, scan.lines),
+                reference(&parts),
+                "{input:?} cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn leading_empty_lines_do_not_end_a_head() {
+        assert_eq!(end_of(&[b"\r\n\r\n\n\n"]), None);
+        assert_eq!(end_of(&[b"\n\n", b"GET / HTTP/1.1\r\n\r\n"]), Some(2 + 18));
+        assert_eq!(end_of(&[b"GET / HTTP/1.1\r\nX: \r\r\n"]), None);
+    }
+}
