@@ -1075,8 +1075,8 @@ async fn header_section_of_2_mib_is_431() {
     expect_431("2 MiB header", &one_big_header(2048)).await;
 }
 
-/// What fulcrum does today with oversized heads: no panic, no hang, keeps serving, and
-/// whatever it forwards is intact.
+/// Oversized heads: exactly a 431 and a close, nothing forwarded, no panic, no hang, and
+/// fulcrum keeps serving afterwards.
 async fn survives(name: &str, request: &[u8]) -> RawExchange {
     let mut env = Env::start().await;
     let ex = env.send(request).await;
@@ -1086,42 +1086,25 @@ async fn survives(name: &str, request: &[u8]) -> RawExchange {
         env.backend.request_lines()
     );
     assert!(!ex.timed_out, "{name}: {}", ex.summary());
-    let statuses = ex.statuses();
+    assert_eq!(ex.statuses(), vec![431], "{name}: {}", ex.summary());
     assert!(
-        statuses.len() <= 1 && statuses.iter().all(|s| *s == 200 || (400..500).contains(s)),
-        "{name}: expected 200 or one 4xx, got {}",
+        ex.closed,
+        "{name}: the connection must close: {}",
         ex.summary()
     );
-    for r in env.backend.requests() {
-        assert!(
-            r.error.is_none(),
-            "{name}: forwarded incomplete: {:?}",
-            r.error
-        );
-        assert!(r.ambiguities().is_empty(), "{name}: {:?}", r.ambiguities());
-    }
+    assert_eq!(env.backend.count(), 0, "{name}: nothing is forwarded");
     assert_still_serving(&mut env, name).await;
     ex
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_headers_are_rejected() {
-    let ex = survives("five_hundred_headers_are_rejected", &many_headers(500)).await;
-    assert!(
-        ex.statuses().iter().all(|s| (400..500).contains(s)) && ex.closed,
-        "500 header fields must be refused: {}",
-        ex.summary()
-    );
+    survives("five_hundred_headers_are_rejected", &many_headers(500)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_section_of_2_mib_is_rejected() {
-    let ex = survives("header_section_of_2_mib_is_rejected", &one_big_header(2048)).await;
-    assert!(
-        ex.statuses().iter().all(|s| (400..500).contains(s)) && ex.closed,
-        "a 2 MiB header section must be refused: {}",
-        ex.summary()
-    );
+    survives("header_section_of_2_mib_is_rejected", &one_big_header(2048)).await;
 }
 
 // ---------------------------------------------------------------------------------------------
