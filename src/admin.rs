@@ -2,9 +2,21 @@
 //! address (loopback by default).
 //!
 //! It is a separate Pingora service, so no proxy route can reach it. With `admin.token` set,
-//! every request must carry `Authorization: Bearer <token>`.
+//! every request must carry `Authorization: Bearer <token>` ([`bearer`]).
+//!
+//! Its connections go through the same guard as the proxy's ([`Guarded`]), with limits of
+//! their own: `admin.max_connections` (503 above), `admin.header_timeout` (408) and
+//! `admin.idle_timeout` between keep-alive requests. Request bodies are read up to
+//! [`MAX_BODY`] bytes only (its endpoints take none); a larger one is answered 413 and the
+//! connection closed.
+
+mod bearer;
+
+pub use bearer::{bearer_credentials, BearerToken};
 
 use crate::config::model::Admin;
+use crate::limits::connection::{ConnectionCount, Guarded};
+use crate::limits::head_guard::HeadLimits;
 use crate::proxy::ProxyState;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -14,7 +26,7 @@ use pingora_core::services::listening::Service;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The `/status` document.
 #[derive(Debug, Serialize)]
@@ -120,11 +132,22 @@ pub fn status(state: &ProxyState, started: Instant) -> Status {
     }
 }
 
+/// Largest request body the admin listener reads; its endpoints take none.
+pub const MAX_BODY: usize = 4096;
+
+/// Largest admin request head (its requests are a line and a few headers).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Most header lines in an admin request head.
+const MAX_HEADERS: usize = 64;
+
 /// The admin app.
 pub struct AdminApp {
     state: Arc<ProxyState>,
-    token: Option<String>,
+    token: Option<BearerToken>,
     started: Instant,
+    /// How long a body may take to arrive (the head timeout).
+    body_timeout: Duration,
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Vec<u8>> {
@@ -137,11 +160,6 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response<Vec<u8>> {
         .unwrap_or_default()
 }
 
-/// Compare without leaking where the first difference is.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 impl AdminApp {
     fn authorized(&self, session: &ServerSession) -> bool {
         let Some(token) = &self.token else {
@@ -151,8 +169,45 @@ impl AdminApp {
             .req_header()
             .headers
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .is_some_and(|given| same_secret(given, token.as_bytes()))
+            .is_some_and(|v| token.accepts(v.as_bytes()))
+    }
+
+    /// Read and discard a request body of at most [`MAX_BODY`] bytes, arriving within the
+    /// body timeout; otherwise the answer to give (and the connection is to close).
+    async fn discard_body(&self, session: &mut ServerSession) -> Result<(), Response<Vec<u8>>> {
+        let mut read = 0usize;
+        let deadline = tokio::time::Instant::now() + self.body_timeout;
+        // Bounded: each turn reads at least one byte, and at most MAX_BODY + 1 are read.
+        for _ in 0..=MAX_BODY {
+            match tokio::time::timeout_at(deadline, session.read_request_body()).await {
+                Ok(Ok(Some(chunk))) => {
+                    read += chunk.len();
+                    if read > MAX_BODY {
+                        return Err(text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("413 Payload Too Large: admin requests take no body (at most {MAX_BODY} bytes are read)\n"),
+                        ));
+                    }
+                }
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(_)) => {
+                    return Err(text(
+                        StatusCode::BAD_REQUEST,
+                        "400 Bad Request: unreadable body\n",
+                    ))
+                }
+                Err(_) => {
+                    return Err(text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "408 Request Timeout: body too slow\n",
+                    ))
+                }
+            }
+        }
+        Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413 Payload Too Large: admin requests take no body\n",
+        ))
     }
 
     fn health(&self) -> Response<Vec<u8>> {
@@ -177,7 +232,10 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        while let Ok(Some(_)) = session.read_request_body().await {}
+        if let Err(answer) = self.discard_body(session).await {
+            session.set_keepalive(None);
+            return answer;
+        }
         if !self.authorized(session) {
             let mut r = text(
                 StatusCode::UNAUTHORIZED,
@@ -222,14 +280,28 @@ impl ServeHttp for AdminApp {
     }
 }
 
-/// A one-thread Pingora service for the admin listener.
-pub fn service(admin: &Admin, state: Arc<ProxyState>) -> Service<AdminApp> {
+/// A one-thread Pingora service for the admin listener, behind its own connection cap and
+/// head guard.
+pub fn service(admin: &Admin, state: Arc<ProxyState>) -> Service<Guarded<AdminApp>> {
     let app = AdminApp {
         state,
-        token: admin.token.clone(),
+        token: admin.token.as_deref().map(BearerToken::new),
         started: Instant::now(),
+        body_timeout: admin.header_timeout,
     };
-    let mut svc = Service::new("fulcrum admin".to_string(), app);
+    let head = HeadLimits {
+        timeout: admin.header_timeout,
+        max_bytes: MAX_HEAD_BYTES,
+        max_headers: MAX_HEADERS,
+        idle: admin.idle_timeout,
+    };
+    let guarded = Guarded::new(
+        app,
+        ConnectionCount::new(admin.max_connections),
+        head,
+        false,
+    );
+    let mut svc = Service::new("fulcrum admin".to_string(), guarded);
     svc.add_tcp(&admin.addr.to_string());
     svc.threads = Some(1);
     svc

@@ -1536,7 +1536,7 @@ async fn admin_listener_requires_its_token() {
         Some("Bearer wrong".to_string()),
         Some(format!("Bearer {}", &ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1])),
         Some(format!("Bearer {ADMIN_TOKEN}x")),
-        Some(format!("Bearer  {ADMIN_TOKEN}")),
+        Some(format!("Bearer{ADMIN_TOKEN}")),
         Some(format!("Basic {ADMIN_TOKEN}")),
         Some(ADMIN_TOKEN.to_string()),
     ];

@@ -109,6 +109,21 @@ pub struct Admin {
     pub addr: SocketAddr,
     /// Bearer token every request must carry, if set.
     pub token: Option<String>,
+    /// Most admin connections open at once (503 above), counted apart from the proxy's.
+    pub max_connections: usize,
+    /// Time to receive a whole request head (408 after).
+    pub header_timeout: Duration,
+    /// Idle keep-alive time of an admin connection, in whole seconds (at least 1).
+    pub idle_timeout: Duration,
+}
+
+impl Admin {
+    /// Default `admin.max_connections`.
+    pub const MAX_CONNECTIONS: usize = 64;
+    /// Default `admin.header_timeout`.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Default `admin.idle_timeout`.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 /// A listening address.

@@ -160,6 +160,17 @@ pub struct AdminSpec {
     /// Allow a non-loopback `addr` without a token; default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_public_without_token: bool,
+    /// Most admin connections open at once; default 64. Connections beyond it are answered
+    /// 503 and closed. Counted apart from the proxy listeners' `limits.max_connections`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+    /// Time an admin client has to send a whole request head; default `5s`, then 408.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_timeout: Option<String>,
+    /// How long an idle keep-alive admin connection is kept open, in whole seconds; default
+    /// `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
 }
 
 /// One listening address.

@@ -1,12 +1,12 @@
 //! The `listeners:`, `demo_backends:` and `admin:` sections: the addresses fulcrum serves on.
 
 use super::load::{read_pem, Load};
-use super::values::{header_pairs, host_match, socket_addr};
+use super::values::{header_pairs, host_match, int_in, socket_addr, whole_seconds};
 use super::Result;
 use crate::config::error::ConfigError;
 use crate::config::model::*;
 use crate::config::schema::*;
-use crate::config::units::parse_duration;
+use crate::config::units::{parse_duration, parse_positive_duration};
 use crate::tls;
 use std::collections::{HashMap, HashSet};
 
@@ -184,7 +184,25 @@ pub(super) fn admin(
             ),
         ));
     }
-    Ok(Admin { addr, token })
+    let max_connections = match spec.max_connections {
+        Some(n) => int_in("admin.max_connections", n, 1..=100_000)? as usize,
+        None => Admin::MAX_CONNECTIONS,
+    };
+    let header_timeout = match &spec.header_timeout {
+        Some(t) => parse_positive_duration("admin.header_timeout", t)?,
+        None => Admin::HEADER_TIMEOUT,
+    };
+    let idle_timeout = match &spec.idle_timeout {
+        Some(t) => whole_seconds("admin.idle_timeout", t)?,
+        None => Admin::IDLE_TIMEOUT,
+    };
+    Ok(Admin {
+        addr,
+        token,
+        max_connections,
+        header_timeout,
+        idle_timeout,
+    })
 }
 
 #[cfg(test)]
@@ -281,6 +299,21 @@ mod tests {
                 "admin.addr",
                 "0.0.0.0:9900 is reachable from other hosts; set admin.token, or \
                  allow_public_without_token: true if that is really intended",
+            ),
+            (
+                "admin: {max_connections: 0}",
+                "admin.max_connections",
+                "expected an integer from 1 to 100000, found 0",
+            ),
+            (
+                "admin: {header_timeout: 0s}",
+                "admin.header_timeout",
+                "expected a duration above zero",
+            ),
+            (
+                "admin: {idle_timeout: 1500ms}",
+                "admin.idle_timeout",
+                "expected whole seconds (Pingora counts keep-alive in seconds), found \"1500ms\"",
             ),
         ]);
     }

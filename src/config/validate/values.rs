@@ -4,12 +4,13 @@
 use super::Result;
 use crate::config::error::ConfigError;
 use crate::config::model::HostMatch;
-use crate::config::units::parse_size;
+use crate::config::units::{parse_positive_duration, parse_size};
 use http::{HeaderName, HeaderValue};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
+use std::time::Duration;
 
 /// `value` when it lies in `range`, else an error at `path` saying so:
 /// `expected an integer from 1 to 1000, found 0`.
@@ -25,6 +26,20 @@ pub(super) fn int_in(path: &str, value: i64, range: RangeInclusive<i64>) -> Resu
             range.end()
         ),
     ))
+}
+
+/// A positive duration in whole seconds (Pingora counts keep-alive in seconds).
+pub(super) fn whole_seconds(path: &str, text: &str) -> Result<Duration> {
+    let d = parse_positive_duration(path, text)?;
+    if d.subsec_nanos() != 0 {
+        return Err(ConfigError::invalid(
+            path,
+            format!(
+                "expected whole seconds (Pingora counts keep-alive in seconds), found {text:?}"
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 pub(super) fn socket_addr(path: &str, text: &str) -> Result<SocketAddr> {
