@@ -1,14 +1,15 @@
 //! Admission: whether a request goes on to a backend, decided from its head alone.
 //!
 //! [`admit`] runs the checks in this order, and the first that fails decides: the head's size
-//! and field count (431), the request target (400 or 405, see `target`), the Host (400), an
+//! and field count (431), its `Transfer-Encoding` (400 or 501, see `transfer_encoding`), the
+//! request target (400 or 405, see `target`), the Host (400), an
 //! HTTPS-only listener (308), the route (404), the route's HTTPS redirect (308), its rate limit
 //! (429) and its body limit by Content-Length (413). It reads the request head, the listener
 //! and the shared state and touches no socket: `request_filter` acts on the [`Admission`].
 
 use super::respond::{self, Answer};
 use super::state::{ListenerInfo, ProxyState};
-use super::{content_length, forwarding, host, target};
+use super::{content_length, forwarding, host, target, transfer_encoding};
 use crate::routing::normalize_host;
 use pingora_http::RequestHeader;
 use std::net::IpAddr;
@@ -64,6 +65,11 @@ pub fn admit(
     if req.headers.len() > limits.max_headers || head_size(req) > limits.max_header_bytes {
         let body = "431 Request Header Fields Too Large: too many or too large headers\n";
         return Admission::answer(None, 431, body);
+    }
+    // Before anything reads the body: its framing must be one fulcrum implements.
+    if let Err(e) = transfer_encoding::check(req) {
+        let (status, body) = e.answer();
+        return Admission::answer(None, status, body);
     }
     // The target's form, its host and its normalized path, before anything routes on it.
     if let Err(e) = target::prepare(req) {

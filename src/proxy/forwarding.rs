@@ -5,6 +5,12 @@
 //! else they are replaced (or removed when fulcrum is told not to send them), so a client
 //! cannot make a backend believe a forged address. `X-Real-IP`, which fulcrum does not send,
 //! is removed unless it comes from a trusted proxy.
+//!
+//! The same names spelled with underscores (`X_Forwarded_For`, `x_real_ip`) are removed from
+//! every request, trusted peer or not ([`drop_underscore_lookalikes`]): some frameworks read
+//! them as the dashed names (CGI turns both into `HTTP_X_FORWARDED_FOR`), so a client could
+//! forge an address past the checks above; a real proxy sends the dashed spelling. nginx
+//! ignores every header with an underscore by default (`underscores_in_headers off`).
 
 use super::head::Head;
 use crate::config::model::{canonical_ip, Forwarding};
@@ -22,6 +28,46 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// The headers whose underscore spellings are removed: those fulcrum sets or vets, and
+/// `X-Forwarded-Port`, which frameworks read with the others (lowercase, dashed).
+const UNDERSCORE_GUARDED: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// Whether a (lowercase) header name has an underscore and, with each `_` read as `-`, is one
+/// of [`UNDERSCORE_GUARDED`].
+fn is_underscore_lookalike(name: &str) -> bool {
+    name.contains('_')
+        && UNDERSCORE_GUARDED.iter().any(|g| {
+            g.len() == name.len()
+                && g.bytes()
+                    .zip(name.bytes())
+                    .all(|(g, n)| g == n.to_ascii_lowercase() || (g == b'-' && n == b'_'))
+        })
+}
+
+/// Remove every header that spells a forwarding header (or the request id) with underscores.
+pub fn drop_underscore_lookalikes(req: &mut dyn Head) {
+    // Names without an underscore, the usual case, cost one scan and no allocation.
+    if !req.fields().keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let spoofs: Vec<HeaderName> = req
+        .fields()
+        .keys()
+        .filter(|k| is_underscore_lookalike(k.as_str()))
+        .cloned()
+        .collect();
+    for name in &spoofs {
+        req.remove(name);
+    }
+}
 
 /// All values of a header joined with ", " (header lines may repeat).
 fn joined(fields: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -116,6 +162,7 @@ pub fn apply(
 ) {
     let peer = canonical_ip(peer);
     let trusted = !fwd.trusted_proxies.is_empty() && fwd.is_trusted(peer);
+    drop_underscore_lookalikes(req);
 
     if fwd.x_forwarded_for {
         // A chain is only read from a trusted peer.
@@ -213,6 +260,51 @@ pub fn set_via(head: &mut dyn Head) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn underscore_lookalikes_are_recognized() {
+        for n in [
+            "x_forwarded_for",
+            "x_forwarded-for",
+            "x-forwarded_proto",
+            "x_forwarded_host",
+            "x_forwarded_port",
+            "x_real_ip",
+            "x_request_id",
+        ] {
+            assert!(is_underscore_lookalike(n), "{n}");
+        }
+        for n in [
+            "x-forwarded-for",
+            "x-real-ip",
+            "x_custom_header",
+            "x_forwarded_forx",
+            "forwarded",
+            "x__forwarded_for",
+        ] {
+            assert!(!is_underscore_lookalike(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn underscore_lookalikes_are_dropped_from_every_peer_and_others_kept() {
+        let mut r = req(&[
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("X_Real_IP", "6.6.6.6"),
+            ("x_request_id", "forged"),
+            ("X_Custom", "kept"),
+            ("X-Real-IP", "1.1.1.1"),
+        ]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        apply(&fwd(&["10.0.0.0/8"]), &mut r, peer, Some("h"), "http");
+        assert!(r.headers.get("x_forwarded_for").is_none());
+        assert!(r.headers.get("x_real_ip").is_none());
+        assert!(r.headers.get("x_request_id").is_none());
+        assert_eq!(r.headers.get("x_custom").unwrap(), "kept");
+        // From a trusted peer the dashed X-Real-IP is kept.
+        assert_eq!(r.headers.get("x-real-ip").unwrap(), "1.1.1.1");
+        assert_eq!(r.headers.get("x-forwarded-for").unwrap(), "10.0.0.1");
+    }
 
     fn fwd(trusted: &[&str]) -> Forwarding {
         Forwarding {

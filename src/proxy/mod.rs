@@ -27,6 +27,7 @@ pub mod rewrite;
 pub mod selection;
 pub mod state;
 pub mod target;
+pub mod transfer_encoding;
 
 pub use state::{ListenerInfo, ProxyState};
 
