@@ -113,6 +113,8 @@ pub fn build(config: Config, opt: Opt) -> Server {
         let name = format!("fulcrum proxy {}", l.addr);
         let mut app =
             pingora_proxy::http_proxy(&server.configuration, Proxy::new(Arc::clone(&state), info));
+        // HTTP/2 connections (TLS with h2, or h2c) get fulcrum's settings.
+        app.h2_options = Some(crate::limits::h2::options(&state.limits.h2));
         if l.h2c {
             let mut options = HttpServerOptions::default();
             options.h2c = true;

@@ -52,6 +52,38 @@ pub struct Limits {
     pub keepalive_timeout_secs: u64,
     /// Most client connections open at once, over all listeners.
     pub max_connections: usize,
+    /// HTTP/2 client connections.
+    pub h2: H2Limits,
+}
+
+/// What one HTTP/2 client connection may hold open and make fulcrum buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Limits {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`.
+    pub max_concurrent_streams: u32,
+    /// `SETTINGS_INITIAL_WINDOW_SIZE`: request body bytes per stream before fulcrum reads.
+    pub stream_window: u32,
+    /// The connection's receive window (set by a `WINDOW_UPDATE` on stream 0).
+    pub connection_window: u32,
+    /// Response bytes buffered per stream for a client that does not read them.
+    pub max_send_buffer: usize,
+}
+
+impl H2Limits {
+    /// Largest flow-control window HTTP/2 allows (RFC 9113 6.9.1).
+    pub const MAX_WINDOW: u32 = (1 << 31) - 1;
+}
+
+impl Default for H2Limits {
+    fn default() -> Self {
+        H2Limits {
+            // nginx's http2_max_concurrent_streams.
+            max_concurrent_streams: 128,
+            stream_window: 64 * 1024,
+            connection_window: 1024 * 1024,
+            max_send_buffer: 64 * 1024,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -64,6 +96,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(60),
             keepalive_timeout_secs: 60,
             max_connections: 20_000,
+            h2: H2Limits::default(),
         }
     }
 }

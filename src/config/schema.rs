@@ -107,6 +107,29 @@ pub struct LimitsSpec {
     /// beyond it are answered 503 and closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<i64>,
+    /// HTTP/2 client connections (TLS with `h2`, and `h2c` listeners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h2: Option<H2Spec>,
+}
+
+/// HTTP/2 settings fulcrum offers its clients: what one connection may hold open and buffer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct H2Spec {
+    /// Most streams (requests) open at once on one connection (1 to 10000); default 128.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<i64>,
+    /// How much request body a client may send on one stream before fulcrum reads it (a size,
+    /// 1KiB to 2GiB-1); default 64KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_window: Option<Value>,
+    /// The same over all streams of a connection (64KiB to 2GiB-1); default 1MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_window: Option<Value>,
+    /// Most response bytes fulcrum buffers per stream for a client that does not read them
+    /// (1KiB to 16MiB); default 64KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_send_buffer: Option<Value>,
 }
 
 /// A per-client-IP request rate limit (a token bucket).

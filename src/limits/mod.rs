@@ -9,8 +9,10 @@
 //! | body read timeout, keep-alive idle timeout | Pingora's session settings, per request | close |
 //! | requests per second per client IP | [`rate::RateLimiter`] in `request_filter` | 429 + `Retry-After` |
 //! | requests in flight per backend | [`slots::BackendSlots`] in `upstream_peer`, with a bounded queue | 503 |
+//! | HTTP/2 streams, windows and send buffers per connection | [`h2::options`], Pingora's h2 handshake | `REFUSED_STREAM`, flow control |
 
 pub mod connection;
+pub mod h2;
 pub mod head_guard;
 pub mod rate;
 pub mod slots;

@@ -53,6 +53,45 @@ pub(super) fn limits(spec: Option<&LimitsSpec>) -> Result<Limits> {
     if let Some(n) = spec.max_connections {
         out.max_connections = int_in("limits.max_connections", n, 1..=10_000_000)? as usize;
     }
+    if let Some(h2) = &spec.h2 {
+        out.h2 = h2_limits(h2)?;
+    }
+    Ok(out)
+}
+
+/// A size at `path` within `min..=max` bytes, `what` naming the range in the error.
+fn size_in(path: &str, value: &serde_yaml::Value, min: u64, max: u64, what: &str) -> Result<u64> {
+    let n = parse_size(path, value)?;
+    if !(min..=max).contains(&n) {
+        return Err(ConfigError::invalid(
+            path,
+            format!("expected a size from {what}, found {n} bytes"),
+        ));
+    }
+    Ok(n)
+}
+
+fn h2_limits(spec: &H2Spec) -> Result<H2Limits> {
+    let mut out = H2Limits::default();
+    let max_window = u64::from(H2Limits::MAX_WINDOW);
+    if let Some(n) = spec.max_concurrent_streams {
+        out.max_concurrent_streams =
+            int_in("limits.h2.max_concurrent_streams", n, 1..=10_000)? as u32;
+    }
+    if let Some(v) = &spec.stream_window {
+        let path = "limits.h2.stream_window";
+        out.stream_window = size_in(path, v, 1024, max_window, "1KiB to 2147483647 bytes")? as u32;
+    }
+    if let Some(v) = &spec.connection_window {
+        let path = "limits.h2.connection_window";
+        // Every connection starts with 65535 bytes (RFC 9113 6.9.2); it can only grow.
+        out.connection_window =
+            size_in(path, v, 64 * 1024, max_window, "64KiB to 2147483647 bytes")? as u32;
+    }
+    if let Some(v) = &spec.max_send_buffer {
+        let path = "limits.h2.max_send_buffer";
+        out.max_send_buffer = size_in(path, v, 1024, 16 << 20, "1KiB to 16MiB")? as usize;
+    }
     Ok(out)
 }
 
@@ -121,7 +160,43 @@ mod tests {
                 "limits.max_connections",
                 "expected an integer from 1 to 10000000, found 0",
             ),
+            (
+                "limits: {h2: {max_concurrent_streams: 0}}",
+                "limits.h2.max_concurrent_streams",
+                "expected an integer from 1 to 10000, found 0",
+            ),
+            (
+                "limits: {h2: {stream_window: 2GiB}}",
+                "limits.h2.stream_window",
+                "expected a size from 1KiB to 2147483647 bytes, found 2147483648 bytes",
+            ),
+            (
+                "limits: {h2: {connection_window: 1000}}",
+                "limits.h2.connection_window",
+                "expected a size from 64KiB to 2147483647 bytes, found 1000 bytes",
+            ),
+            (
+                "limits: {h2: {max_send_buffer: 32MiB}}",
+                "limits.h2.max_send_buffer",
+                "expected a size from 1KiB to 16MiB, found 33554432 bytes",
+            ),
         ]);
+    }
+
+    #[test]
+    fn h2_limits_are_read() {
+        let c = crate::config::validate::testing::accepts(
+            "limits: {h2: {max_concurrent_streams: 10, stream_window: 16KiB, connection_window: 2MiB, max_send_buffer: 8KiB}}",
+        );
+        assert_eq!(
+            c.limits.h2,
+            crate::config::model::H2Limits {
+                max_concurrent_streams: 10,
+                stream_window: 16 * 1024,
+                connection_window: 2 << 20,
+                max_send_buffer: 8 * 1024,
+            }
+        );
     }
 
     #[test]
