@@ -107,6 +107,11 @@ pub struct LimitsSpec {
     /// beyond it are answered 503 and closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<i64>,
+    /// Time a client of an HTTPS listener has to finish its TLS handshake, from accepting the
+    /// connection; default `10s`. `header_timeout` also counts from accept, so the handshake
+    /// and the first request head together must fit in it. Late handshakes are closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<String>,
 }
 
 /// A per-client-IP request rate limit (a token bucket).
