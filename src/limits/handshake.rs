@@ -43,7 +43,10 @@ impl fmt::Display for HandshakeError {
         match self {
             HandshakeError::NotTcp => write!(f, "the connection is not a TCP stream"),
             HandshakeError::Late(window) => {
-                write!(f, "the TLS handshake did not end within {window:?} of accept")
+                write!(
+                    f,
+                    "the TLS handshake did not end within {window:?} of accept"
+                )
             }
             HandshakeError::Failed(e) => write!(f, "the TLS handshake failed: {e}"),
         }
