@@ -141,7 +141,9 @@ async fn wait_closed(stream: &mut TcpStream, since: Instant, deadline: Instant) 
 /// after the answer; the answer is still read).
 async fn plain_statuses(port: u16) -> Vec<u16> {
     let get = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-    raw_exchange(port, get, Duration::from_secs(2)).await.statuses()
+    raw_exchange(port, get, Duration::from_secs(2))
+        .await
+        .statuses()
 }
 
 // ---------------------------------------------------------------------------------------------

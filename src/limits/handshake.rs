@@ -7,7 +7,7 @@
 //! [`Guarded`](super::connection::Guarded) runs [`TlsHandshake::accept`] once the connection
 //! holds its permit under `limits.max_connections`.
 //!
-//! The handshake must end within [`TlsHandshake::timeout`] of accepting the connection:
+//! The handshake must end within its window ([`handshake_window`]) of accepting the connection:
 //! `limits.handshake_timeout` (nginx's `ssl_handshake_timeout`, HAProxy's
 //! `timeout client-hs`), never more than `limits.header_timeout`, whose deadline also counts
 //! from accept and covers the handshake and the first request head together.
@@ -66,11 +66,6 @@ impl TlsHandshake {
     /// of accept (see [`handshake_window`]).
     pub fn new(acceptor: Acceptor, window: Duration) -> Self {
         TlsHandshake { acceptor, window }
-    }
-
-    /// How long a handshake may take from accept.
-    pub fn timeout(&self) -> Duration {
-        self.window
     }
 
     /// The TLS connection over `stream` (the plain TCP stream Pingora accepted at
