@@ -15,6 +15,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
+pub mod open_files;
 pub mod peer;
 pub mod preflight;
 pub mod procfs;

@@ -69,6 +69,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Before daemonizing, so that a warning reaches the terminal; the limit is inherited.
+    fulcrum::open_files::raise_for(&config);
     let server = fulcrum::server::build(config, cli.pingora_opt());
     server.run_forever()
 }

@@ -1,13 +1,15 @@
 //! Assembling the Pingora server from a validated config: proxy services, demo backends.
 
+use crate::config::model::ListenerTls;
 use crate::config::Config;
 use crate::health::HealthService;
 use crate::limits::connection::{ConnectionCount, Guarded};
+use crate::limits::handshake::{handshake_window, TlsHandshake};
 use crate::limits::head_guard::HeadLimits;
 use crate::proxy::{ListenerInfo, Proxy, ProxyState};
 use crate::tls::SniResolver;
 use pingora_core::apps::HttpServerOptions;
-use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::listeners::tls::{Acceptor, TlsSettings};
 use pingora_core::listeners::{ListenerConfig, TlsAccept};
 use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::Opt;
@@ -29,6 +31,18 @@ struct NoCallbacks;
 
 #[async_trait::async_trait]
 impl TlsAccept for NoCallbacks {}
+
+/// The TLS acceptor of an HTTPS listener: its certificates chosen by SNI, and h2 offered
+/// through ALPN unless `h2: false`.
+fn tls_acceptor(tls: &ListenerTls) -> Acceptor {
+    let mut settings = TlsSettings::with_callbacks(Box::new(NoCallbacks))
+        .unwrap_or_else(|_| unreachable!("with_callbacks never fails"));
+    settings.set_cert_resolver(Arc::new(SniResolver::new(tls)));
+    if tls.h2 {
+        settings.enable_h2();
+    }
+    settings.build()
+}
 
 /// Build a ready-to-run server. Binds nothing until `run_forever`.
 pub fn build(config: Config, opt: Opt) -> Server {
@@ -126,22 +140,17 @@ pub fn build(config: Config, opt: Opt) -> Server {
             max_headers: state.limits.max_headers,
             idle: Duration::from_secs(state.limits.keepalive_timeout_secs),
         };
-        let guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c);
+        let mut guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c);
+        if let Some(tls) = &l.tls {
+            // The handshake runs in `Guarded`, under the connection cap and a deadline; the
+            // listener itself is plain TCP.
+            let window = handshake_window(state.limits.handshake_timeout, head.timeout);
+            guarded = guarded.with_tls(TlsHandshake::new(tls_acceptor(tls), window));
+        }
         let mut svc = Service::new(name, guarded);
         let endpoint = ListenerConfig::tcp(l.addr.to_string())
             .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER));
-        match &l.tls {
-            Some(tls) => {
-                let mut settings = TlsSettings::with_callbacks(Box::new(NoCallbacks))
-                    .unwrap_or_else(|_| unreachable!("with_callbacks never fails"));
-                settings.set_cert_resolver(Arc::new(SniResolver::new(tls)));
-                if tls.h2 {
-                    settings.enable_h2();
-                }
-                svc.add_listener(endpoint.tls(settings));
-            }
-            None => svc.add_listener(endpoint),
-        }
+        svc.add_listener(endpoint);
         let handle = server.add_service(svc);
         handle.add_dependency(&bootstrap);
         handle.add_dependencies(&health);

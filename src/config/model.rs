@@ -52,6 +52,9 @@ pub struct Limits {
     pub keepalive_timeout_secs: u64,
     /// Most client connections open at once, over all listeners.
     pub max_connections: usize,
+    /// Time a client of an HTTPS listener has to finish its TLS handshake, from accept
+    /// (capped by `header_timeout`, which also covers the handshake).
+    pub handshake_timeout: Duration,
     /// HTTP/2 client connections.
     pub h2: H2Limits,
 }
@@ -97,6 +100,7 @@ impl Default for Limits {
             keepalive_timeout_secs: 60,
             max_connections: 20_000,
             h2: H2Limits::default(),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }

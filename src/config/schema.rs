@@ -107,6 +107,11 @@ pub struct LimitsSpec {
     /// beyond it are answered 503 and closed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<i64>,
+    /// Time a client of an HTTPS listener has to finish its TLS handshake, from accepting the
+    /// connection; default `10s`. `header_timeout` also counts from accept, so the handshake
+    /// and the first request head together must fit in it. Late handshakes are closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout: Option<String>,
     /// HTTP/2 client connections (TLS with `h2`, and `h2c` listeners).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2: Option<H2Spec>,

@@ -6,12 +6,20 @@
 //! listeners ([`ConnectionCount`]) and answers one over the cap with a 503 before reading
 //! anything (HAProxy stops accepting at `maxconn`; nginx closes past `worker_connections`).
 //!
+//! On an HTTPS listener the TLS handshake runs here too, after the permit is taken
+//! ([`TlsHandshake`]): a handshake counts as a connection and has a deadline from accept. A
+//! TLS connection over the cap is closed without an answer (a plain-text 503 means nothing to
+//! a TLS client). On an `h2c` listener the first bytes decide between HTTP/2 and HTTP/1
+//! ([`preface::sniff`]).
+//!
 //! For HTTP/1 it runs the keep-alive loop itself (the same steps as Pingora's own
 //! `ServerApp` for HTTP apps: one `ServerSession` per request, with the persistent settings of
 //! the previous one), so that it can tell the connection's [`HeadGuard`] when the next request
 //! begins. HTTP/2 connections go to Pingora's own loop unchanged.
 
+use super::handshake::TlsHandshake;
 use super::head_guard::{HeadGuard, HeadLimits};
+use super::preface::{self, Protocol};
 use async_trait::async_trait;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
@@ -73,6 +81,7 @@ pub struct Guarded<A> {
     connections: Arc<ConnectionCount>,
     head: HeadLimits,
     h2c: bool,
+    tls: Option<TlsHandshake>,
 }
 
 impl<A> Guarded<A> {
@@ -84,7 +93,15 @@ impl<A> Guarded<A> {
             connections,
             head,
             h2c,
+            tls: None,
         }
+    }
+
+    /// Make this an HTTPS listener's application: each connection's TLS handshake runs under
+    /// the connection cap, with `tls`'s deadline.
+    pub fn with_tls(mut self, tls: TlsHandshake) -> Self {
+        self.tls = Some(tls);
+        self
     }
 }
 
@@ -139,9 +156,6 @@ async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch, first
     }
 }
 
-/// The HTTP/2 connection preface, which prior-knowledge h2c clients send first.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 #[async_trait]
 impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     async fn process_new(
@@ -151,22 +165,35 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     ) -> Option<Stream> {
         let accepted = tokio::time::Instant::now();
         let Some(_permit) = self.connections.try_open() else {
-            let _ = stream.write_all(&BUSY_503).await;
-            let _ = stream.flush().await;
+            if self.tls.is_none() {
+                let _ = stream.write_all(&BUSY_503).await;
+                let _ = stream.flush().await;
+            }
             return None;
         };
+        if let Some(tls) = &self.tls {
+            // A late or failed handshake is the client's doing: no error-level log.
+            stream = match tls.accept(stream, accepted).await {
+                Ok(tls_stream) => tls_stream,
+                Err(e) => {
+                    log::debug!("{e}");
+                    return None;
+                }
+            };
+        }
         let h2 = match stream.selected_alpn_proto() {
             Some(ALPN::H2) => true,
             _ if self.h2c && stream.get_ssl_digest().is_none() => {
                 // A client that sends nothing is cut at the head timeout here too.
-                let mut buf = [0u8; H2_PREFACE.len()];
-                let peek = tokio::time::timeout_at(
-                    accepted + self.head.timeout,
-                    stream.try_peek(&mut buf),
-                );
-                match peek.await {
-                    Ok(Ok(peeked)) => peeked && buf == H2_PREFACE,
-                    _ => return None,
+                match preface::sniff(stream, accepted + self.head.timeout).await {
+                    Ok((sniffed, protocol)) => {
+                        stream = sniffed;
+                        protocol == Protocol::Http2
+                    }
+                    Err(e) => {
+                        log::debug!("h2c listener: {e}");
+                        return None;
+                    }
                 }
             }
             _ => false,

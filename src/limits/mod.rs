@@ -2,7 +2,8 @@
 //!
 //! | limit | where | answer |
 //! | --- | --- | --- |
-//! | client connections open at once | [`connection::Guarded`], before any byte is read | 503, close |
+//! | client connections open at once | [`connection::Guarded`], before any byte is read | 503, close (TLS: close) |
+//! | TLS handshake time | [`handshake::TlsHandshake`], in `Guarded`, from accept | close |
 //! | request head time and size | [`head_guard::HeadGuard`], under Pingora's HTTP/1 parser | 408 / 431, close |
 //! | header count, head size (HTTP/2) | `request_filter` | 431 |
 //! | body size | `request_filter` (Content-Length), `request_body_filter` (streamed) | 413 |
@@ -13,7 +14,9 @@
 
 pub mod connection;
 pub mod h2;
+pub mod handshake;
 pub mod head_guard;
+pub mod preface;
 pub mod rate;
 pub mod slots;
 

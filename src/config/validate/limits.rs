@@ -53,6 +53,9 @@ pub(super) fn limits(spec: Option<&LimitsSpec>) -> Result<Limits> {
     if let Some(n) = spec.max_connections {
         out.max_connections = int_in("limits.max_connections", n, 1..=10_000_000)? as usize;
     }
+    if let Some(t) = &spec.handshake_timeout {
+        out.handshake_timeout = parse_positive_duration("limits.handshake_timeout", t)?;
+    }
     if let Some(h2) = &spec.h2 {
         out.h2 = h2_limits(h2)?;
     }
