@@ -44,6 +44,16 @@ fn tls_acceptor(tls: &ListenerTls) -> Acceptor {
     settings.build()
 }
 
+/// Pingora's options for a listener's HTTP app: h2c when the listener allows it, and an idle
+/// HTTP/2 connection (no stream open) closed after the keep-alive timeout, as an idle HTTP/1
+/// connection is (nginx applies `keepalive_timeout` to HTTP/2 connections the same way).
+fn server_options(h2c: bool, keepalive_secs: u64) -> HttpServerOptions {
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    options.h2_idle_timeout = Some(Duration::from_secs(keepalive_secs));
+    options
+}
+
 /// Build a ready-to-run server. Binds nothing until `run_forever`.
 pub fn build(config: Config, opt: Opt) -> Server {
     let state = Arc::new(ProxyState::new(&config));
@@ -129,11 +139,7 @@ pub fn build(config: Config, opt: Opt) -> Server {
             pingora_proxy::http_proxy(&server.configuration, Proxy::new(Arc::clone(&state), info));
         // HTTP/2 connections (TLS with h2, or h2c) get fulcrum's settings.
         app.h2_options = Some(crate::limits::h2::options(&state.limits.h2));
-        if l.h2c {
-            let mut options = HttpServerOptions::default();
-            options.h2c = true;
-            app.server_options = Some(options);
-        }
+        app.server_options = Some(server_options(l.h2c, state.limits.keepalive_timeout_secs));
         let head = HeadLimits {
             timeout: state.limits.header_timeout,
             max_bytes: state.limits.max_header_bytes,
