@@ -19,6 +19,7 @@ pub mod head;
 pub mod header_rules;
 pub mod host;
 pub mod outcome;
+pub mod prebuffer;
 pub mod report;
 pub mod request_id;
 pub mod respond;
@@ -54,8 +55,9 @@ impl Proxy {
 
     /// Set the timeouts of an admitted request's client connection: body reads wait at most
     /// `body_timeout` each (an upgraded connection's client may stay silent for the tunnel
-    /// timeout), and idle keep-alive lasts `keepalive_timeout` (only where keep-alive is on:
-    /// HTTP/1.0 without `Connection: keep-alive` stays off).
+    /// timeout), response body writes at most `send_timeout` each, and idle keep-alive lasts
+    /// `keepalive_timeout` (only where keep-alive is on: HTTP/1.0 without
+    /// `Connection: keep-alive` stays off).
     fn set_client_timeouts(&self, session: &mut Session, route: usize) {
         let limits = &self.state.limits;
         let read = match session.is_upgrade_req() {
@@ -66,6 +68,7 @@ impl Proxy {
             false => limits.body_timeout,
         };
         session.set_read_timeout(Some(read));
+        session.set_write_timeout(Some(limits.send_timeout));
         if session.get_keepalive().is_some() && !crate::lifecycle::draining() {
             session.set_keepalive(Some(limits.keepalive_timeout_secs));
         }
@@ -97,6 +100,12 @@ impl ProxyHttp for Proxy {
                 ctx.route = Some(route);
                 ctx.client_ip = Some(client);
                 self.set_client_timeouts(session, route);
+                let limit = self.state.routes[route].request_buffering;
+                let upgrade = session.is_upgrade_req();
+                if prebuffer::should_read_ahead(limit, session.req_header(), upgrade) {
+                    // Before a backend is chosen: a slow upload holds no slot.
+                    prebuffer::read_ahead(session, self.state.limits.body_timeout).await?;
+                }
                 return Ok(false);
             }
             Admission::Answer { route, answer } => {

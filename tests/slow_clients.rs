@@ -1,0 +1,397 @@
+//! Slow clients must not pin backends: `limits.send_timeout` closes a client that stops
+//! reading its response and frees its backend slot; `request_buffering` reads small bodies
+//! whole before a backend is chosen, so slow uploaders hold no slot; larger bodies stream.
+//!
+//! Everything talks to 127.0.0.1 over real sockets, every wait is bounded, and the tests
+//! assert on what clients get and what backends receive.
+
+// Each test binary uses only part of the shared support module (items and re-exports).
+#[allow(dead_code, unused_imports)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use support::*;
+
+/// A listener on `port`, one upstream `app` with `backend` (plus `upstream_extra`, indented
+/// under `app:`), one catch-all route (plus `route_extra`), and `top` (extra top-level
+/// sections).
+fn config(port: u16, backend: &str, upstream_extra: &str, route_extra: &str, top: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+upstreams:
+  app:
+    backends:
+      - addr: "{backend}"
+{upstream_extra}
+routes:
+  - upstream: app
+{route_extra}
+{top}
+"#
+    )
+}
+
+/// Connects to 127.0.0.1:`port` (bounded).
+async fn connect(port: u16) -> TcpStream {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .expect("connect timed out")
+    .expect("connect")
+}
+
+/// Connects with a small receive buffer, so that a client that does not read fills up fast.
+async fn connect_small_window(port: u16) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let addr = ([127, 0, 0, 1], port).into();
+    tokio::time::timeout(Duration::from_secs(5), socket.connect(addr))
+        .await
+        .expect("connect timed out")
+        .expect("connect")
+}
+
+/// Reads until the peer closes or `idle` passes without a byte (bounded by `limit`
+/// overall); the bytes read.
+async fn read_until_idle(stream: &mut TcpStream, idle: Duration, limit: Duration) -> Vec<u8> {
+    let end = Instant::now() + limit;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while Instant::now() < end {
+        match tokio::time::timeout(idle, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// The status of the first response in `bytes` (0 if none).
+fn status_of(bytes: &[u8]) -> u16 {
+    raw_status(&String::from_utf8_lossy(bytes))
+}
+
+/// A POST head for `path` with `Host: app.test` and extra header lines.
+fn post_head(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut s = format!("POST {path} HTTP/1.1\r\nHost: app.test\r\n");
+    for (k, v) in extra {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s.push_str("\r\n");
+    s.into_bytes()
+}
+
+/// The admin listener's `/metrics` text.
+async fn metrics(admin: u16) -> String {
+    get(&client(), &format!("http://127.0.0.1:{admin}/metrics"))
+        .await
+        .body
+}
+
+/// The sum of the samples of `family` whose labels contain `labels`.
+fn sample_sum(text: &str, family: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(family) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two uploaders trickle small bodies at 1 byte per 200 ms into a group with
+/// `max_connections: 2` and a short queue: normal requests meanwhile are all served, and each
+/// upload reaches the backend once, whole, after it finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploaders_hold_no_backend_slot() {
+    let backend = TestBackend::start("app").await;
+    let port = free_port();
+    let up = "    max_connections: 2\n    queue: {size: 1, timeout: 200ms}\n";
+    let top = "limits:\n  body_timeout: 2s\n";
+    let f = Fulcrum::start(&config(port, &backend.addr(), up, "", top), port).await;
+
+    let bodies = [b"upload-one-12".to_vec(), b"upload-two-34".to_vec()];
+    let uploads: Vec<_> = bodies
+        .iter()
+        .cloned()
+        .map(|body| {
+            tokio::spawn(async move {
+                let mut s = connect(port).await;
+                let len = body.len().to_string();
+                let head = post_head("/up", &[("content-length", &len)]);
+                s.write_all(&head).await.unwrap();
+                for b in &body {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    s.write_all(&[*b]).await.unwrap();
+                }
+                read_until_idle(&mut s, Duration::from_secs(2), Duration::from_secs(5)).await
+            })
+        })
+        .collect();
+
+    // While both trickle (about 2.6 s), the group serves everyone else.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = client_no_pool();
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(get(&c, &f.url("/normal")).await.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        statuses,
+        vec![200; 10],
+        "normal requests during slow uploads"
+    );
+
+    for u in uploads {
+        let answer = u.await.unwrap();
+        assert_eq!(
+            status_of(&answer),
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let received: Vec<Vec<u8>> = backend
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/up")
+        .map(|r| r.body)
+        .collect();
+    let mut expected = bodies.to_vec();
+    let mut got = received.clone();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "each upload once, byte for byte");
+}
+
+/// A body larger than `request_buffering` is not waited for: it streams, chunked or with a
+/// length, and arrives byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_above_request_buffering_stream_intact() {
+    let backend = TestBackend::start("app").await;
+    let port = free_port();
+    let route = "    request_buffering: 1KiB\n";
+    let f = Fulcrum::start(&config(port, &backend.addr(), "", route, ""), port).await;
+    let body: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+
+    // Chunked, in chunks of 7 KiB.
+    let mut s = connect(f.port()).await;
+    let mut wire = post_head("/chunked", &[("transfer-encoding", "chunked")]);
+    for chunk in body.chunks(7 * 1024) {
+        wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        wire.extend_from_slice(chunk);
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&wire).await.unwrap();
+    let answer = read_until_idle(&mut s, Duration::from_secs(1), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), 200);
+
+    // With a Content-Length above the limit.
+    let mut s = connect(f.port()).await;
+    let len = body.len().to_string();
+    let mut wire = post_head("/sized", &[("content-length", &len)]);
+    wire.extend_from_slice(&body);
+    s.write_all(&wire).await.unwrap();
+    let answer = read_until_idle(&mut s, Duration::from_secs(1), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), 200);
+
+    for path in ["/chunked", "/sized"] {
+        let r = backend.requests().into_iter().find(|r| r.path == path);
+        let r = r.unwrap_or_else(|| panic!("{path} never reached the backend"));
+        assert!(
+            r.body == body,
+            "{path}: body differs ({} bytes)",
+            r.body.len()
+        );
+    }
+}
+
+/// A small body with a length streams too when its route turns buffering off: a slow
+/// uploader then holds the group's only slot until it finishes (the behaviour buffering
+/// prevents), so a second request waits and is refused by the short queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_buffering_off_streams_and_holds_the_slot() {
+    let backend = TestBackend::start("app").await;
+    let port = free_port();
+    let up = "    max_connections: 1\n    queue: {size: 1, timeout: 200ms}\n";
+    let route = "    request_buffering: off\n";
+    let f = Fulcrum::start(&config(port, &backend.addr(), up, route, ""), port).await;
+
+    let mut s = connect(port).await;
+    s.write_all(&post_head("/up", &[("content-length", "4")]))
+        .await
+        .unwrap();
+    s.write_all(b"ab").await.unwrap();
+    // The upload now holds the slot (its head went to the backend); bounded wait for it.
+    let c = client_no_pool();
+    let mut status = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = get(&c, &f.url("/normal")).await.status;
+        if status == 503 {
+            break;
+        }
+    }
+    assert_eq!(status, 503, "the streaming upload holds the only slot");
+    s.write_all(b"cd").await.unwrap();
+    let answer = read_until_idle(&mut s, Duration::from_secs(1), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&answer), 200);
+    let r = backend.requests().into_iter().find(|r| r.path == "/up");
+    assert_eq!(
+        r.expect("upload reached the backend").body,
+        b"abcd".to_vec()
+    );
+}
+
+/// `Expect: 100-continue` on a buffered body: fulcrum sends the one `100 Continue` itself,
+/// the backend sees no `Expect`, and the body arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_with_a_buffered_body_gets_exactly_one_100() {
+    let backend = TestBackend::start("app").await;
+    let port = free_port();
+    let f = Fulcrum::start(&config(port, &backend.addr(), "", "", ""), port).await;
+
+    let mut s = connect(f.port()).await;
+    let head = post_head(
+        "/expect",
+        &[("content-length", "5"), ("expect", "100-continue")],
+    );
+    s.write_all(&head).await.unwrap();
+    // The client waits for the 100 before it sends its body.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = Instant::now() + Duration::from_secs(3);
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") && Instant::now() < end {
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 100 Continue\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    s.write_all(b"hello").await.unwrap();
+    got.extend(read_until_idle(&mut s, Duration::from_millis(800), Duration::from_secs(5)).await);
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 100").count(), 1, "{text}");
+    assert!(text.contains("HTTP/1.1 200"), "{text}");
+    let r = backend.requests().into_iter().find(|r| r.path == "/expect");
+    let r = r.expect("reached the backend");
+    assert_eq!(r.body, b"hello".to_vec());
+    assert_eq!(r.header("expect"), None, "Expect forwarded");
+}
+
+/// A client that asks for a large response and never reads it is closed after
+/// `send_timeout` without progress; the group's only slot is free again, the request counts
+/// as an error (class `error`), and the backend is not charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_after_send_timeout() {
+    let big = "x".repeat(8 << 20);
+    let backend = TestBackend::start_with(
+        "app",
+        BackendOptions {
+            body: Some(big),
+            ..BackendOptions::default()
+        },
+    )
+    .await;
+    let port = free_port();
+    let admin = free_port();
+    let up = "    max_connections: 1\n    queue: {size: 1, timeout: 200ms}\n";
+    let top = format!("limits:\n  send_timeout: 1s\nadmin:\n  addr: \"127.0.0.1:{admin}\"\n");
+    let f = Fulcrum::start(&config(port, &backend.addr(), up, "", &top), port).await;
+    assert!(wait_for_port(admin, Duration::from_secs(5)).await);
+
+    let started = Instant::now();
+    let mut stuck = connect_small_window(port).await;
+    stuck
+        .write_all(b"GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    // Bounded wait until fulcrum gives up on it: the request is counted as an error.
+    let mut errors = 0.0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        errors = sample_sum(
+            &metrics(admin).await,
+            "fulcrum_requests_total",
+            "class=\"error\"",
+        );
+        if errors > 0.0 {
+            break;
+        }
+    }
+    eprintln!("non-reader given up after {:?}", started.elapsed());
+    assert_eq!(errors, 1.0, "the stalled request counted as one error");
+    // The slot is free: the next request is served.
+    let r = get(&client_no_pool(), &f.url("/small")).await;
+    assert_eq!(r.status, 200);
+    let text = metrics(admin).await;
+    assert_eq!(
+        sample_sum(&text, "fulcrum_backend_failures_total", ""),
+        0.0,
+        "{text}"
+    );
+    assert_eq!(sample_sum(&text, "fulcrum_backend_ejected", ""), 0.0);
+    // The stalled client's connection was closed: it ends short of the 8 MiB.
+    let got = read_until_idle(&mut stuck, Duration::from_secs(2), Duration::from_secs(10)).await;
+    assert!(got.len() < 8 << 20, "got {} bytes", got.len());
+    assert_eq!(status_of(&got), 200);
+}
+
+/// Bad `request_buffering` and `send_timeout` values are refused with their key path.
+#[test]
+fn bad_values_are_refused_with_their_key_path() {
+    let cases = [
+        (
+            "limits:\n  request_buffering: 65KiB\n",
+            "",
+            "limits.request_buffering",
+        ),
+        (
+            "limits:\n  request_buffering: lots\n",
+            "",
+            "limits.request_buffering",
+        ),
+        ("limits:\n  send_timeout: 0s\n", "", "limits.send_timeout"),
+        (
+            "",
+            "    request_buffering: 1MiB\n",
+            "routes[0].request_buffering",
+        ),
+    ];
+    for (top, route, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = config(free_port(), "127.0.0.1:9", "", route, top);
+        let path = write_file(dir.path(), "fulcrum.yaml", &yaml);
+        let out = fulcrum_cmd(&["-t", "-c", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key}: accepted");
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let top = "limits:\n  request_buffering: off\n  send_timeout: 5s\n";
+    let yaml = config(
+        free_port(),
+        "127.0.0.1:9",
+        "",
+        "    request_buffering: 16KiB\n",
+        top,
+    );
+    let path = write_file(dir.path(), "fulcrum.yaml", &yaml);
+    let out = fulcrum_cmd(&["-t", "-c", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
