@@ -1,6 +1,8 @@
 //! Slow clients must not pin backends: `limits.send_timeout` closes a client that stops
 //! reading its response and frees its backend slot; `request_buffering` reads small bodies
-//! whole before a backend is chosen, so slow uploaders hold no slot; larger bodies stream.
+//! whole before a backend is chosen, so slow uploaders hold no slot; larger bodies stream;
+//! `limits.response_buffering` takes a small response off a client that does not read, so
+//! the backend connection goes back to the pool at once.
 //!
 //! Everything talks to 127.0.0.1 over real sockets, every wait is bounded, and the tests
 //! assert on what clients get and what backends receive.
@@ -89,6 +91,52 @@ fn post_head(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// A response a client that does not read cannot take whole into the kernel's buffers on
+/// loopback (fulcrum's socket send buffer starts near 1.4 MiB there, and a receive window of
+/// a few KiB keeps it from growing), so that without the write-behind buffer its write
+/// blocks; the tests that need that set `response_buffering` to [`BUFFERING`].
+const RESPONSE: usize = 3 << 20;
+
+/// `limits.response_buffering` for [`RESPONSE`].
+const BUFFERING: &str = "4MiB";
+
+/// A backend answering every request with `size` bytes.
+fn response_of(size: usize) -> BackendOptions {
+    BackendOptions {
+        body: Some("r".repeat(size)),
+        ..BackendOptions::default()
+    }
+}
+
+/// A client with a small receive window that sends `GET path` and never reads.
+async fn non_reader(port: u16, path: &str) -> TcpStream {
+    let mut s = connect_small_window(port).await;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n\r\n");
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Bounded wait until `backend` has received `n` requests.
+async fn wait_for_requests(backend: &TestBackend, n: usize) {
+    for _ in 0..100 {
+        if backend.count() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the backend saw {} requests, not {n}", backend.count());
+}
+
+/// Resident memory of process `pid` in KiB (Linux).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
 /// The admin listener's `/metrics` text.
 async fn metrics(admin: u16) -> String {
     get(&client(), &format!("http://127.0.0.1:{admin}/metrics"))
@@ -104,16 +152,27 @@ fn sample_sum(text: &str, family: &str, labels: &str) -> f64 {
         .sum()
 }
 
-/// Two uploaders trickle small bodies at 1 byte per 200 ms into a group with
-/// `max_connections: 2` and a short queue: normal requests meanwhile are all served, and each
-/// upload reaches the backend once, whole, after it finished.
+/// Two clients ask for a 3 MiB response and never read it, and two uploaders trickle small
+/// bodies at 1 byte per 200 ms, all into a group with `max_connections: 2` and a short
+/// queue: normal requests meanwhile are all served, and each upload reaches the backend once,
+/// whole, after it finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_uploaders_hold_no_backend_slot() {
-    let backend = TestBackend::start("app").await;
+async fn slow_uploaders_and_non_readers_hold_no_backend_slot() {
+    let backend = TestBackend::start_with("app", response_of(RESPONSE)).await;
     let port = free_port();
     let up = "    max_connections: 2\n    queue: {size: 1, timeout: 200ms}\n";
-    let top = "limits:\n  body_timeout: 2s\n";
-    let f = Fulcrum::start(&config(port, &backend.addr(), up, "", top), port).await;
+    // send_timeout far beyond the test: only the write-behind buffer frees the non-readers.
+    let top = format!(
+        "limits:\n  body_timeout: 2s\n  send_timeout: 30s\n  response_buffering: {BUFFERING}\n"
+    );
+    let f = Fulcrum::start(&config(port, &backend.addr(), up, "", &top), port).await;
+
+    // Two clients ask for the 3 MiB response and never read it.
+    let mut stuck = Vec::new();
+    for i in 0..2 {
+        stuck.push(non_reader(port, &format!("/stuck{i}")).await);
+    }
+    wait_for_requests(&backend, 2).await;
 
     let bodies = [b"upload-one-12".to_vec(), b"upload-two-34".to_vec()];
     let uploads: Vec<_> = bodies
@@ -129,7 +188,7 @@ async fn slow_uploaders_hold_no_backend_slot() {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     s.write_all(&[*b]).await.unwrap();
                 }
-                read_until_idle(&mut s, Duration::from_secs(2), Duration::from_secs(5)).await
+                read_until_idle(&mut s, Duration::from_secs(2), Duration::from_secs(8)).await
             })
         })
         .collect();
@@ -168,6 +227,7 @@ async fn slow_uploaders_hold_no_backend_slot() {
     expected.sort();
     got.sort();
     assert_eq!(got, expected, "each upload once, byte for byte");
+    drop(stuck);
 }
 
 /// A body larger than `request_buffering` is not waited for: it streams, chunked or with a
@@ -394,4 +454,100 @@ fn bad_values_are_refused_with_their_key_path() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// 50 clients that never read a 32 KiB response (the default `response_buffering`) do not
+/// keep its backend connection: each request completes, and the next one goes out on the
+/// same pooled backend connection; a `max_connections: 1` group stays available, fulcrum's
+/// memory grows by no more than the bounded buffers, and a client that reads late still gets
+/// its whole response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_readers_of_small_responses_release_the_backend_connection_at_once() {
+    let backend = TestBackend::start_with("app", response_of(32 * 1024)).await;
+    let port = free_port();
+    let up = "    max_connections: 1\n    queue: {size: 1, timeout: 200ms}\n";
+    let top = "limits:\n  send_timeout: 30s\n";
+    let f = Fulcrum::start(&config(port, &backend.addr(), up, "", top), port).await;
+    let pid = f.pid().expect("running");
+    let c = client_no_pool();
+    assert_eq!(get(&c, &f.url("/warm")).await.status, 200);
+    let before = rss_kib(pid);
+
+    let mut stuck = Vec::new();
+    for i in 0..50 {
+        stuck.push(non_reader(port, &format!("/stuck{i}")).await);
+        // One at a time: each must be done with the backend before the next may start.
+        wait_for_requests(&backend, i + 2).await;
+    }
+    assert_eq!(get(&c, &f.url("/after")).await.status, 200);
+    let after = rss_kib(pid);
+    eprintln!(
+        "50 non-readers of 32 KiB: fulcrum RSS {before} KiB -> {after} KiB; backend \
+         connections {}",
+        backend.connections()
+    );
+    assert_eq!(
+        backend.connections(),
+        1,
+        "every request went out on the one pooled backend connection"
+    );
+    // At most 64 KiB held per client by construction; generous room for allocator noise.
+    assert!(
+        after.saturating_sub(before) < 50 * 64 + 16 * 1024,
+        "RSS {before} KiB -> {after} KiB"
+    );
+    // A late reader still gets its whole response.
+    let mut late = stuck.pop().unwrap();
+    let got = read_until_idle(&mut late, Duration::from_secs(1), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&got), 200);
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert_eq!(got.len() - body_at, 32 * 1024);
+}
+
+/// With `response_buffering: off`, a client that does not read keeps the backend
+/// connection: the next request needs a connection of its own (the behaviour the buffer
+/// prevents).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_response_buffering_a_non_reader_keeps_its_backend_connection() {
+    let backend = TestBackend::start_with("app", response_of(RESPONSE)).await;
+    let port = free_port();
+    let top = "limits:\n  send_timeout: 30s\n  response_buffering: off\n";
+    let f = Fulcrum::start(&config(port, &backend.addr(), "", "", top), port).await;
+    let c = client_no_pool();
+    assert_eq!(get(&c, &f.url("/warm")).await.status, 200);
+    let _stuck = non_reader(port, "/stuck").await;
+    wait_for_requests(&backend, 2).await;
+    // Let the write to the stuck client block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&c, &f.url("/after")).await.status, 200);
+    assert_eq!(
+        backend.connections(),
+        2,
+        "the stuck response pinned the first connection"
+    );
+}
+
+/// The same 3 MiB response with `response_buffering` above it: the client that does not
+/// read no longer pins the backend connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_response_buffering_a_non_reader_releases_its_backend_connection() {
+    let backend = TestBackend::start_with("app", response_of(RESPONSE)).await;
+    let port = free_port();
+    let top = format!("limits:\n  send_timeout: 30s\n  response_buffering: {BUFFERING}\n");
+    let f = Fulcrum::start(&config(port, &backend.addr(), "", "", &top), port).await;
+    let c = client_no_pool();
+    assert_eq!(get(&c, &f.url("/warm")).await.status, 200);
+    let mut stuck = non_reader(port, "/stuck").await;
+    wait_for_requests(&backend, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&c, &f.url("/after")).await.status, 200);
+    assert_eq!(
+        backend.connections(),
+        1,
+        "the pooled connection was free again"
+    );
+    // The stuck client, reading at last, gets all of it.
+    let got = read_until_idle(&mut stuck, Duration::from_secs(1), Duration::from_secs(8)).await;
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert_eq!(got.len() - body_at, RESPONSE);
 }

@@ -38,6 +38,9 @@ pub struct Config {
 /// Largest `request_buffering`: the body rides in Pingora's retry buffer, a fixed 64 KiB.
 pub const MAX_REQUEST_BUFFERING: u64 = 64 * 1024;
 
+/// Largest `limits.response_buffering`: it is memory per client connection.
+pub const MAX_RESPONSE_BUFFERING: u64 = 16 << 20;
+
 /// Limits on client requests and connections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -56,6 +59,9 @@ pub struct Limits {
     /// Largest request body (by `Content-Length`) read whole before choosing a backend; `0`
     /// streams every body. At most [`MAX_REQUEST_BUFFERING`].
     pub request_buffering: u64,
+    /// Most bytes of a complete response held for an HTTP/1 client that is not reading;
+    /// `0` for none. At most [`MAX_RESPONSE_BUFFERING`].
+    pub response_buffering: u64,
     /// Idle keep-alive time of a client connection, in whole seconds (at least 1).
     pub keepalive_timeout_secs: u64,
     /// Most client connections open at once, over all listeners.
@@ -72,6 +78,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             request_buffering: MAX_REQUEST_BUFFERING,
+            response_buffering: 64 * 1024,
             keepalive_timeout_secs: 60,
             max_connections: 20_000,
         }

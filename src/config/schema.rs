@@ -108,6 +108,11 @@ pub struct LimitsSpec {
     /// streams every body; default `64KiB`. Routes may set their own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_buffering: Option<Value>,
+    /// Most bytes of a complete response fulcrum holds for an HTTP/1 client that is not
+    /// reading, so the backend connection is released at once (`64KiB`, at most `16MiB`; `0`
+    /// or `off` for none); default `64KiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_buffering: Option<Value>,
     /// How long an idle keep-alive client connection is kept open, in whole seconds
     /// (`75s`); default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,6 +28,7 @@ pub mod rewrite;
 pub mod selection;
 pub mod state;
 pub mod target;
+pub mod write_behind;
 
 pub use state::{ListenerInfo, ProxyState};
 
@@ -213,12 +214,24 @@ impl ProxyHttp for Proxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         rewrite::response(&self.state, upstream_response, ctx);
+        write_behind::on_response_head(session, upstream_response);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        write_behind::on_response_body(session, end_of_stream);
+        Ok(None)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

@@ -3,7 +3,7 @@
 
 use super::Result;
 use crate::config::error::ConfigError;
-use crate::config::model::{HostMatch, MAX_REQUEST_BUFFERING};
+use crate::config::model::{HostMatch, MAX_REQUEST_BUFFERING, MAX_RESPONSE_BUFFERING};
 use crate::config::units::parse_size;
 use http::{HeaderName, HeaderValue};
 use serde_yaml::Value;
@@ -109,6 +109,22 @@ pub(super) fn request_buffering(path: &str, value: &Value) -> Result<u64> {
     Ok(n)
 }
 
+/// A `limits.response_buffering` size: `0` or `off` for none, else at most
+/// [`MAX_RESPONSE_BUFFERING`] (memory per client connection).
+pub(super) fn response_buffering(path: &str, value: &Value) -> Result<u64> {
+    if value.as_str().is_some_and(|s| s.trim() == "off") {
+        return Ok(0);
+    }
+    let n = parse_size(path, value)?;
+    if n > MAX_RESPONSE_BUFFERING {
+        return Err(ConfigError::invalid(
+            path,
+            format!("expected a size up to 16MiB (held per client connection), or 0/off, found {n} bytes"),
+        ));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +140,17 @@ mod tests {
         assert_eq!(e.path, "a.b");
         assert!(e.to_string().contains("retry buffer"), "{e}");
         assert_eq!(request_buffering("a.b", &v("on")).unwrap_err().path, "a.b");
+    }
+
+    #[test]
+    fn response_buffering_takes_off_zero_and_sizes_up_to_16_mib() {
+        let v = |s: &str| Value::String(s.into());
+        assert_eq!(response_buffering("k", &v("off")), Ok(0));
+        assert_eq!(response_buffering("k", &v("16MiB")), Ok(16 << 20));
+        assert_eq!(
+            response_buffering("a.b", &v("17MiB")).unwrap_err().path,
+            "a.b"
+        );
     }
 
     #[test]
