@@ -551,3 +551,35 @@ async fn with_response_buffering_a_non_reader_releases_its_backend_connection() 
     let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
     assert_eq!(got.len() - body_at, RESPONSE);
 }
+
+/// A non-reading client that asked to close after its response: fulcrum still frees the
+/// backend connection at once, then delivers the held response whole and closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_non_reader_gets_its_whole_response_then_the_close() {
+    let backend = TestBackend::start_with("app", response_of(RESPONSE)).await;
+    let port = free_port();
+    let top = format!("limits:\n  send_timeout: 30s\n  response_buffering: {BUFFERING}\n");
+    let f = Fulcrum::start(&config(port, &backend.addr(), "", "", &top), port).await;
+    let c = client_no_pool();
+    assert_eq!(get(&c, &f.url("/warm")).await.status, 200);
+    let mut stuck = connect_small_window(port).await;
+    stuck
+        .write_all(b"GET /close HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    wait_for_requests(&backend, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(get(&c, &f.url("/after")).await.status, 200);
+    assert_eq!(
+        backend.connections(),
+        1,
+        "the pooled connection was free again"
+    );
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(8), stuck.read_to_end(&mut got));
+    read.await
+        .expect("fulcrum closes after the response")
+        .unwrap();
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").expect("head") + 4;
+    assert_eq!(got.len() - body_at, RESPONSE);
+}

@@ -1,10 +1,13 @@
 //! The `ProxyHttp` implementation: a request's life, hook by hook. Each hook is a short call
 //! into the module that owns its step:
 //!
-//! `request_filter` admits, answers or redirects (`admission`) -> `upstream_peer` picks a
+//! `request_filter` admits, answers or redirects (`admission`), and reads a small body whole
+//! before any backend is involved (`prebuffer`) -> `upstream_peer` picks a
 //! backend of the route's group (`selection`) -> `fail_to_connect` / `error_while_proxy`
 //! decide whether to try another (`retry`) -> `upstream_request_filter` and `response_filter`
-//! edit the heads (`rewrite`) -> `upstream_response_filter` judges the answer (`outcome`) ->
+//! edit the heads (`rewrite`; `response_filter` and `response_body_filter` also tell the
+//! client connection when the rest of a response is known, `write_behind`) ->
+//! `upstream_response_filter` judges the answer (`outcome`) ->
 //! `fail_to_proxy` answers 502/503/504 with a short body when something broke (`respond`) ->
 //! `logging` counts and logs every request (`report`).
 

@@ -20,6 +20,10 @@
 //! arriving after an early response is never taken for a head. HTTP/2 connections are not
 //! wrapped.
 //!
+//! On the write side it keeps a bounded write-behind buffer (`limits.response_buffering`), so
+//! that a client that does not read a small response does not keep its backend connection;
+//! see the `write` module.
+//!
 //! Heads are read through a small buffer on the stack, and what is not handed up at once waits
 //! in the guard; bodies are read straight into the reader's buffer. The connection loop waits
 //! for each request's first byte with [`HeadGuard::poll_arrival`], before Pingora sets up
