@@ -294,6 +294,9 @@ pub fn service(admin: &Admin, state: Arc<ProxyState>) -> Service<Guarded<AdminAp
         max_bytes: MAX_HEAD_BYTES,
         max_headers: MAX_HEADERS,
         idle: admin.idle_timeout,
+        // Admin answers are made here, not fetched from a backend: nothing to release early.
+        send_timeout: admin.idle_timeout,
+        response_buffering: 0,
     };
     let guarded = Guarded::new(
         app,

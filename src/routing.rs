@@ -123,6 +123,7 @@ mod tests {
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             max_body_bytes: None,
+            request_buffering: 0,
             rate_limit: Default::default(),
         }
     }

@@ -145,6 +145,8 @@ pub fn build(config: Config, opt: Opt) -> Server {
             max_bytes: state.limits.max_header_bytes,
             max_headers: state.limits.max_headers,
             idle: Duration::from_secs(state.limits.keepalive_timeout_secs),
+            send_timeout: state.limits.send_timeout,
+            response_buffering: state.limits.response_buffering as usize,
         };
         let mut guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c);
         if let Some(tls) = &l.tls {

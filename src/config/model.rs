@@ -35,6 +35,12 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// Largest `request_buffering`: the body rides in Pingora's retry buffer, a fixed 64 KiB.
+pub const MAX_REQUEST_BUFFERING: u64 = 64 * 1024;
+
+/// Largest `limits.response_buffering`: it is memory per client connection.
+pub const MAX_RESPONSE_BUFFERING: u64 = 16 << 20;
+
 /// Limits on client requests and connections.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -48,6 +54,14 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// Longest wait between two reads of a request body.
     pub body_timeout: Duration,
+    /// Longest wait for a client to take more response bytes (no progress writing).
+    pub send_timeout: Duration,
+    /// Largest request body (by `Content-Length`) read whole before choosing a backend; `0`
+    /// streams every body. At most [`MAX_REQUEST_BUFFERING`].
+    pub request_buffering: u64,
+    /// Most bytes of a complete response held for an HTTP/1 client that is not reading;
+    /// `0` for none. At most [`MAX_RESPONSE_BUFFERING`].
+    pub response_buffering: u64,
     /// Idle keep-alive time of a client connection, in whole seconds (at least 1).
     pub keepalive_timeout_secs: u64,
     /// Most client connections open at once, over all listeners.
@@ -97,6 +111,9 @@ impl Default for Limits {
             max_body_bytes: Some(10 * 1024 * 1024),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            request_buffering: MAX_REQUEST_BUFFERING,
+            response_buffering: 64 * 1024,
             keepalive_timeout_secs: 60,
             max_connections: 20_000,
             h2: H2Limits::default(),
@@ -454,6 +471,9 @@ pub struct Route {
     /// Largest request body (413 above), `None` for no limit: the route's own setting, else
     /// `limits.max_body_bytes`.
     pub max_body_bytes: Option<u64>,
+    /// Largest request body read whole before a backend is chosen, `0` to stream: the
+    /// route's own setting, else `limits.request_buffering`.
+    pub request_buffering: u64,
     /// The route's rate limit.
     pub rate_limit: RouteRateLimit,
 }

@@ -99,6 +99,20 @@ pub struct LimitsSpec {
     /// Longest wait between two reads of a request body; default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_timeout: Option<String>,
+    /// Longest wait for a client to accept more response bytes (nginx `send_timeout`);
+    /// default `60s`. A client that reads nothing for that long is closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<String>,
+    /// Request bodies with a `Content-Length` up to this size (at most `64KiB`) are read
+    /// whole before a backend is chosen (nginx `proxy_request_buffering`); `0` or `off`
+    /// streams every body; default `64KiB`. Routes may set their own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_buffering: Option<Value>,
+    /// Most bytes of a complete response fulcrum holds for an HTTP/1 client that is not
+    /// reading, so the backend connection is released at once (`64KiB`, at most `16MiB`; `0`
+    /// or `off` for none); default `64KiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_buffering: Option<Value>,
     /// How long an idle keep-alive client connection is kept open, in whole seconds
     /// (`75s`); default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -474,6 +488,10 @@ pub struct RouteSpec {
     /// `limits.max_body_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<Value>,
+    /// Largest request body read whole before a backend is chosen (`16KiB`, at most
+    /// `64KiB`; `0` or `off` to stream); default `limits.request_buffering`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_buffering: Option<Value>,
     /// This route's own per-client rate limit, or `off`; default the top-level `rate_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RouteRateLimitSpec>,

@@ -164,7 +164,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let accepted = tokio::time::Instant::now();
-        let Some(_permit) = self.connections.try_open() else {
+        let Some(permit) = self.connections.try_open() else {
             if self.tls.is_none() {
                 let _ = stream.write_all(&BUSY_503).await;
                 let _ = stream.flush().await;
@@ -199,9 +199,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             _ => false,
         };
         if h2 {
+            let _permit = permit;
             return self.inner.process_new(stream, shutdown).await;
         }
         let mut guard = Box::new(HeadGuard::new(stream, self.head, accepted));
+        // The connection counts until it is closed, also while the guard delivers the last
+        // response it accepted after Pingora let go of the stream.
+        guard.hold_until_closed(Box::new(permit));
         // Pingora's HTTP/1 keep-alive loop (pingora-core's `impl ServerApp for HttpServerApp`),
         // with the head guard re-armed before each next request, and each request awaited here
         // first: an idle connection then holds only this loop and its stream, not Pingora's
@@ -228,6 +232,15 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
                 .consume();
             // Pingora hands back the stream it was given: the guard.
             guard = stream.into_any().downcast::<HeadGuard>().ok()?;
+            // A response the guard accepted for a client that was not reading goes out before
+            // the next request is read.
+            if guard.has_unsent()
+                && std::future::poll_fn(|cx| guard.poll_deliver(cx))
+                    .await
+                    .is_err()
+            {
+                return None;
+            }
             guard.arm();
             settings = kept;
         }

@@ -1,10 +1,13 @@
 //! The `ProxyHttp` implementation: a request's life, hook by hook. Each hook is a short call
 //! into the module that owns its step:
 //!
-//! `request_filter` admits, answers or redirects (`admission`) -> `upstream_peer` picks a
+//! `request_filter` admits, answers or redirects (`admission`), and reads a small body whole
+//! before any backend is involved (`prebuffer`) -> `upstream_peer` picks a
 //! backend of the route's group (`selection`) -> `fail_to_connect` / `error_while_proxy`
 //! decide whether to try another (`retry`) -> `upstream_request_filter` and `response_filter`
-//! edit the heads (`rewrite`) -> `upstream_response_filter` judges the answer (`outcome`) ->
+//! edit the heads (`rewrite`; `response_filter` and `response_body_filter` also tell the
+//! client connection when the rest of a response is known, `write_behind`) ->
+//! `upstream_response_filter` judges the answer (`outcome`) ->
 //! `fail_to_proxy` answers 502/503/504 with a short body when something broke (`respond`) ->
 //! `logging` counts and logs every request (`report`).
 
@@ -19,6 +22,7 @@ pub mod head;
 pub mod header_rules;
 pub mod host;
 pub mod outcome;
+pub mod prebuffer;
 pub mod report;
 pub mod request_id;
 pub mod respond;
@@ -28,6 +32,7 @@ pub mod selection;
 pub mod state;
 pub mod target;
 pub mod transfer_encoding;
+pub mod write_behind;
 
 pub use state::{ListenerInfo, ProxyState};
 
@@ -55,8 +60,9 @@ impl Proxy {
 
     /// Set the timeouts of an admitted request's client connection: body reads wait at most
     /// `body_timeout` each (an upgraded connection's client may stay silent for the tunnel
-    /// timeout), and idle keep-alive lasts `keepalive_timeout` (only where keep-alive is on:
-    /// HTTP/1.0 without `Connection: keep-alive` stays off).
+    /// timeout), response body writes at most `send_timeout` each, and idle keep-alive lasts
+    /// `keepalive_timeout` (only where keep-alive is on: HTTP/1.0 without
+    /// `Connection: keep-alive` stays off).
     fn set_client_timeouts(&self, session: &mut Session, route: usize) {
         let limits = &self.state.limits;
         let read = match session.is_upgrade_req() {
@@ -67,6 +73,7 @@ impl Proxy {
             false => limits.body_timeout,
         };
         session.set_read_timeout(Some(read));
+        session.set_write_timeout(Some(limits.send_timeout));
         if session.get_keepalive().is_some() && !crate::lifecycle::draining() {
             session.set_keepalive(Some(limits.keepalive_timeout_secs));
         }
@@ -98,6 +105,12 @@ impl ProxyHttp for Proxy {
                 ctx.route = Some(route);
                 ctx.client_ip = Some(client);
                 self.set_client_timeouts(session, route);
+                let limit = self.state.routes[route].request_buffering;
+                let upgrade = session.is_upgrade_req();
+                if prebuffer::should_read_ahead(limit, session.req_header(), upgrade) {
+                    // Before a backend is chosen: a slow upload holds no slot.
+                    prebuffer::read_ahead(session, self.state.limits.body_timeout).await?;
+                }
                 return Ok(false);
             }
             Admission::Answer { route, answer } => {
@@ -205,12 +218,24 @@ impl ProxyHttp for Proxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         rewrite::response(&self.state, upstream_response, ctx);
+        write_behind::on_response_head(session, upstream_response);
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        _ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        write_behind::on_response_body(session, end_of_stream);
+        Ok(None)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {

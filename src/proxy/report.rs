@@ -22,12 +22,15 @@ pub fn request_done(
 
     // A response the backend broke after its head went out was never complete: it counts
     // as an error (status 0), not as the status its head carried. An upgraded connection
-    // that went quiet for the tunnel timeout ended normally.
+    // that went quiet for the tunnel timeout ended normally. So does a response the client
+    // stopped taking for `send_timeout` (the client's failure: the backend is not charged).
+    let stalled = e.is_some_and(client_stopped_reading);
     let cut = ctx.aborted
         && e.is_some_and(|e| {
             matches!(e.esource(), ErrorSource::Upstream)
                 && !(session.was_upgraded() && is_timeout(e))
         });
+    let cut = cut || (stalled && session.response_written().is_some());
     let sent = session
         .as_downstream()
         .response_written()
@@ -42,6 +45,11 @@ pub fn request_done(
     if access_log::enabled() {
         write_access_log(state, session, e, ctx, sent, seconds, cut);
     }
+}
+
+/// Whether the client took no response bytes for `send_timeout`.
+fn client_stopped_reading(e: &Error) -> bool {
+    matches!(e.esource(), ErrorSource::Downstream) && matches!(e.etype(), ErrorType::WriteTimedout)
 }
 
 /// Whether an error is a timeout (on either side).
@@ -94,6 +102,9 @@ fn write_access_log(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-"),
         error: e.map(|e| match cut_after_head {
+            true if client_stopped_reading(e) => {
+                format!("client stopped reading the response (send_timeout): {e}")
+            }
             true => format!("response cut after its head was sent: {e}"),
             false => e.to_string(),
         }),

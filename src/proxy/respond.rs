@@ -71,7 +71,8 @@ pub fn error_answer(e: &Error) -> (u16, &'static str) {
                 ),
             },
             ErrorSource::Downstream => match e.etype() {
-                WriteError | ReadError | ConnectionClosed => (0, ""),
+                // A client that went away or stopped reading cannot be answered.
+                WriteError | WriteTimedout | ReadError | ConnectionClosed => (0, ""),
                 ReadTimedout => (408, "408 Request Timeout\n"),
                 _ => (400, "400 Bad Request\n"),
             },

@@ -99,6 +99,7 @@ pub fn route(host: HostMatch, path: &str) -> Route {
         request_headers: HeaderEdits::default(),
         response_headers: HeaderEdits::default(),
         max_body_bytes: None,
+        request_buffering: 0,
         rate_limit: Default::default(),
     }
 }

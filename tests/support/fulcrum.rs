@@ -176,6 +176,11 @@ impl Fulcrum {
         );
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The listener port.
     pub fn port(&self) -> u16 {
         self.port

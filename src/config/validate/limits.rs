@@ -1,6 +1,6 @@
 //! The `limits:` and `rate_limit:` sections: what one client or connection may ask of fulcrum.
 
-use super::values::{body_limit, int_in};
+use super::values::{body_limit, int_in, request_buffering, response_buffering};
 use super::Result;
 use crate::config::error::ConfigError;
 use crate::config::model::*;
@@ -36,6 +36,15 @@ pub(super) fn limits(spec: Option<&LimitsSpec>) -> Result<Limits> {
     }
     if let Some(t) = &spec.body_timeout {
         out.body_timeout = parse_positive_duration("limits.body_timeout", t)?;
+    }
+    if let Some(t) = &spec.send_timeout {
+        out.send_timeout = parse_positive_duration("limits.send_timeout", t)?;
+    }
+    if let Some(v) = &spec.request_buffering {
+        out.request_buffering = request_buffering("limits.request_buffering", v)?;
+    }
+    if let Some(v) = &spec.response_buffering {
+        out.response_buffering = response_buffering("limits.response_buffering", v)?;
     }
     if let Some(t) = &spec.keepalive_timeout {
         let path = "limits.keepalive_timeout";

@@ -1,7 +1,7 @@
 //! The `routes:` section: which requests go to which upstream, and how they are rewritten.
 
 use super::limits::rate_limit;
-use super::values::{body_limit, header_name, header_pairs, host_match};
+use super::values::{body_limit, header_name, header_pairs, host_match, request_buffering};
 use super::Result;
 use crate::config::error::ConfigError;
 use crate::config::model::*;
@@ -64,6 +64,10 @@ pub(super) fn routes(
             Some(v) => body_limit(&format!("{base}.max_body_bytes"), v)?,
             None => limits.max_body_bytes,
         };
+        let request_buffering = match &spec.request_buffering {
+            Some(v) => request_buffering(&format!("{base}.request_buffering"), v)?,
+            None => limits.request_buffering,
+        };
         let rate_limit = match &spec.rate_limit {
             None => RouteRateLimit::Inherit,
             Some(RouteRateLimitSpec::Switch(s)) if s == "off" => RouteRateLimit::Off,
@@ -86,6 +90,7 @@ pub(super) fn routes(
             request_headers,
             response_headers,
             max_body_bytes,
+            request_buffering,
             rate_limit,
         });
     }

@@ -3,7 +3,7 @@
 
 use super::Result;
 use crate::config::error::ConfigError;
-use crate::config::model::HostMatch;
+use crate::config::model::{HostMatch, MAX_REQUEST_BUFFERING, MAX_RESPONSE_BUFFERING};
 use crate::config::units::{parse_positive_duration, parse_size};
 use http::{HeaderName, HeaderValue};
 use serde_yaml::Value;
@@ -105,9 +105,68 @@ pub(super) fn body_limit(path: &str, value: &Value) -> Result<Option<u64>> {
     Ok(Some(parse_size(path, value)?).filter(|&n| n > 0))
 }
 
+/// A `request_buffering` size: `0` or `off` for none, else at most
+/// [`MAX_REQUEST_BUFFERING`] (Pingora's retry buffer, which carries the body, holds no more).
+pub(super) fn request_buffering(path: &str, value: &Value) -> Result<u64> {
+    if value.as_str().is_some_and(|s| s.trim() == "off") {
+        return Ok(0);
+    }
+    let n = parse_size(path, value)?;
+    if n > MAX_REQUEST_BUFFERING {
+        return Err(ConfigError::invalid(
+            path,
+            format!(
+                "expected a size up to 64KiB (the body is held in Pingora's 64 KiB retry \
+                 buffer), or 0/off to stream every body, found {n} bytes"
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+/// A `limits.response_buffering` size: `0` or `off` for none, else at most
+/// [`MAX_RESPONSE_BUFFERING`] (memory per client connection).
+pub(super) fn response_buffering(path: &str, value: &Value) -> Result<u64> {
+    if value.as_str().is_some_and(|s| s.trim() == "off") {
+        return Ok(0);
+    }
+    let n = parse_size(path, value)?;
+    if n > MAX_RESPONSE_BUFFERING {
+        return Err(ConfigError::invalid(
+            path,
+            format!("expected a size up to 16MiB (held per client connection), or 0/off, found {n} bytes"),
+        ));
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_buffering_takes_off_zero_and_sizes_up_to_64_kib() {
+        let v = |s: &str| Value::String(s.into());
+        assert_eq!(request_buffering("k", &v("off")), Ok(0));
+        assert_eq!(request_buffering("k", &Value::from(0u64)), Ok(0));
+        assert_eq!(request_buffering("k", &v("16KiB")), Ok(16 * 1024));
+        assert_eq!(request_buffering("k", &v("64KiB")), Ok(64 * 1024));
+        let e = request_buffering("a.b", &v("65537")).unwrap_err();
+        assert_eq!(e.path, "a.b");
+        assert!(e.to_string().contains("retry buffer"), "{e}");
+        assert_eq!(request_buffering("a.b", &v("on")).unwrap_err().path, "a.b");
+    }
+
+    #[test]
+    fn response_buffering_takes_off_zero_and_sizes_up_to_16_mib() {
+        let v = |s: &str| Value::String(s.into());
+        assert_eq!(response_buffering("k", &v("off")), Ok(0));
+        assert_eq!(response_buffering("k", &v("16MiB")), Ok(16 << 20));
+        assert_eq!(
+            response_buffering("a.b", &v("17MiB")).unwrap_err().path,
+            "a.b"
+        );
+    }
 
     #[test]
     fn int_in_names_the_range_and_what_was_found() {

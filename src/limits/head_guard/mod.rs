@@ -20,6 +20,10 @@
 //! arriving after an early response is never taken for a head. HTTP/2 connections are not
 //! wrapped.
 //!
+//! On the write side it keeps a bounded write-behind buffer (`limits.response_buffering`), so
+//! that a client that does not read a small response does not keep its backend connection;
+//! see the `write` module.
+//!
 //! Heads are read through a small buffer on the stack, and what is not handed up at once waits
 //! in the guard; bodies are read straight into the reader's buffer. The connection loop waits
 //! for each request's first byte with [`HeadGuard::poll_arrival`], before Pingora sets up
@@ -27,19 +31,24 @@
 //! per-request state, and the keep-alive timeout is one timer per connection, moved, rather
 //! than one registered per request.
 
+mod behind;
 mod delegate;
 mod pending;
 mod scan;
+mod write;
 
 use async_trait::async_trait;
+use behind::WriteBehind;
 use pending::Pending;
 use pingora_core::protocols::{Peek, Stream};
 use scan::HeadScan;
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -57,6 +66,12 @@ pub struct HeadLimits {
     pub max_headers: usize,
     /// How long a keep-alive connection may wait for its next request.
     pub idle: Duration,
+    /// Longest wait for the client to take more response bytes while the guard delivers
+    /// bytes it accepted for it (`limits.send_timeout`).
+    pub send_timeout: Duration,
+    /// Most response bytes the guard accepts for a client that is not reading
+    /// (`limits.response_buffering`; `0`: none).
+    pub response_buffering: usize,
 }
 
 /// Where the connection is in its request/response cycle.
@@ -110,6 +125,18 @@ pub struct HeadGuard {
     pending: Pending,
     /// The guard answered and failed the stream; every later read fails too.
     failed: bool,
+    /// Response bytes accepted while the client was not reading, not yet written.
+    behind: WriteBehind,
+    /// The proxy knows the rest of the current response fits the write-behind buffer: writes
+    /// that would wait may be accepted into it. Cleared by [`HeadGuard::arm`].
+    complete: AtomicBool,
+    /// While delivering accepted bytes: when to give up if the client takes none.
+    drain_deadline: Option<Instant>,
+    /// Held while the connection lives, also while a dropped guard still delivers its bytes
+    /// (the connection's place under `limits.max_connections`).
+    keep: Option<Box<dyn Any + Send + Sync>>,
+    /// This guard is the delivery task of a dropped one: dropped itself, it just closes.
+    detached: bool,
 }
 
 impl HeadGuard {
@@ -127,12 +154,40 @@ impl HeadGuard {
             armed: false,
             pending: Pending::default(),
             failed: false,
+            behind: WriteBehind::new(limits.response_buffering),
+            complete: AtomicBool::new(false),
+            drain_deadline: None,
+            keep: None,
+            detached: false,
         }
     }
 
-    /// The previous request is done: the next byte read starts a new head.
+    /// The previous request is done: the next byte read starts a new head (and its response
+    /// is not known to be complete).
     pub fn arm(&mut self) {
         self.armed = true;
+        self.complete.store(false, Ordering::Relaxed);
+    }
+
+    /// Keep `token` (the connection's permit) until the connection is closed, including
+    /// while a dropped guard still delivers the bytes it accepted.
+    pub fn hold_until_closed(&mut self, token: Box<dyn Any + Send + Sync>) {
+        self.keep = Some(token);
+    }
+
+    /// The proxy knows the current response has at most `rest` more bytes to write (`0`:
+    /// it has all of it): when that fits the write-behind buffer, writes the client is not
+    /// ready for are accepted into it, so the response completes without waiting for the
+    /// client (see the module docs of `write`).
+    pub fn rest_of_response(&self, rest: u64) {
+        if self.behind.enabled() && rest <= self.limits.response_buffering as u64 {
+            self.complete.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether response bytes accepted for the client still wait to be written.
+    pub fn has_unsent(&self) -> bool {
+        !self.behind.is_empty()
     }
 
     /// Wait until the client has sent at least one more byte (kept for the reads that follow);
@@ -363,6 +418,8 @@ mod tests {
         max_bytes: 200,
         max_headers: 10,
         idle: Duration::from_secs(60),
+        send_timeout: Duration::from_secs(5),
+        response_buffering: 1024,
     };
 
     async fn arrival(guard: &mut HeadGuard) -> io::Result<()> {
