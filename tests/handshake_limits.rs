@@ -269,6 +269,110 @@ async fn handshake_timeout_shorter_than_header_timeout_cuts_first() {
     assert_eq!(r.status(), 200);
 }
 
+/// A blocking rustls client connection to 127.0.0.1:`port` as `site.test`, trusting only
+/// `ca_pem`, offering only `h2` in ALPN, with its handshake done.
+fn h2_tls_client(
+    ca_pem: &str,
+    port: u16,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA");
+    roots.add(ca).expect("add CA");
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("site.test").expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("conn");
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(8)))
+        .expect("read timeout");
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+    }
+    assert_eq!(tls.conn.alpn_protocol(), Some(&b"h2"[..]), "ALPN h2");
+    tls
+}
+
+/// Reads from `stream` until the server closes it; how long that took from `since`, and the
+/// bytes read (a timeout of the stream's read counts as "still open": panics).
+fn read_until_closed(stream: &mut impl std::io::Read, since: Instant) -> (Duration, usize) {
+    let mut bytes = 0;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return (since.elapsed(), bytes),
+            Ok(n) => bytes += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("still open after {:?}", since.elapsed())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                panic!("still open after {:?}", since.elapsed())
+            }
+            // A reset or a TLS close without close_notify: closed.
+            Err(_) => return (since.elapsed(), bytes),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_over_tls_must_send_its_preface_within_the_header_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ca_pem, cert, key) = site_certificate(dir.path());
+    let backend = TestBackend::start("app").await;
+    let (tls_port, plain_port) = (free_port(), free_port());
+    // HTTPS listeners offer h2 by default.
+    let limits = "  header_timeout: 2s";
+    let yaml = tls_config(tls_port, plain_port, &cert, &key, &backend.addr(), limits);
+    let _f = Fulcrum::start(&yaml, tls_port).await;
+    // The handshake ends (ALPN h2), then the client sends nothing: no preface.
+    let (after, bytes) = tokio::task::spawn_blocking(move || {
+        let since = Instant::now();
+        let mut tls = h2_tls_client(&ca_pem, tls_port);
+        read_until_closed(&mut tls, since)
+    })
+    .await
+    .expect("client thread");
+    eprintln!("silent HTTP/2 client after ALPN: closed after {after:?}, {bytes} bytes");
+    assert!(
+        after >= Duration::from_millis(1900),
+        "closed at {after:?}, before the header timeout"
+    );
+    assert!(after < Duration::from_secs(6), "closed only at {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2c_connection_is_closed_after_the_keepalive_timeout() {
+    let backend = TestBackend::start("app").await;
+    let port = free_port();
+    let yaml = format!(
+        "listeners:\n  - addr: \"127.0.0.1:{port}\"\n    h2c: true\n\
+         limits:\n  keepalive_timeout: 1s\n  header_timeout: 10s\n\
+         upstreams:\n  app:\n    backends:\n      - addr: \"{}\"\n\
+         routes:\n  - upstream: app\n",
+        backend.addr()
+    );
+    let _f = Fulcrum::start(&yaml, port).await;
+    let since = Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // The preface and an empty SETTINGS frame, then no stream at all.
+    c.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+    let ended = wait_closed(&mut c, since, since + Duration::from_secs(6)).await;
+    let ended = ended.expect("an idle HTTP/2 connection must be closed");
+    eprintln!("idle h2c connection, keepalive_timeout 1s: closed after {ended:?}");
+    assert!(
+        ended.after >= Duration::from_millis(900),
+        "closed at {:?}, before the keep-alive timeout",
+        ended.after
+    );
+}
+
 #[test]
 fn handshake_timeout_must_be_a_positive_duration() {
     for (value, message) in [

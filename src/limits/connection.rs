@@ -200,6 +200,13 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         };
         if h2 {
             let _permit = permit;
+            if stream.get_ssl_digest().is_some() {
+                // Pingora's HTTP/2 handshake waits for the client's preface without a limit;
+                // the guard gives it the first head's deadline (the preface ends in an empty
+                // line, like a head), then passes everything through.
+                let guard = HeadGuard::new(stream, self.head, accepted);
+                return self.inner.process_new(Box::new(guard), shutdown).await;
+            }
             return self.inner.process_new(stream, shutdown).await;
         }
         let mut guard = Box::new(HeadGuard::new(stream, self.head, accepted));

@@ -214,10 +214,14 @@ impl HeadGuard {
     }
 
     /// Best effort: send `answer` (one try, no waiting) and fail the stream.
+    /// An HTTP/2 connection (whose preface the guard bounds, see [`super::connection`]) gets no
+    /// HTTP/1 answer, only the close.
     fn refuse(&mut self, cx: &mut Context<'_>, answer: &[u8], kind: io::ErrorKind) -> io::Error {
         self.failed = true;
-        let _ = Pin::new(&mut self.inner).poll_write(cx, answer);
-        let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        if self.inner.selected_alpn_proto() != Some(pingora_core::protocols::ALPN::H2) {
+            let _ = Pin::new(&mut self.inner).poll_write(cx, answer);
+            let _ = Pin::new(&mut self.inner).poll_flush(cx);
+        }
         io::Error::new(kind, "request head limit")
     }
 
