@@ -180,13 +180,25 @@ async fn slow_uploaders_and_non_readers_hold_no_backend_slot() {
         .cloned()
         .map(|body| {
             tokio::spawn(async move {
+                // One upload says its length; the other is chunked, a byte per chunk.
+                let chunked = body.starts_with(b"upload-two");
                 let mut s = connect(port).await;
                 let len = body.len().to_string();
-                let head = post_head("/up", &[("content-length", &len)]);
+                let head = match chunked {
+                    true => post_head("/up", &[("transfer-encoding", "chunked")]),
+                    false => post_head("/up", &[("content-length", &len)]),
+                };
                 s.write_all(&head).await.unwrap();
                 for b in &body {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    s.write_all(&[*b]).await.unwrap();
+                    match chunked {
+                        true => s.write_all(&[b'1', b'\r', b'\n', *b, b'\r', b'\n']).await,
+                        false => s.write_all(&[*b]).await,
+                    }
+                    .unwrap();
+                }
+                if chunked {
+                    s.write_all(b"0\r\n\r\n").await.unwrap();
                 }
                 read_until_idle(&mut s, Duration::from_secs(2), Duration::from_secs(8)).await
             })
@@ -271,6 +283,47 @@ async fn bodies_above_request_buffering_stream_intact() {
             r.body.len()
         );
     }
+}
+
+/// A chunked body longer than what is read ahead of it: the first piece arrives alone, then
+/// one large chunk in a single write, which one read of Pingora's (64 KiB) would take whole
+/// and overflow the 64 KiB read-ahead buffer with; the guard's small reads keep every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_longer_than_the_read_ahead_arrives_whole() {
+    let backend = TestBackend::start("app").await;
+    let port = free_port();
+    let f = Fulcrum::start(&config(port, &backend.addr(), "", "", ""), port).await;
+    let body: Vec<u8> = (0..110 * 1024).map(|i| (i % 253) as u8).collect();
+    let (first, rest) = body.split_at(10 * 1024);
+    let (big, last) = rest.split_at(60 * 1024);
+    let chunk = |data: &[u8]| {
+        let mut wire = format!("{:x}\r\n", data.len()).into_bytes();
+        wire.extend_from_slice(data);
+        wire.extend_from_slice(b"\r\n");
+        wire
+    };
+    let mut s = connect(f.port()).await;
+    let mut wire = post_head("/chunked", &[("transfer-encoding", "chunked")]);
+    wire.extend(chunk(first));
+    s.write_all(&wire).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut wire = chunk(big);
+    wire.extend(chunk(last));
+    wire.extend_from_slice(b"0\r\n\r\n");
+    s.write_all(&wire).await.unwrap();
+    let answer = read_until_idle(&mut s, Duration::from_secs(1), Duration::from_secs(5)).await;
+    assert_eq!(
+        status_of(&answer),
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let r = backend
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/chunked");
+    let r = r.expect("the chunked body reached the backend");
+    assert!(r.body == body, "body differs: {} bytes", r.body.len());
 }
 
 /// A small body with a length streams too when its route turns buffering off: a slow

@@ -80,6 +80,16 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// How much of an admitted request's body to read before choosing a backend.
+    fn read_ahead_plan(&self, session: &mut Session, route: usize) -> prebuffer::ReadAhead {
+        let limit = self.state.routes[route].request_buffering;
+        let upgrade = session.is_upgrade_req();
+        let has_body = !session.as_downstream_mut().is_body_empty();
+        prebuffer::plan(limit, session.req_header(), upgrade, has_body)
+    }
+}
+
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
@@ -105,12 +115,9 @@ impl ProxyHttp for Proxy {
                 ctx.route = Some(route);
                 ctx.client_ip = Some(client);
                 self.set_client_timeouts(session, route);
-                let limit = self.state.routes[route].request_buffering;
-                let upgrade = session.is_upgrade_req();
-                if prebuffer::should_read_ahead(limit, session.req_header(), upgrade) {
-                    // Before a backend is chosen: a slow upload holds no slot.
-                    prebuffer::read_ahead(session, self.state.limits.body_timeout).await?;
-                }
+                // Before a backend is chosen: a slow upload holds no slot.
+                let plan = self.read_ahead_plan(session, route);
+                prebuffer::read_ahead(session, plan, self.state.limits.body_timeout).await?;
                 return Ok(false);
             }
             Admission::Answer { route, answer } => {

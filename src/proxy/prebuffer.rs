@@ -3,27 +3,60 @@
 //! connection meanwhile.
 //!
 //! The body is read into Pingora's retry buffer (a fixed 64 KiB), which Pingora sends to the
-//! backend first on every attempt; the rest of a body (none, here) would follow as it comes.
-//! Only bodies whose `Content-Length` is at most the route's `request_buffering` are read
-//! ahead: such a body cannot outgrow the retry buffer, so nothing read is ever lost. Bodies
-//! without a length (chunked HTTP/1, HTTP/2 without `content-length`) and larger ones stream
-//! as before.
+//! backend first on every attempt, then streams whatever of the body is still to come. Nothing
+//! read may overflow that buffer (Pingora would drop it all), so:
+//!
+//! - a body whose `Content-Length` is at most the route's `request_buffering` is read whole;
+//!   a larger declared length streams from the start;
+//! - a body of unknown length (chunked HTTP/1, HTTP/2 without `content-length`) is read while
+//!   it stays under the limit, and at most [`UNKNOWN_LENGTH_MAX`]: each read then returns at
+//!   most 16 KiB (HTTP/1 reads are made small by the connection's head guard; HTTP/2 DATA
+//!   frames are at most 16 KiB, the `SETTINGS_MAX_FRAME_SIZE` fulcrum keeps), so one more read
+//!   always fits. A body that ends by then is whole; a longer one sends what was read and
+//!   streams the rest.
 
 use super::content_length;
+use crate::limits::head_guard::SMALL_BODY_READ;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use pingora_proxy::Session;
 use std::time::Duration;
 
-/// Whether to read a request's body whole before choosing a backend: it has a body of known
-/// length, at most `limit` (`0`: never), and is not a protocol upgrade (whose "body" is the
-/// tunnel).
-pub fn should_read_ahead(limit: u64, req: &RequestHeader, upgrade: bool) -> bool {
-    // With a Transfer-Encoding the length does not frame the body (RFC 9112 6.3).
-    if limit == 0 || upgrade || req.headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return false;
+/// Pingora's retry buffer, which holds what is read ahead (`BODY_BUF_LIMIT`).
+pub const RETRY_BUFFER: u64 = 64 * 1024;
+
+/// Most of a body of unknown length read ahead: one more read of at most 16 KiB still fits
+/// the retry buffer.
+pub const UNKNOWN_LENGTH_MAX: u64 = RETRY_BUFFER - SMALL_BODY_READ as u64;
+
+/// How much of a request body to read before a backend is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadAhead {
+    /// Nothing: no body, buffering off, a protocol upgrade (whose "body" is the tunnel), or a
+    /// declared length above the limit.
+    Nothing,
+    /// The whole body: its declared length is within the limit.
+    Whole,
+    /// A body of unknown length: until it ends, or once this many bytes are read.
+    UpTo(u64),
+}
+
+/// What to read ahead of a request with a body (`has_body`), under the route's `limit`
+/// (`0`: never).
+pub fn plan(limit: u64, req: &RequestHeader, upgrade: bool, has_body: bool) -> ReadAhead {
+    if limit == 0 || upgrade || !has_body {
+        return ReadAhead::Nothing;
     }
-    content_length::of(req).is_some_and(|n| n > 0 && n <= limit)
+    // With a Transfer-Encoding the length does not frame the body (RFC 9112 6.3).
+    let declared = match req.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        true => None,
+        false => content_length::of(req),
+    };
+    match declared {
+        Some(n) if n <= limit => ReadAhead::Whole,
+        Some(_) => ReadAhead::Nothing,
+        None => ReadAhead::UpTo(limit.min(UNKNOWN_LENGTH_MAX)),
+    }
 }
 
 /// Whether the client asked for `100 Continue` before it sends its body.
@@ -34,11 +67,16 @@ pub fn expects_continue(req: &RequestHeader) -> bool {
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-/// Read the whole body of the request into Pingora's retry buffer, each read waiting at most
+/// Read ahead what `plan` says into Pingora's retry buffer, each read waiting at most
 /// `each_read`. A client that asked for `100 Continue` gets it from fulcrum first, and its
 /// `Expect` is dropped, so that neither the backend nor Pingora sends a second one. Errors
 /// are the client's (downstream): a read timeout (`408`) or a broken connection.
-pub async fn read_ahead(session: &mut Session, each_read: Duration) -> Result<()> {
+pub async fn read_ahead(session: &mut Session, plan: ReadAhead, each_read: Duration) -> Result<()> {
+    let up_to = match plan {
+        ReadAhead::Nothing => return Ok(()),
+        ReadAhead::Whole => u64::MAX,
+        ReadAhead::UpTo(n) => n,
+    };
     if expects_continue(session.req_header()) {
         session
             .as_downstream_mut()
@@ -50,9 +88,21 @@ pub async fn read_ahead(session: &mut Session, each_read: Duration) -> Result<()
             .remove_header(&http::header::EXPECT);
     }
     session.as_downstream_mut().enable_retry_buffering();
-    loop {
-        let read = tokio::time::timeout(each_read, session.as_downstream_mut().read_request_body());
-        match read.await {
+    let small_reads = matches!(plan, ReadAhead::UpTo(_));
+    set_small_reads(session, small_reads);
+    let read = read_until(session, up_to, each_read).await;
+    if small_reads {
+        set_small_reads(session, false);
+    }
+    read
+}
+
+/// Read body pieces until the body ends or `up_to` bytes are read.
+async fn read_until(session: &mut Session, up_to: u64, each_read: Duration) -> Result<()> {
+    let mut read = 0u64;
+    while read < up_to && !session.as_downstream_mut().is_body_done() {
+        let next = tokio::time::timeout(each_read, session.as_downstream_mut().read_request_body());
+        match next.await {
             Err(_) => {
                 let mut e = Error::explain(
                     ErrorType::ReadTimedout,
@@ -62,9 +112,17 @@ pub async fn read_ahead(session: &mut Session, each_read: Duration) -> Result<()
                 return Err(e);
             }
             Ok(Err(e)) => return Err(e.into_down()),
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(piece))) => read += piece.len() as u64,
+            Ok(Ok(None)) => break,
         }
+    }
+    Ok(())
+}
+
+/// Make the HTTP/1 client connection's body reads small, or normal again.
+fn set_small_reads(session: &Session, on: bool) {
+    if let Some(guard) = super::write_behind::guard(session) {
+        guard.small_body_reads(on);
     }
 }
 
@@ -81,24 +139,35 @@ mod tests {
     }
 
     #[test]
-    fn bodies_of_known_length_up_to_the_limit_are_read_ahead() {
+    fn bodies_of_known_length_up_to_the_limit_are_read_whole() {
         let len = |n: &str| post(&[("content-length", n)]);
-        assert!(should_read_ahead(1024, &len("1"), false));
-        assert!(should_read_ahead(1024, &len("1024"), false));
-        assert!(!should_read_ahead(1024, &len("1025"), false));
+        assert_eq!(plan(1024, &len("1"), false, true), ReadAhead::Whole);
+        assert_eq!(plan(1024, &len("1024"), false, true), ReadAhead::Whole);
+        assert_eq!(plan(1024, &len("1025"), false, true), ReadAhead::Nothing);
         // No body, buffering off, or an upgrade: nothing to wait for.
-        assert!(!should_read_ahead(1024, &len("0"), false));
-        assert!(!should_read_ahead(1024, &post(&[]), false));
-        assert!(!should_read_ahead(0, &len("10"), false));
-        assert!(!should_read_ahead(1024, &len("10"), true));
+        assert_eq!(plan(1024, &len("0"), false, false), ReadAhead::Nothing);
+        assert_eq!(plan(0, &len("10"), false, true), ReadAhead::Nothing);
+        assert_eq!(plan(1024, &len("10"), true, true), ReadAhead::Nothing);
     }
 
     #[test]
-    fn bodies_without_a_length_stream() {
+    fn bodies_without_a_length_are_read_up_to_what_one_more_read_cannot_overflow() {
         let chunked = post(&[("transfer-encoding", "chunked")]);
-        assert!(!should_read_ahead(64 * 1024, &chunked, false));
+        assert_eq!(
+            plan(64 * 1024, &chunked, false, true),
+            ReadAhead::UpTo(48 * 1024)
+        );
+        assert_eq!(
+            plan(8 * 1024, &chunked, false, true),
+            ReadAhead::UpTo(8 * 1024)
+        );
+        // The length does not frame a body sent with Transfer-Encoding.
         let both = post(&[("transfer-encoding", "chunked"), ("content-length", "5")]);
-        assert!(!should_read_ahead(64 * 1024, &both, false));
+        assert_eq!(plan(1024, &both, false, true), ReadAhead::UpTo(1024));
+        // HTTP/2 without content-length.
+        assert_eq!(plan(1024, &post(&[]), false, true), ReadAhead::UpTo(1024));
+        // One more small read after the most read ahead still fits the retry buffer.
+        assert!(UNKNOWN_LENGTH_MAX + SMALL_BODY_READ as u64 <= RETRY_BUFFER);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
 /// The client connection's guard (HTTP/1 only).
-fn guard(session: &Session) -> Option<&HeadGuard> {
+pub(super) fn guard(session: &Session) -> Option<&HeadGuard> {
     let stream = session.as_downstream().stream()?;
     (**stream).as_any().downcast_ref::<HeadGuard>()
 }

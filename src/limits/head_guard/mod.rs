@@ -105,6 +105,9 @@ static TOO_LARGE_431: LazyLock<Vec<u8>> = LazyLock::new(|| {
 /// after it (a body, a pipelined request) wait in [`HeadGuard`] until they are asked for.
 const HEAD_READ: usize = 4096;
 
+/// Most body bytes one read returns while [`HeadGuard::small_body_reads`] is on.
+pub const SMALL_BODY_READ: usize = 16 * 1024;
+
 /// A client stream with request-head limits; see the module docs.
 pub struct HeadGuard {
     inner: Stream,
@@ -137,6 +140,9 @@ pub struct HeadGuard {
     keep: Option<Box<dyn Any + Send + Sync>>,
     /// This guard is the delivery task of a dropped one: dropped itself, it just closes.
     detached: bool,
+    /// Body reads return at most [`SMALL_BODY_READ`] bytes (see
+    /// [`HeadGuard::small_body_reads`]).
+    small_reads: AtomicBool,
 }
 
 impl HeadGuard {
@@ -159,7 +165,15 @@ impl HeadGuard {
             drain_deadline: None,
             keep: None,
             detached: false,
+            small_reads: AtomicBool::new(false),
         }
+    }
+
+    /// While `on`, a body read returns at most [`SMALL_BODY_READ`] bytes, however large the
+    /// reader's buffer: request buffering reads a body of unknown length into a buffer of
+    /// fixed size, and stops early enough that one more read cannot overflow it.
+    pub fn small_body_reads(&self, on: bool) {
+        self.small_reads.store(on, Ordering::Relaxed);
     }
 
     /// The previous request is done: the next byte read starts a new head (and its response
@@ -374,6 +388,9 @@ impl AsyncRead for HeadGuard {
             }
             if !this.expecting_head() {
                 // A body, a response's aftermath or an upgraded connection: straight through.
+                if buf.remaining() > SMALL_BODY_READ && this.small_reads.load(Ordering::Relaxed) {
+                    return this.poll_small_read(cx, buf);
+                }
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
             match this.poll_fill(cx) {
@@ -383,6 +400,24 @@ impl AsyncRead for HeadGuard {
                 Poll::Pending => return this.poll_head_deadline(cx).map(Err),
             }
         }
+    }
+}
+
+impl HeadGuard {
+    /// One read of at most [`SMALL_BODY_READ`] bytes into `buf`, through a buffer on the
+    /// stack (only while request buffering reads a body of unknown length).
+    fn poll_small_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut stack = [0u8; SMALL_BODY_READ];
+        let mut small = ReadBuf::new(&mut stack);
+        let read = Pin::new(&mut self.inner).poll_read(cx, &mut small);
+        if let Poll::Ready(Ok(())) = read {
+            buf.put_slice(small.filled());
+        }
+        read
     }
 }
 
