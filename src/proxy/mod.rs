@@ -40,7 +40,7 @@ use admission::Admission;
 use async_trait::async_trait;
 use context::RequestCtx;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::{Error, ErrorType, Result};
+use pingora_core::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
@@ -117,7 +117,9 @@ impl ProxyHttp for Proxy {
                 self.set_client_timeouts(session, route);
                 // Before a backend is chosen: a slow upload holds no slot.
                 let plan = self.read_ahead_plan(session, route);
-                prebuffer::read_ahead(session, plan, self.state.limits.body_timeout).await?;
+                let max = self.state.routes[route].max_body_bytes;
+                let each_read = self.state.limits.body_timeout;
+                prebuffer::read_ahead(session, plan, each_read, max).await?;
                 return Ok(false);
             }
             Admission::Answer { route, answer } => {
@@ -147,9 +149,7 @@ impl ProxyHttp for Proxy {
         if max.is_some_and(|max| ctx.body_bytes > max) {
             // A streamed (chunked) body outgrew the limit: stop here, answer 413 if nothing
             // was answered yet, and close.
-            let mut e = Error::explain(ErrorType::HTTPStatus(413), "request body too large");
-            e.esource = pingora_core::ErrorSource::Downstream;
-            return Err(e);
+            return Err(prebuffer::body_too_large());
         }
         Ok(())
     }

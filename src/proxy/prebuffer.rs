@@ -71,7 +71,15 @@ pub fn expects_continue(req: &RequestHeader) -> bool {
 /// `each_read`. A client that asked for `100 Continue` gets it from fulcrum first, and its
 /// `Expect` is dropped, so that neither the backend nor Pingora sends a second one. Errors
 /// are the client's (downstream): a read timeout (`408`) or a broken connection.
-pub async fn read_ahead(session: &mut Session, plan: ReadAhead, each_read: Duration) -> Result<()> {
+///
+/// A body that grows over `max_body` (the route's `max_body_bytes`) while read ahead is
+/// answered `413` before any backend is contacted.
+pub async fn read_ahead(
+    session: &mut Session,
+    plan: ReadAhead,
+    each_read: Duration,
+    max_body: Option<u64>,
+) -> Result<()> {
     let up_to = match plan {
         ReadAhead::Nothing => return Ok(()),
         ReadAhead::Whole => u64::MAX,
@@ -90,15 +98,32 @@ pub async fn read_ahead(session: &mut Session, plan: ReadAhead, each_read: Durat
     session.as_downstream_mut().enable_retry_buffering();
     let small_reads = matches!(plan, ReadAhead::UpTo(_));
     set_small_reads(session, small_reads);
-    let read = read_until(session, up_to, each_read).await;
+    let read = read_until(session, up_to, each_read, max_body).await;
     if small_reads {
         set_small_reads(session, false);
     }
-    read
+    let read = read?;
+    if small_reads && session.as_downstream_mut().is_body_done() {
+        // A body of unknown length that ended while read ahead is now of known length: the
+        // backend gets it with a Content-Length, as nginx sends a buffered body.
+        frame_by_length(session.req_header_mut(), read);
+    }
+    Ok(())
 }
 
-/// Read body pieces until the body ends or `up_to` bytes are read.
-async fn read_until(session: &mut Session, up_to: u64, each_read: Duration) -> Result<()> {
+/// Frame a request whose whole body (`length` bytes) is read by its length.
+fn frame_by_length(req: &mut RequestHeader, length: u64) {
+    req.remove_header(&http::header::TRANSFER_ENCODING);
+    let _ = req.insert_header(http::header::CONTENT_LENGTH, length);
+}
+
+/// Read body pieces until the body ends or `up_to` bytes are read; the bytes read.
+async fn read_until(
+    session: &mut Session,
+    up_to: u64,
+    each_read: Duration,
+    max_body: Option<u64>,
+) -> Result<u64> {
     let mut read = 0u64;
     while read < up_to && !session.as_downstream_mut().is_body_done() {
         let next = tokio::time::timeout(each_read, session.as_downstream_mut().read_request_body());
@@ -112,11 +137,24 @@ async fn read_until(session: &mut Session, up_to: u64, each_read: Duration) -> R
                 return Err(e);
             }
             Ok(Err(e)) => return Err(e.into_down()),
-            Ok(Ok(Some(piece))) => read += piece.len() as u64,
+            Ok(Ok(Some(piece))) => {
+                read += piece.len() as u64;
+                if max_body.is_some_and(|max| read > max) {
+                    return Err(body_too_large());
+                }
+            }
             Ok(Ok(None)) => break,
         }
     }
-    Ok(())
+    Ok(read)
+}
+
+/// The error for a body over `max_body_bytes`: the client's (so no backend is charged),
+/// answered `413`.
+pub fn body_too_large() -> Box<Error> {
+    let mut e = Error::explain(ErrorType::HTTPStatus(413), "request body too large");
+    e.esource = pingora_core::ErrorSource::Downstream;
+    e
 }
 
 /// Make the HTTP/1 client connection's body reads small, or normal again.
@@ -168,6 +206,17 @@ mod tests {
         assert_eq!(plan(1024, &post(&[]), false, true), ReadAhead::UpTo(1024));
         // One more small read after the most read ahead still fits the retry buffer.
         assert!(UNKNOWN_LENGTH_MAX + SMALL_BODY_READ as u64 <= RETRY_BUFFER);
+    }
+
+    #[test]
+    fn a_body_read_whole_is_framed_by_its_length() {
+        let mut req = post(&[("transfer-encoding", "chunked")]);
+        frame_by_length(&mut req, 12);
+        assert!(req.headers.get("transfer-encoding").is_none());
+        assert_eq!(req.headers.get("content-length").unwrap(), "12");
+        let mut empty = post(&[("transfer-encoding", "chunked")]);
+        frame_by_length(&mut empty, 0);
+        assert_eq!(empty.headers.get("content-length").unwrap(), "0");
     }
 
     #[test]
