@@ -15,9 +15,6 @@ pub fn options(limits: &H2Limits) -> H2Options {
         .max_concurrent_streams(limits.max_concurrent_streams)
         .initial_window_size(limits.stream_window)
         .initial_connection_window_size(limits.connection_window)
-        .max_send_buffer_size(limits.max_send_buffer)
-        // HTTP/2's smallest (and default) frame size: a request body read returns one DATA
-        // frame, and request buffering counts on reads of at most this much.
-        .max_frame_size(super::head_guard::SMALL_BODY_READ as u32);
+        .max_send_buffer_size(limits.max_send_buffer);
     options
 }

@@ -8,12 +8,14 @@
 //!
 //! - a body whose `Content-Length` is at most the route's `request_buffering` is read whole;
 //!   a larger declared length streams from the start;
-//! - a body of unknown length (chunked HTTP/1, HTTP/2 without `content-length`) is read while
-//!   it stays under the limit, and at most [`UNKNOWN_LENGTH_MAX`]: each read then returns at
-//!   most 16 KiB (HTTP/1 reads are made small by the connection's head guard; HTTP/2 DATA
-//!   frames are at most 16 KiB, the `SETTINGS_MAX_FRAME_SIZE` fulcrum keeps), so one more read
-//!   always fits. A body that ends by then is whole; a longer one sends what was read and
-//!   streams the rest.
+//! - a chunked HTTP/1 body is read while it stays under the limit, and at most
+//!   [`UNKNOWN_LENGTH_MAX`]: each read then returns at most 16 KiB (the connection's head
+//!   guard makes them small), so one more read always fits. A body that ends by then is whole
+//!   and goes on with a `Content-Length`; a longer one sends what was read and streams the
+//!   rest;
+//! - an HTTP/2 body without `content-length` streams: on HTTP/2 that is how a client streams
+//!   (gRPC, a `fetch` with a stream body), often waiting for the answer to one message before
+//!   it sends the next, which waiting for the end would deadlock until `body_timeout`.
 
 use super::content_length;
 use crate::limits::head_guard::SMALL_BODY_READ;
@@ -37,7 +39,7 @@ pub enum ReadAhead {
     Nothing,
     /// The whole body: its declared length is within the limit.
     Whole,
-    /// A body of unknown length: until it ends, or once this many bytes are read.
+    /// A chunked HTTP/1 body: until it ends, or once this many bytes are read.
     UpTo(u64),
 }
 
@@ -55,6 +57,7 @@ pub fn plan(limit: u64, req: &RequestHeader, upgrade: bool, has_body: bool) -> R
     match declared {
         Some(n) if n <= limit => ReadAhead::Whole,
         Some(_) => ReadAhead::Nothing,
+        None if req.version == http::Version::HTTP_2 => ReadAhead::Nothing,
         None => ReadAhead::UpTo(limit.min(UNKNOWN_LENGTH_MAX)),
     }
 }
@@ -189,7 +192,7 @@ mod tests {
     }
 
     #[test]
-    fn bodies_without_a_length_are_read_up_to_what_one_more_read_cannot_overflow() {
+    fn chunked_bodies_are_read_up_to_what_one_more_read_cannot_overflow() {
         let chunked = post(&[("transfer-encoding", "chunked")]);
         assert_eq!(
             plan(64 * 1024, &chunked, false, true),
@@ -202,8 +205,12 @@ mod tests {
         // The length does not frame a body sent with Transfer-Encoding.
         let both = post(&[("transfer-encoding", "chunked"), ("content-length", "5")]);
         assert_eq!(plan(1024, &both, false, true), ReadAhead::UpTo(1024));
-        // HTTP/2 without content-length.
-        assert_eq!(plan(1024, &post(&[]), false, true), ReadAhead::UpTo(1024));
+        // HTTP/2 without content-length: a stream (gRPC), never waited for.
+        let mut h2 = post(&[]);
+        h2.set_version(http::Version::HTTP_2);
+        assert_eq!(plan(1024, &h2, false, true), ReadAhead::Nothing);
+        h2.insert_header("content-length", "10").unwrap();
+        assert_eq!(plan(1024, &h2, false, true), ReadAhead::Whole);
         // One more small read after the most read ahead still fits the retry buffer.
         assert!(UNKNOWN_LENGTH_MAX + SMALL_BODY_READ as u64 <= RETRY_BUFFER);
     }
