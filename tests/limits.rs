@@ -1207,8 +1207,8 @@ routes:
     );
     let mut f = Fulcrum::start(&yaml, port).await;
 
-    // One byte every 35 ms: the 24 bytes fulcrum peeks at (to tell HTTP/2's preface from an
-    // HTTP/1 request line) arrive within the first second; the head never ends.
+    // One byte every 35 ms: the first byte already tells the request from HTTP/2's preface,
+    // and the time spent on that counts towards the head's deadline; the head never ends.
     let r = slow_head_client(port, Duration::from_millis(35), Duration::from_secs(6)).await;
     eprintln!(
         "h2c listener, 1 byte / 35 ms, header_timeout 1s: closed after {:?} having sent {} \
