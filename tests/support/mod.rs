@@ -14,9 +14,15 @@
 //!   and kills it on drop; [`fulcrum_cmd`] runs it to completion (`-t`, `--print-config`).
 //! * `client`: reqwest helpers ([`client`], [`get`], [`get_host`], [`request`], ...).
 //! * `raw`: raw TCP clients ([`raw_http`], [`raw_exchange`]) for bytes reqwest cannot send.
+//! * `dns`: [`TestDns`], a small authoritative DNS server (UDP and TCP on one port) whose
+//!   A, AAAA and SRV answers, failures and TTL the test changes while it runs; `dns_zone`
+//!   holds its records and `dns_wire` reads and writes its RFC 1035 messages.
 
 mod backend;
 mod client;
+mod dns;
+mod dns_wire;
+mod dns_zone;
 mod fulcrum;
 mod http1;
 mod ports;
@@ -27,6 +33,7 @@ mod ws;
 
 pub use backend::*;
 pub use client::*;
+pub use dns::*;
 pub use fulcrum::*;
 pub use ports::*;
 pub use raw::*;

@@ -2,11 +2,13 @@
 //! a handed-out port, and readiness checks.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener as StdTcpListener, TcpStream as StdTcpStream};
+use std::net::{
+    SocketAddr, TcpListener as StdTcpListener, TcpStream as StdTcpStream, UdpSocket as StdUdpSocket,
+};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// Ports handed out by [`free_port`] or taken by test servers in this test binary.
 fn handed_out() -> &'static Mutex<HashSet<u16>> {
@@ -47,6 +49,33 @@ pub(super) fn bind_unreserved() -> TcpListener {
         skipped.push(listener);
     }
     panic!("could not bind a port that was not handed out already");
+}
+
+/// Binds a UDP socket and a TCP listener on the same port of 127.0.0.1 (one [`free_port`] has
+/// not handed out), as a DNS server needs. Retries when the TCP side of the port the kernel
+/// gave the UDP socket is taken.
+pub(super) fn bind_unreserved_udp_and_tcp() -> (UdpSocket, TcpListener) {
+    let mut skipped = Vec::new(); // held until we are done so the kernel does not repeat them
+    for _ in 0..100 {
+        let udp = StdUdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
+        let port = udp.local_addr().expect("local_addr").port();
+        if handed_out().lock().unwrap().contains(&port) {
+            skipped.push(udp);
+            continue;
+        }
+        let Ok(tcp) = StdTcpListener::bind(("127.0.0.1", port)) else {
+            skipped.push(udp);
+            continue;
+        };
+        handed_out().lock().unwrap().insert(port);
+        udp.set_nonblocking(true).expect("set_nonblocking");
+        tcp.set_nonblocking(true).expect("set_nonblocking");
+        return (
+            UdpSocket::from_std(udp).expect("tokio udp socket from std"),
+            TcpListener::from_std(tcp).expect("tokio listener from std"),
+        );
+    }
+    panic!("could not bind UDP and TCP on one port that was not handed out already");
 }
 
 /// True when something accepts TCP connections on 127.0.0.1:`port` right now.

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::ports::bind_unreserved;
@@ -29,7 +29,15 @@ impl Server {
         F: Fn(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let listener = bind_unreserved();
+        Server::start_on(bind_unreserved(), on_accept)
+    }
+
+    /// Like [`Server::start`], on a listener the caller bound.
+    pub(super) fn start_on<F, Fut>(listener: TcpListener, on_accept: F) -> Server
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let addr = listener.local_addr().expect("test server: local_addr");
         let conn_tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
         let accept_task = {
