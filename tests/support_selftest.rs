@@ -796,24 +796,44 @@ async fn dns_answers_dig() {
     let many: Vec<Ipv4Addr> = (1..=40).map(|n| Ipv4Addr::new(10, 0, 0, n)).collect();
     dns.set_a("big.test", &many);
     dns.set_srv("_h._tcp.api.test", &[(1, 2, 8080, "api.test")]);
-    let dig = |args: Vec<String>| {
+    dns.set_a("bad.test", &[Ipv4Addr::new(127, 0, 0, 3)]);
+    dns.set_failure("bad.test", Some(Failure::ServFail));
+    let port = dns.port().to_string();
+    let dig = |args: &[&str]| {
         let out = std::process::Command::new("dig")
-            .args(["@127.0.0.1", "-p", &dns.port().to_string()])
-            .args(["+time=1", "+tries=1", "+short", "+noedns"])
+            .args(["@127.0.0.1", "-p", &port, "+time=1", "+tries=1"])
             .args(args)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let out = tokio::task::block_in_place(|| dig(vec!["api.test".into(), "A".into()]));
-    assert_eq!(out.trim(), "127.0.0.2");
-    let out = tokio::task::block_in_place(|| dig(vec!["_h._tcp.api.test".into(), "SRV".into()]));
-    assert_eq!(out.trim(), "1 2 8080 api.test.");
-    let out = tokio::task::block_in_place(|| dig(vec!["big.test".into(), "A".into()]));
-    assert_eq!(out.lines().count(), 40, "{out}");
+    let dig = |args: &[&str]| tokio::task::block_in_place(|| dig(args));
+    assert_eq!(dig(&["+short", "api.test", "A"]).trim(), "127.0.0.2");
+    let srv = dig(&["+short", "_h._tcp.api.test", "SRV"]);
+    assert_eq!(srv.trim(), "1 2 8080 api.test.");
+    // The full SRV answer: flags, and the target's address as additional data.
+    let full = dig(&["+noedns", "_h._tcp.api.test", "SRV"]);
+    assert!(full.contains("status: NOERROR"), "{full}");
+    assert!(full.contains("flags: qr aa rd;"), "{full}");
+    assert!(
+        full.contains("ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 1"),
+        "{full}"
+    );
+    assert!(full.contains("api.test.\t\t30\tIN\tA\t127.0.0.2"), "{full}");
+    let bad = dig(&["bad.test", "A"]);
+    assert!(bad.contains("status: SERVFAIL"), "{bad}");
+    let none = dig(&["none.test", "A"]);
+    assert!(none.contains("status: NXDOMAIN"), "{none}");
+    // Truncated over UDP (with and without EDNS0, which the server ignores): dig retries
+    // over TCP and gets all 40 records.
+    assert_eq!(
+        dig(&["+short", "+noedns", "big.test", "A"]).lines().count(),
+        40
+    );
+    assert_eq!(dig(&["+short", "big.test", "A"]).lines().count(), 40);
     assert_eq!(
         dns.tcp_queries(),
-        1,
-        "dig retried the truncated answer over TCP"
+        2,
+        "dig retried the truncated answers over TCP"
     );
 }
