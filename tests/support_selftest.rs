@@ -1,6 +1,6 @@
 //! Checks the test support library itself (no fulcrum involved): the test backend's HTTP
 //! handling, recording, stopping, the WebSocket echo server, and the DNS server (through a
-//! small DNS client written here, and `dig` where installed).
+//! small DNS client written here, and `dig`).
 
 // Each test binary uses only part of the shared support module (items and re-exports).
 #[allow(dead_code, unused_imports)]
@@ -779,18 +779,15 @@ async fn dns_stops_when_dropped() {
     assert!(udp_silent(&addr, &dns_query(2, "x.test", DNS_A, true)).await);
 }
 
-/// `dig`, when installed, as a client independent of this file's: A over UDP, and the
-/// truncated answer retried over TCP. Skipped (with a note) where `dig` is missing.
+/// `dig` as a client independent of this file's: A over UDP, and the truncated answer
+/// retried over TCP (`.ci/install-deps` installs it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_answers_dig() {
-    if std::process::Command::new("dig")
-        .arg("-v")
-        .output()
-        .is_err()
-    {
-        eprintln!("dig is not installed: skipping the check with an independent client");
-        return;
-    }
+    let installed = std::process::Command::new("dig").arg("-v").output().is_ok();
+    assert!(
+        installed,
+        "dig is missing: run .ci/install-deps (bind9-dnsutils)"
+    );
     let dns = TestDns::start().await;
     dns.set_a("api.test", &[Ipv4Addr::new(127, 0, 0, 2)]);
     let many: Vec<Ipv4Addr> = (1..=40).map(|n| Ipv4Addr::new(10, 0, 0, n)).collect();
