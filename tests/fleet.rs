@@ -10,6 +10,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -274,4 +275,76 @@ async fn with_a_different_secret_another_instance_ignores_the_cookie_and_reissue
         assert_eq!(again.body.trim(), answered, "B's own cookie sticks on B");
         assert!(again.header("set-cookie").is_none(), "{again:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_health_is_unavailable_until_the_proxy_serves() {
+    // The health check of `slow` takes its whole timeout (2 s): the first round, which the
+    // proxy waits for, ends only then (and `fast` keeps the group available). A readiness
+    // probe on /health that passed before it would send traffic to a pod whose proxy port
+    // still refuses connections.
+    let slow = TestBackend::start_delayed("slow", Duration::from_secs(4)).await;
+    let fast = TestBackend::start("fast").await;
+    let port = free_port();
+    let admin = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+admin:
+  addr: "127.0.0.1:{admin}"
+upstreams:
+  app:
+    health_check: {{type: http, interval: 5s, timeout: 2s}}
+    backends: [{{addr: "{}"}}, {{addr: "{}"}}]
+routes:
+  - upstream: app
+"#,
+        slow.addr(),
+        fast.addr()
+    );
+    let starting = tokio::spawn(async move { Fulcrum::start(&yaml, port).await });
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let health = format!("http://127.0.0.1:{admin}/health");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut answers: Vec<(u16, String)> = Vec::new();
+    loop {
+        if let Ok(r) = c.get(&health).send().await {
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap_or_default();
+            answers.push((status, body));
+            if status == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/health never answered 200; {} answers, the first {:?}, the last {:?}",
+            answers.len(),
+            answers.first(),
+            answers.last()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The admin listener is up at once, during the 2 s round: it says it is starting.
+    assert_eq!(
+        answers[0],
+        (
+            503,
+            "starting: waiting for the first health-check round\n".to_string()
+        ),
+        "the first /health answer, while the first health-check round runs"
+    );
+    // Once /health says ok, the proxy accepts (a bounded wait covers the services starting
+    // one after the other; before the fix /health said ok the whole 2 s round earlier).
+    assert!(
+        wait_for_port(port, Duration::from_millis(500)).await,
+        "/health answered 200 while the proxy port {port} did not accept yet"
+    );
+    let f = starting.await.expect("fulcrum start task");
+    drop(f);
 }
