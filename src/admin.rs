@@ -11,8 +11,10 @@
 //! connection closed.
 
 mod bearer;
+mod readiness;
 
 pub use bearer::{bearer_credentials, BearerToken};
+pub use readiness::{health_answer, MarkServing, Serving};
 
 use crate::config::model::Admin;
 use crate::limits::connection::{ConnectionCount, Guarded};
@@ -145,6 +147,8 @@ const MAX_HEADERS: usize = 64;
 pub struct AdminApp {
     state: Arc<ProxyState>,
     token: Option<BearerToken>,
+    /// Set once the proxy serves: `/health` is `503` until then.
+    serving: Serving,
     started: Instant,
     /// How long a body may take to arrive (the head timeout).
     body_timeout: Duration,
@@ -218,14 +222,8 @@ impl AdminApp {
             .filter(|g| !(0..g.len()).any(|i| g.is_ready(i)))
             .map(|g| g.config.name.as_str())
             .collect();
-        if down.is_empty() {
-            text(StatusCode::OK, "ok\n")
-        } else {
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no healthy backend in: {}\n", down.join(", ")),
-            )
-        }
+        let (status, body) = health_answer(self.serving.is_set(), &down);
+        text(status, body)
     }
 }
 
@@ -282,9 +280,14 @@ impl ServeHttp for AdminApp {
 
 /// A one-thread Pingora service for the admin listener, behind its own connection cap and
 /// head guard.
-pub fn service(admin: &Admin, state: Arc<ProxyState>) -> Service<Guarded<AdminApp>> {
+pub fn service(
+    admin: &Admin,
+    state: Arc<ProxyState>,
+    serving: Serving,
+) -> Service<Guarded<AdminApp>> {
     let app = AdminApp {
         state,
+        serving,
         token: admin.token.as_deref().map(BearerToken::new),
         started: Instant::now(),
         body_timeout: admin.header_timeout,

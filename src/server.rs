@@ -92,9 +92,16 @@ pub fn build(config: Config, opt: Opt) -> Server {
             .add_dependency(&bootstrap);
     }
 
+    // `/health` answers 503 until the proxy services start (after the first health-check
+    // round), so a readiness probe never passes before the proxy serves.
+    let serving = crate::admin::Serving::new();
     if let Some(admin) = &admin {
         server
-            .add_service(crate::admin::service(admin, Arc::clone(&state)))
+            .add_service(crate::admin::service(
+                admin,
+                Arc::clone(&state),
+                serving.clone(),
+            ))
             .add_dependency(&bootstrap);
     }
 
@@ -119,6 +126,14 @@ pub fn build(config: Config, opt: Opt) -> Server {
             handle
         })
         .collect();
+
+    // Set after the first health-check round and before the proxy listeners start.
+    let mark = server.add_service(background_service(
+        "serving mark",
+        crate::admin::MarkServing(serving),
+    ));
+    mark.add_dependency(&bootstrap);
+    mark.add_dependencies(&health);
 
     // The first HTTPS listener's port is where plain listeners redirect to.
     let https_port = listeners
@@ -162,6 +177,7 @@ pub fn build(config: Config, opt: Opt) -> Server {
         let handle = server.add_service(svc);
         handle.add_dependency(&bootstrap);
         handle.add_dependencies(&health);
+        handle.add_dependency(&mark);
     }
     server
 }
