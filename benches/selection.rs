@@ -48,6 +48,8 @@ fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
         health_check: None,
         circuit_breaker: Default::default(),
         backend_limit: None,
+        discovery: None,
+        slow_start: None,
     })
 }
 

@@ -320,6 +320,8 @@ mod tests {
             health_check: None,
             circuit_breaker: Default::default(),
             backend_limit: None,
+            discovery: None,
+            slow_start: None,
         })
     }
 

@@ -33,7 +33,73 @@ pub struct Config {
     pub limits: Limits,
     /// The per-client rate limit of routes without their own.
     pub rate_limit: Option<RateLimit>,
+    /// Where discovery sends its DNS queries.
+    pub resolver: Resolver,
 }
+
+/// The DNS resolver that discovery uses (`resolver:`). Static backends written as host names
+/// are resolved once at load by the system resolver (`/etc/hosts`, then DNS), as nginx does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolver {
+    /// Name servers to ask, in order (`IP:port`); from `/etc/resolv.conf` when not configured.
+    pub nameservers: Vec<SocketAddr>,
+    /// Time one query may take on one name server before the next is asked.
+    pub timeout: Duration,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Resolver {
+            nameservers: Vec::new(),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Where a group's discovered backends come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiscoverySource {
+    /// `dns: NAME:PORT`: every A and AAAA answer for `name` is a backend on `port`.
+    Dns {
+        /// The name to resolve (lowercase, no trailing dot).
+        name: String,
+        /// The port of every backend.
+        port: u16,
+    },
+    /// `dns_srv: NAME`: targets, ports and weights from the SRV records of `name` (the lowest
+    /// priority present), each target resolved to its A and AAAA addresses.
+    DnsSrv {
+        /// The SRV name (lowercase, no trailing dot), e.g. `_grpc._tcp.svc.internal`.
+        name: String,
+    },
+    /// `file: PATH`: a YAML list of `{addr, weight}`, re-read when it changes.
+    File {
+        /// The file, as written in the config.
+        path: std::path::PathBuf,
+    },
+}
+
+/// Discovery of a group's backends (`upstreams.NAME.discovery`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// Where the backends come from.
+    pub source: DiscoverySource,
+    /// Re-resolve (or re-read) at least this often; DNS answers are also refreshed when
+    /// their TTL runs out, if sooner (never more often than every second).
+    pub interval: Duration,
+    /// At start-up, a source that gives no backend is an error (`true`, default) or an
+    /// empty set that answers 503 until it resolves (`false`).
+    pub required: bool,
+    /// Most backends the source may contribute (answers beyond are ignored, with a warning).
+    pub max_backends: usize,
+}
+
+/// Default and largest `discovery.max_backends`.
+pub const DEFAULT_MAX_DISCOVERED: usize = 1024;
+/// Largest `discovery.max_backends`.
+pub const MAX_DISCOVERED: usize = 4096;
+/// Backends the runtime API may add to a group beyond its static and discovered ones.
+pub const API_HEADROOM: usize = 64;
 
 /// Largest `request_buffering`: the body rides in Pingora's retry buffer, a fixed 64 KiB.
 pub const MAX_REQUEST_BUFFERING: u64 = 64 * 1024;
@@ -360,13 +426,14 @@ pub struct Upstream {
     pub fallback: Algorithm,
     /// The sticky cookie, for `cookie` groups.
     pub sticky: Option<StickyCookie>,
-    /// Backends in config order (never empty).
+    /// Static backends in config order (a host name stands for each of its addresses); empty
+    /// only when the group has `discovery`.
     pub backends: Vec<Backend>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// TLS, when the backends speak HTTPS.
     pub tls: Option<UpstreamTls>,
-    /// Backends one request may try (>= 1, <= backends.len()).
+    /// Backends one request may try (>= 1; static groups: <= backends.len()).
     pub max_tries: usize,
     /// No retry once a request has been trying for this long.
     pub max_try_duration: Option<Duration>,
@@ -376,6 +443,19 @@ pub struct Upstream {
     pub circuit_breaker: CircuitBreaker,
     /// Per-backend concurrency limit, when set.
     pub backend_limit: Option<BackendLimit>,
+    /// Backends found at run time (DNS, SRV or a file), besides the static ones.
+    pub discovery: Option<Discovery>,
+    /// A new or recovered backend's weight ramps up over this time.
+    pub slow_start: Option<Duration>,
+}
+
+impl Upstream {
+    /// Most backends the group can hold at once: static, discovered and added by the API.
+    pub fn capacity(&self) -> usize {
+        self.backends.len()
+            + self.discovery.as_ref().map_or(0, |d| d.max_backends)
+            + API_HEADROOM
+    }
 }
 
 /// What an active health check does.

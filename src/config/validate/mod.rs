@@ -94,5 +94,6 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
         admin,
         limits,
         rate_limit,
+        resolver: Default::default(),
     })
 }

@@ -159,6 +159,8 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Resul
         health_check,
         circuit_breaker,
         backend_limit: backend_limit(base, spec)?,
+        discovery: None,
+        slow_start: None,
     })
 }
 
