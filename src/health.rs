@@ -4,7 +4,7 @@
 //! [`HttpHealthCheck`] with a validator for the expected statuses when `host` is configured;
 //! a check that needs a body substring or a `Host` per backend goes through Pingora's HTTP
 //! connector ([`BodyCheck`]). The verdicts
-//! go to the group's [`GroupStats`] table, which selection reads without locks.
+//! go to the group's stats table, which selection reads without locks.
 //!
 //! State machine per backend: every backend starts healthy (as in Pingora and HAProxy). The
 //! first check's verdict applies at once, so a backend that is down at start-up is taken out
@@ -18,8 +18,7 @@
 //! on it, so a starting (or upgrading) process serves no traffic before it knows which
 //! backends are up.
 
-use crate::balancer::stats::GroupStats;
-use crate::balancer::UpstreamGroup;
+use crate::balancer::{Member, UpstreamGroup};
 use crate::config::model::{CheckKind, HealthCheck as CheckConfig, Upstream};
 use async_trait::async_trait;
 use pingora_core::connectors::http::Connector as HttpConnector;
@@ -32,7 +31,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_load_balancing::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
 use pingora_load_balancing::Backend;
 use std::ops::RangeInclusive;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Fails unless the status is in one of the ranges.
@@ -119,7 +118,8 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
     // backend's name, with the name check off (the chain is still verified).
     let (tls, sni) = match (&upstream.tls, upstream.backends.first()) {
         (Some(t), Some(b)) => (true, crate::peer::server_name(t, b)),
-        _ => (false, String::new()),
+        (Some(t), None) => (true, t.sni.clone()),
+        (None, _) => (false, String::new()),
     };
     let name_checked = upstream.tls.as_ref().is_some_and(|t| !t.sni.is_empty());
     match &cfg.kind {
@@ -202,9 +202,11 @@ fn reason(e: &Error) -> String {
     }
 }
 
-/// Per-backend progress of the rise/fall state machine.
+/// Per-slot progress of the rise/fall state machine.
 #[derive(Debug, Default, Clone, Copy)]
 struct Streak {
+    /// The backend this streak is about (a slot may go to another backend).
+    addr: Option<std::net::SocketAddr>,
     checked: bool,
     /// Consecutive verdicts that disagree with the current state.
     against: u32,
@@ -212,9 +214,7 @@ struct Streak {
 
 /// The health-check background service of one upstream group.
 pub struct HealthService {
-    upstream: String,
-    backends: Vec<Backend>,
-    stats: &'static GroupStats,
+    group: Arc<UpstreamGroup>,
     check: Box<dyn HealthCheck + Send + Sync>,
     config: CheckConfig,
     streaks: Mutex<Vec<Streak>>,
@@ -222,47 +222,76 @@ pub struct HealthService {
 
 impl HealthService {
     /// The service for a group, if it has health checks configured.
-    pub fn for_group(group: &UpstreamGroup) -> Option<Self> {
+    pub fn for_group(group: &Arc<UpstreamGroup>) -> Option<Self> {
         let cfg = group.config.health_check.clone()?;
         Some(HealthService {
-            upstream: group.config.name.clone(),
-            backends: group.backends.clone(),
-            stats: group.stats,
             check: checker(&group.config, &cfg),
-            streaks: Mutex::new(vec![Streak::default(); group.backends.len()]),
+            streaks: Mutex::new(vec![Streak::default(); group.stats.capacity()]),
             config: cfg,
+            group: group.clone(),
         })
     }
 
     /// The name of the group this service checks.
     pub fn upstream_name(&self) -> &str {
-        &self.upstream
+        &self.group.config.name
     }
 
     /// Check every backend once, concurrently, and apply the verdicts.
     pub async fn run_round(&self) {
+        self.check_members(false).await;
+    }
+
+    /// Check the backends of the current snapshot (only those never checked, with
+    /// `only_new`), concurrently, and apply the verdicts.
+    async fn check_members(&self, only_new: bool) {
+        let members = self.group.members();
+        let targets: Vec<&Member> = {
+            let streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
+            members
+                .iter()
+                .filter(|m| {
+                    !only_new
+                        || streaks
+                            .get(m.slot())
+                            .is_none_or(|s| s.addr != Some(m.backend.addr) || !s.checked)
+                })
+                .collect()
+        };
         let timeout = self.config.timeout + Duration::from_millis(100);
-        let checks = self.backends.iter().map(|b| async move {
-            match tokio::time::timeout(timeout, self.check.check(b)).await {
+        let checks = targets.iter().map(|m| async move {
+            let target = Backend {
+                addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(m.backend.addr),
+                weight: m.backend.weight as usize,
+                ext: Default::default(),
+            };
+            match tokio::time::timeout(timeout, self.check.check(&target)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(reason(&e)),
                 Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
             }
         });
         let verdicts = futures::future::join_all(checks).await;
-        for (i, verdict) in verdicts.into_iter().enumerate() {
-            self.apply(i, verdict);
+        for (m, verdict) in targets.iter().zip(verdicts) {
+            self.apply(m, verdict);
         }
     }
 
-    fn apply(&self, i: usize, verdict: std::result::Result<(), String>) {
-        let Some(stats) = self.stats.get(i) else {
+    fn apply(&self, member: &Member, verdict: std::result::Result<(), String>) {
+        let i = member.slot();
+        let Some(stats) = self.group.stats.get(i) else {
             return;
         };
         let mut streaks = self.streaks.lock().unwrap_or_else(|e| e.into_inner());
         let Some(streak) = streaks.get_mut(i) else {
             return;
         };
+        if streak.addr != Some(member.backend.addr) {
+            *streak = Streak {
+                addr: Some(member.backend.addr),
+                ..Streak::default()
+            };
+        }
         let passed = verdict.is_ok();
         let healthy = stats.is_healthy();
         let flip = if !streak.checked {
@@ -287,18 +316,20 @@ impl HealthService {
         stats.set_healthy(passed);
         if passed {
             stats.reset_breaker();
+            if let (Some(window), true) = (self.group.config.slow_start, self.group.is_serving()) {
+                stats.start_ramp(window);
+            }
         }
-        let addr = self.backends[i].addr.to_string();
+        let addr = member.backend.addr;
+        let upstream = &self.group.config.name;
         // Down at WARN (it must show with RUST_LOG=warn), back up at INFO.
         match verdict {
-            Ok(()) => log::info!(
-                "upstream {}: backend {addr} is healthy (health check passed)",
-                self.upstream
-            ),
-            Err(reason) => log::warn!(
-                "upstream {}: backend {addr} is unhealthy ({reason})",
-                self.upstream
-            ),
+            Ok(()) => {
+                log::info!("upstream {upstream}: backend {addr} is healthy (health check passed)")
+            }
+            Err(reason) => {
+                log::warn!("upstream {upstream}: backend {addr} is unhealthy ({reason})")
+            }
         }
     }
 }
@@ -319,6 +350,8 @@ impl BackgroundService for HealthService {
             tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = ticker.tick() => self.run_round().await,
+                // Backends that join are checked at once: they take traffic after a pass.
+                _ = self.group.joined.notified() => self.check_members(true).await,
             }
         }
     }

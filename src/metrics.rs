@@ -7,13 +7,16 @@
 //! at no cost per request. Metrics live in the `prometheus` crate's default registry, the one
 //! `pingora-prometheus` re-exports and gathers.
 
-use crate::balancer::stats::GroupStats;
+use crate::balancer::UpstreamGroup;
 use crate::config::model::Config;
+use arc_swap::ArcSwap;
 use pingora_prometheus::prometheus::core::{Collector, Desc};
 use pingora_prometheus::prometheus::proto::MetricFamily;
 use pingora_prometheus::prometheus::{
     self, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
 };
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::{Mutex, OnceLock};
 
 /// Status classes, as labels; index 0 is for requests answered without a status.
@@ -76,45 +79,113 @@ pub fn route_label(config: &Config, route: usize) -> String {
     }
 }
 
-/// Per-request metric handles, resolved at start-up.
+/// The request counters of one backend on one route.
+type Handles = [IntCounter; 6];
+
+/// One route's per-backend request counters, by slot of the route's group: a slot's entry
+/// names the address it counts for, so a slot that went to another backend is noticed.
+type BySlot = Vec<Option<(SocketAddr, Arc<Handles>)>>;
+
+/// Per-request metric handles: resolved once per route and backend, so a request only loads a
+/// pointer and bumps an atomic.
 pub struct RequestMetrics {
-    /// `[route + 1][backend + 1][class]`; index 0 is "none".
-    requests: Vec<Vec<[IntCounter; 6]>>,
+    /// `[route + 1]`; index 0 is "no route".
+    routes: Vec<RouteMetrics>,
     /// `[route + 1]`.
     durations: Vec<Histogram>,
 }
 
-impl RequestMetrics {
-    /// Handles for every route and backend of a config.
-    pub fn new(config: &Config) -> Self {
-        let requests_vec = requests_vec();
-        let handles = |route: &str, upstream: &str, backend: &str| {
-            CLASSES.map(|c| requests_vec.with_label_values(&[route, upstream, backend, c]))
+/// The request counters of one route.
+struct RouteMetrics {
+    label: String,
+    upstream: String,
+    /// Requests that reached no backend.
+    none: Handles,
+    by_slot: ArcSwap<BySlot>,
+    /// Serializes writers of `by_slot`.
+    writing: Mutex<()>,
+}
+
+fn handles(route: &str, upstream: &str, backend: &str) -> Handles {
+    CLASSES.map(|c| requests_vec().with_label_values(&[route, upstream, backend, c]))
+}
+
+impl RouteMetrics {
+    fn new(label: &str, upstream: &str) -> Self {
+        RouteMetrics {
+            label: label.to_string(),
+            upstream: upstream.to_string(),
+            none: handles(label, upstream, NONE),
+            by_slot: ArcSwap::from_pointee(Vec::new()),
+            writing: Mutex::new(()),
+        }
+    }
+
+    fn count(&self, backend: Option<(usize, SocketAddr)>, class: usize) {
+        let Some((slot, addr)) = backend else {
+            self.none[class].inc();
+            return;
         };
-        let mut requests = vec![vec![handles(NONE, NONE, NONE)]];
+        if let Some(Some((a, h))) = self.by_slot.load().get(slot) {
+            if *a == addr {
+                h[class].inc();
+                return;
+            }
+        }
+        self.resolve(slot, addr)[class].inc();
+    }
+
+    /// The slow path: the first request of a backend on this route.
+    fn resolve(&self, slot: usize, addr: SocketAddr) -> Arc<Handles> {
+        let _one_writer = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.by_slot.load_full();
+        if let Some(Some((a, h))) = current.get(slot) {
+            if *a == addr {
+                return h.clone();
+            }
+            // The slot went to another backend: the old one's series go with it.
+            let old = a.to_string();
+            for c in CLASSES {
+                let _ = requests_vec().remove_label_values(&[&self.label, &self.upstream, &old, c]);
+            }
+        }
+        let h = Arc::new(handles(&self.label, &self.upstream, &addr.to_string()));
+        let mut next: BySlot = (*current).clone();
+        if next.len() <= slot {
+            next.resize(slot + 1, None);
+        }
+        next[slot] = Some((addr, h.clone()));
+        self.by_slot.store(Arc::new(next));
+        h
+    }
+}
+
+impl RequestMetrics {
+    /// Handles for every route of a config.
+    pub fn new(config: &Config) -> Self {
+        let mut routes = vec![RouteMetrics::new(NONE, NONE)];
         let mut durations = vec![duration_vec().with_label_values(&[NONE])];
         for (i, r) in config.routes.iter().enumerate() {
             let label = route_label(config, i);
             let up = &config.upstreams[r.upstream];
-            let mut per_backend = vec![handles(&label, &up.name, NONE)];
-            for b in &up.backends {
-                per_backend.push(handles(&label, &up.name, &b.addr.to_string()));
-            }
-            requests.push(per_backend);
+            routes.push(RouteMetrics::new(&label, &up.name));
             durations.push(duration_vec().with_label_values(&[&label]));
         }
-        RequestMetrics {
-            requests,
-            durations,
-        }
+        RequestMetrics { routes, durations }
     }
 
-    /// Count a finished request.
-    pub fn observe(&self, route: Option<usize>, backend: Option<usize>, status: u16, seconds: f64) {
+    /// Count a finished request; `backend` is the slot and address of the backend it reached
+    /// last.
+    pub fn observe(
+        &self,
+        route: Option<usize>,
+        backend: Option<(usize, SocketAddr)>,
+        status: u16,
+        seconds: f64,
+    ) {
         let r = route.map_or(0, |r| r + 1);
-        let b = backend.map_or(0, |b| b + 1);
-        if let Some(c) = self.requests.get(r).and_then(|v| v.get(b)) {
-            c[class(status)].inc();
+        if let Some(m) = self.routes.get(r) {
+            m.count(backend, class(status));
         }
         if let Some(h) = self.durations.get(r) {
             h.observe(seconds);
@@ -124,7 +195,7 @@ impl RequestMetrics {
 
 /// Reads the groups' tables at scrape time.
 pub struct GroupCollector {
-    groups: Vec<(String, Vec<String>, &'static GroupStats)>,
+    groups: Vec<Arc<UpstreamGroup>>,
     descs: Vec<Desc>,
     metrics: Mutex<GroupMetrics>,
 }
@@ -141,6 +212,18 @@ struct GroupMetrics {
 }
 
 impl GroupMetrics {
+    /// Forget every series (each scrape sets those of the current backends).
+    fn reset(&self) {
+        self.in_flight.reset();
+        self.healthy.reset();
+        self.ejected.reset();
+        self.attempts.reset();
+        self.failures.reset();
+        self.ejections.reset();
+        self.connections.reset();
+        self.retries.reset();
+    }
+
     fn collectors(&self) -> [&dyn Collector; 8] {
         [
             &self.in_flight,
@@ -171,8 +254,8 @@ fn mirror(v: &IntCounterVec, labels: &[&str], value: u64) {
 }
 
 impl GroupCollector {
-    /// A collector over these groups: (name, backend addresses, table).
-    pub fn new(groups: Vec<(String, Vec<String>, &'static GroupStats)>) -> Self {
+    /// A collector over these groups' current backends.
+    pub fn new(groups: Vec<Arc<UpstreamGroup>>) -> Self {
         let ub = &["upstream", "backend"];
         let m = GroupMetrics {
             in_flight: gauge("fulcrum_backend_in_flight", "Requests in flight.", ub),
@@ -228,9 +311,18 @@ impl Collector for GroupCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let m = self.metrics.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, addrs, stats) in &self.groups {
+        // Backends that left since the last scrape must not linger.
+        m.reset();
+        for g in &self.groups {
+            let name = &g.config.name;
+            let stats = g.stats;
             mirror(&m.retries, &[name], stats.retries());
-            for (i, (addr, b)) in addrs.iter().zip(stats.iter()).enumerate() {
+            for member in g.members().iter() {
+                let i = member.slot();
+                let Some(b) = stats.get(i) else {
+                    continue;
+                };
+                let addr = member.backend.addr.to_string();
                 let l = [name.as_str(), addr.as_str()];
                 m.in_flight
                     .with_label_values(&l)
@@ -241,8 +333,8 @@ impl Collector for GroupCollector {
                 mirror(&m.failures, &l, b.failures());
                 mirror(&m.ejections, &l, b.ejections());
                 let (new, reused) = b.connections();
-                mirror(&m.connections, &[name, addr, "false"], new);
-                mirror(&m.connections, &[name, addr, "true"], reused);
+                mirror(&m.connections, &[name, &addr, "false"], new);
+                mirror(&m.connections, &[name, &addr, "true"], reused);
             }
         }
         m.collectors().iter().flat_map(|c| c.collect()).collect()
@@ -251,15 +343,12 @@ impl Collector for GroupCollector {
 
 /// Register the collector for these groups in the default registry, in place of the one a
 /// previous call registered: `/metrics` reports the groups of the latest proxy state.
-pub fn register_groups(groups: Vec<(String, Vec<String>, &'static GroupStats)>) {
+pub fn register_groups(groups: Vec<Arc<UpstreamGroup>>) {
     register_groups_in(prometheus::default_registry(), groups);
 }
 
 /// [`register_groups`] into `registry`.
-fn register_groups_in(
-    registry: &prometheus::Registry,
-    groups: Vec<(String, Vec<String>, &'static GroupStats)>,
-) {
+fn register_groups_in(registry: &prometheus::Registry, groups: Vec<Arc<UpstreamGroup>>) {
     // Replacing is unregister-then-register: one at a time, or two could both unregister and
     // then race to register.
     static REPLACING: Mutex<()> = Mutex::new(());
@@ -292,9 +381,10 @@ mod tests {
         String::from_utf8(buf).unwrap()
     }
 
-    fn groups(name: &str) -> Vec<(String, Vec<String>, &'static GroupStats)> {
-        let stats = GroupStats::leak(1, Default::default());
-        vec![(name.to_string(), vec!["10.0.0.1:80".to_string()], stats)]
+    fn groups(name: &str) -> Vec<Arc<UpstreamGroup>> {
+        let mut u = crate::balancer::test_upstream(crate::config::model::Algorithm::Random, &[1]);
+        u.name = name.to_string();
+        vec![Arc::new(UpstreamGroup::new(u))]
     }
 
     #[test]

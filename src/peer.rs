@@ -30,18 +30,19 @@ pub fn apply_tls(options: &mut PeerOptions, tls: &UpstreamTls) {
     }
 }
 
-/// The peer (address, TLS, timeouts) used to reach `backend` of the group at index `group`.
+/// The peer (address, TLS, timeouts) used to reach `backend` of the group whose pool key is
+/// `group`.
 ///
 /// Each group gets its own connection pool (`group_key`): Pingora's pool key covers the
 /// address, SNI and verification flags but not the CA list, so without it a connection
 /// verified for one group could be reused by another that trusts different CAs.
-pub fn build(group: usize, upstream: &Upstream, backend: &Backend) -> HttpPeer {
+pub fn build(group: u64, upstream: &Upstream, backend: &Backend) -> HttpPeer {
     let (tls, sni) = match &upstream.tls {
         Some(t) => (true, server_name(t, backend)),
         None => (false, String::new()),
     };
     let mut peer = HttpPeer::new(backend.addr, tls, sni);
-    peer.group_key = group as u64;
+    peer.group_key = group;
     let t = upstream.timeouts;
     peer.options.connection_timeout = Some(t.connect);
     peer.options.read_timeout = Some(t.read);

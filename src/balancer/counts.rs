@@ -107,6 +107,18 @@ impl StripedCounts {
         s
     }
 
+    /// Zero the attempt counts of the backend at `index` (its slot goes to a new backend;
+    /// nothing is in flight on it).
+    pub fn reset(&self, index: usize) {
+        if index < self.len {
+            for s in 0..STRIPES {
+                let c = self.counts(s, index);
+                c.requests.store(0, Relaxed);
+                c.view.store(0, Relaxed);
+            }
+        }
+    }
+
     /// End an attempt that [`start`](Self::start) counted into stripe `s`.
     #[inline]
     pub fn end(&self, s: usize, index: usize) {

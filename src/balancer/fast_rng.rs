@@ -27,6 +27,12 @@ pub fn next_u64() -> u64 {
     })
 }
 
+/// A uniform draw in `[0, 1)`.
+#[inline]
+pub fn unit() -> f64 {
+    (next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A number in `0..n` (`n` > 0), by Lemire's multiply-shift: uniform to within `n / 2^64`.
 #[inline]
 pub fn below(n: usize) -> usize {

@@ -31,6 +31,13 @@ impl LatencyWindow {
         }
     }
 
+    /// Forget every sample.
+    pub fn clear(&self) {
+        for s in self.samples.iter() {
+            s.store(UNWRITTEN, Relaxed);
+        }
+    }
+
     /// Record one request's latency.
     pub fn record(&self, took: Duration) {
         let micros = took.as_micros().min(u128::from(UNWRITTEN - 1)) as u32;

@@ -31,9 +31,11 @@
 pub mod counts;
 pub mod crc32;
 pub mod fast_rng;
+pub mod group;
 pub mod ketama;
 pub mod latency;
 pub mod least_conn;
+pub mod members;
 pub mod padded;
 pub mod round_robin;
 pub mod smooth;
@@ -43,15 +45,15 @@ pub mod stripes;
 pub mod turns;
 pub mod weighted;
 
-use crate::config::model::{self, Algorithm};
+use crate::config::model::Algorithm;
+pub use group::{ChangeError, UpstreamGroup};
+pub use members::{Member, Members, Source};
 use pingora_load_balancing::Backend;
-use stats::{Admission, GroupStats};
-use std::cell::Cell;
+use stats::GroupStats;
 use std::collections::BTreeSet;
-use sticky::StickyCookies;
 
-/// A backend's position in its group's config, carried in Pingora's `Backend::ext` so that a
-/// selector's answer maps back to fulcrum's tables without hashing the address.
+/// A backend's slot in its group (see [`members`]), carried in Pingora's `Backend::ext` so
+/// that a selector's answer maps back to fulcrum's tables without hashing the address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendIndex(pub usize);
 
@@ -163,129 +165,39 @@ pub struct Pick<'a> {
     pub sticky: Option<usize>,
 }
 
-/// An upstream group ready to pick backends.
-pub struct UpstreamGroup {
-    /// The validated config of the group.
-    pub config: model::Upstream,
-    /// Per-backend counters and state (in-flight requests, health, ...), in config order.
-    pub stats: &'static GroupStats,
-    /// For `cookie` groups: the sticky cookie.
-    pub sticky: Option<StickyCookies>,
-    /// Backends as Pingora sees them (config order), each carrying its [`BackendIndex`].
-    pub backends: Vec<Backend>,
-    /// Selector for requests with a key (`consistent`, `ip_hash`).
-    keyed: Option<Selector>,
-    /// Selector for everything else: the algorithm itself, or the fallback of a keyed one.
-    plain: Selector,
-    max_steps: usize,
-}
-
-impl UpstreamGroup {
-    /// Build the group's selectors from its validated config.
-    pub fn new(config: model::Upstream) -> Self {
-        let backends: Vec<Backend> = config
-            .backends
+/// A group for unit tests: backends 10.0.x.y:80 with these weights.
+#[cfg(test)]
+pub(crate) fn test_upstream(
+    algorithm: Algorithm,
+    weights: &[u32],
+) -> crate::config::model::Upstream {
+    use crate::config::model::{Backend as ModelBackend, HashKey, Timeouts, Upstream};
+    Upstream {
+        name: "t".into(),
+        algorithm,
+        hash_key: HashKey::ClientIp,
+        fallback: Algorithm::RoundRobin,
+        sticky: None,
+        backends: weights
             .iter()
             .enumerate()
-            .map(|(i, b)| {
-                let mut backend = Backend {
-                    addr: pingora_core::protocols::l4::socket::SocketAddr::Inet(b.addr),
-                    weight: b.weight as usize,
-                    ext: Default::default(),
-                };
-                backend.ext.insert(BackendIndex(i));
-                backend
+            .map(|(i, w)| ModelBackend {
+                addr: format!("10.0.{}.{}:80", i / 200, i % 200 + 1)
+                    .parse()
+                    .unwrap(),
+                host: None,
+                weight: *w,
             })
-            .collect();
-        let stats = GroupStats::leak(backends.len(), config.circuit_breaker);
-        let weights: Vec<u64> = config
-            .backends
-            .iter()
-            .map(|b| u64::from(b.weight))
-            .collect();
-        let set: BTreeSet<Backend> = backends.iter().cloned().collect();
-        let selector = |algorithm| Selector::new(algorithm, &set, &weights, stats);
-        let (keyed, plain) = match config.algorithm {
-            Algorithm::Consistent | Algorithm::IpHash => {
-                (Some(selector(config.algorithm)), selector(config.fallback))
-            }
-            Algorithm::Cookie => (None, selector(config.fallback)),
-            other => (None, selector(other)),
-        };
-        let sticky = config
-            .sticky
-            .as_ref()
-            .map(|s| StickyCookies::new(s, &config.backends));
-        // Enough steps for any of Pingora's iterators to reach every backend, random included.
-        let max_steps = 64 + 8 * backends.len();
-        UpstreamGroup {
-            config,
-            stats,
-            sticky,
-            backends,
-            keyed,
-            plain,
-            max_steps,
-        }
-    }
-
-    /// Number of backends.
-    pub fn len(&self) -> usize {
-        self.backends.len()
-    }
-
-    /// True when the group has no backends (never, for a validated config).
-    pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
-    }
-
-    /// The backend at a config index.
-    pub fn backend(&self, index: usize) -> Option<&model::Backend> {
-        self.config.backends.get(index)
-    }
-
-    /// Whether the backend at a config index may take traffic now (health check and circuit
-    /// breaker both allow it).
-    #[inline]
-    pub fn is_ready(&self, index: usize) -> bool {
-        self.stats.get(index).is_some_and(|s| s.is_ready())
-    }
-
-    /// Pick a backend that may take traffic and is not excluded (it already failed for this
-    /// request), or `None` when no backend is left.
-    pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<Chosen> {
-        let trial = Cell::new(false);
-        let eligible = |i: usize| !excluded(i) && self.is_ready(i);
-        let accept = |i: usize| {
-            if excluded(i) {
-                return false;
-            }
-            match self.stats.get(i).map(|s| s.admit()) {
-                Some(Admission::Normal) => true,
-                Some(Admission::Trial) => {
-                    trial.set(true);
-                    true
-                }
-                _ => false,
-            }
-        };
-        let index = match pick.sticky.filter(|&i| accept(i)) {
-            Some(i) => Some(i),
-            None => {
-                let (selector, key) = match (&self.keyed, pick.key) {
-                    (Some(keyed), Some(key)) => (keyed, key),
-                    _ => (&self.plain, &[][..]),
-                };
-                selector
-                    .select(key, self.max_steps, &eligible, &accept)
-                    // A random walk can miss a lone acceptable backend: scan in order.
-                    .or_else(|| (0..self.backends.len()).find(|&i| accept(i)))
-            }
-        };
-        index.map(|index| Chosen {
-            index,
-            trial: trial.get(),
-        })
+            .collect(),
+        timeouts: Timeouts::default(),
+        tls: None,
+        max_tries: 3,
+        max_try_duration: None,
+        health_check: None,
+        circuit_breaker: Default::default(),
+        backend_limit: None,
+        discovery: None,
+        slow_start: None,
     }
 }
 
@@ -293,36 +205,9 @@ impl UpstreamGroup {
 mod tests {
     use super::*;
     use crate::balancer::stats::InFlight;
-    use crate::config::model::{Backend as ModelBackend, HashKey, Timeouts, Upstream};
 
     fn group(algorithm: Algorithm, weights: &[u32]) -> UpstreamGroup {
-        UpstreamGroup::new(Upstream {
-            name: "t".into(),
-            algorithm,
-            hash_key: HashKey::ClientIp,
-            fallback: Algorithm::RoundRobin,
-            sticky: None,
-            backends: weights
-                .iter()
-                .enumerate()
-                .map(|(i, w)| ModelBackend {
-                    addr: format!("10.0.{}.{}:80", i / 200, i % 200 + 1)
-                        .parse()
-                        .unwrap(),
-                    host: None,
-                    weight: *w,
-                })
-                .collect(),
-            timeouts: Timeouts::default(),
-            tls: None,
-            max_tries: 3,
-            max_try_duration: None,
-            health_check: None,
-            circuit_breaker: Default::default(),
-            backend_limit: None,
-            discovery: None,
-            slow_start: None,
-        })
+        UpstreamGroup::new(test_upstream(algorithm, weights))
     }
 
     fn pick(g: &UpstreamGroup, p: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<usize> {

@@ -80,7 +80,11 @@ pub fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
             index,
         };
         let mut picks = vec![0u64; weights.len()];
-        let mut heap: BinaryHeap<Due> = (0..weights.len()).map(|i| due(0, i)).collect();
+        // Zero weights (free slots of a group) get no turn.
+        let mut heap: BinaryHeap<Due> = (0..weights.len())
+            .filter(|&i| weights[i] > 0)
+            .map(|i| due(0, i))
+            .collect();
         while sequence.len() < period {
             let Some(Due { index, .. }) = heap.pop() else {
                 break;
@@ -96,7 +100,11 @@ pub fn smooth_sequence(weights: &[u64]) -> Vec<u32> {
 impl SmoothWeighted {
     /// The schedule for backends of these weights, in config order.
     pub fn new(weights: &[u64]) -> Self {
-        let weights: Vec<u64> = weights.iter().map(|w| (*w).max(1)).collect();
+        // A weight of 0 (a free slot of the group) gets no turn; the schedule needs one turn.
+        let mut weights = weights.to_vec();
+        if weights.iter().all(|w| *w == 0) {
+            weights.iter_mut().for_each(|w| *w = 1);
+        }
         SmoothWeighted {
             len: weights.len(),
             sequence: smooth_sequence(&weights).into_boxed_slice(),

@@ -22,7 +22,7 @@ use super::latency::LatencyWindow;
 pub use super::latency::{Latency, LATENCY_WINDOW};
 use super::padded::{CachePadded, LineBreak};
 use crate::config::model::CircuitBreaker;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,12 @@ pub struct BackendStats {
     cooldown_ms: AtomicU64,
     failures: AtomicU64,
     ejections: AtomicU64,
+    /// [`State`] as set by the runtime API or by removal from the group.
+    state: AtomicU8,
+    /// `now_ms()` when a slow start began; 0 when the backend takes its full share.
+    ramp_since: AtomicU64,
+    /// Slow-start window in ms (0: none).
+    ramp_ms: AtomicU64,
     _per_request: LineBreak,
     // Written by every request.
     connects_new: AtomicU64,
@@ -72,10 +78,58 @@ impl Default for BackendStats {
             cooldown_ms: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             ejections: AtomicU64::new(0),
+            state: AtomicU8::new(State::Enabled as u8),
+            ramp_since: AtomicU64::new(0),
+            ramp_ms: AtomicU64::new(0),
             _per_request: LineBreak,
             connects_new: AtomicU64::new(0),
             connects_reused: AtomicU64::new(0),
             latency: LatencyWindow::new(),
+        }
+    }
+}
+
+/// A backend's administrative state: what the runtime API (or removal from the group) allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Takes traffic (subject to health and the circuit breaker).
+    Enabled = 0,
+    /// Takes no new requests but those whose sticky cookie names it; in-flight ones finish.
+    Drain = 1,
+    /// Takes no new requests at all; in-flight ones finish.
+    Disabled = 2,
+    /// No longer in the group; requests that chose it earlier finish.
+    Removed = 3,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Enabled,
+            1 => State::Drain,
+            2 => State::Disabled,
+            _ => State::Removed,
+        }
+    }
+
+    /// The name used by the runtime API and `/status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Enabled => "enabled",
+            State::Drain => "drain",
+            State::Disabled => "disabled",
+            State::Removed => "removed",
+        }
+    }
+
+    /// The state a runtime API name stands for (`removed` is not settable).
+    pub fn parse(name: &str) -> Option<State> {
+        match name {
+            "enabled" => Some(State::Enabled),
+            "drain" => Some(State::Drain),
+            "disabled" => Some(State::Disabled),
+            _ => None,
         }
     }
 }
@@ -131,6 +185,56 @@ impl BackendStats {
         }
     }
 
+    /// The administrative state.
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Relaxed))
+    }
+
+    /// Set the administrative state.
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u8, Relaxed);
+    }
+
+    /// Start a slow start of `window`: the backend's share ramps up from about 0.
+    pub fn start_ramp(&self, window: Duration) {
+        let ms = window.as_millis() as u64;
+        if ms > 0 {
+            self.ramp_ms.store(ms, Relaxed);
+            self.ramp_since.store(now_ms(), Relaxed);
+        }
+    }
+
+    /// How far a slow start has come: `None` when the backend takes its full share, else
+    /// the fraction of the window elapsed, in `[0, 1)`.
+    #[inline]
+    pub fn ramp(&self) -> Option<f64> {
+        let since = self.ramp_since.load(Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let window = self.ramp_ms.load(Relaxed).max(1);
+        let elapsed = now_ms().saturating_sub(since);
+        if elapsed >= window {
+            self.ramp_since.store(0, Relaxed);
+            return None;
+        }
+        Some(elapsed as f64 / window as f64)
+    }
+
+    /// Back to a fresh backend's state, for a slot taken by a new backend.
+    pub fn reset(&self, healthy: bool) {
+        self.healthy.store(healthy, Relaxed);
+        self.trial.store(false, Relaxed);
+        self.reset_breaker();
+        self.failures.store(0, Relaxed);
+        self.ejections.store(0, Relaxed);
+        self.state.store(State::Enabled as u8, Relaxed);
+        self.ramp_since.store(0, Relaxed);
+        self.connects_new.store(0, Relaxed);
+        self.connects_reused.store(0, Relaxed);
+        self.latency.clear();
+    }
+
     /// Whether active health checks consider the backend healthy.
     #[inline]
     pub fn is_healthy(&self) -> bool {
@@ -152,7 +256,7 @@ impl BackendStats {
     /// [`admit`]: Self::admit
     #[inline]
     pub fn is_ready(&self) -> bool {
-        if !self.is_healthy() {
+        if !self.is_healthy() || self.state.load(Relaxed) != State::Enabled as u8 {
             return false;
         }
         match self.ejected_until.load(Relaxed) {
@@ -164,6 +268,24 @@ impl BackendStats {
     /// Admit a request: normal traffic, the one half-open trial, or nothing.
     #[inline]
     pub fn admit(&self) -> Admission {
+        if self.state.load(Relaxed) != State::Enabled as u8 {
+            return Admission::Refused;
+        }
+        self.admit_any_state()
+    }
+
+    /// [`admit`](Self::admit) for a request whose sticky cookie names this backend: a
+    /// draining backend still takes it.
+    #[inline]
+    pub fn admit_sticky(&self) -> Admission {
+        match self.state() {
+            State::Enabled | State::Drain => self.admit_any_state(),
+            _ => Admission::Refused,
+        }
+    }
+
+    #[inline]
+    fn admit_any_state(&self) -> Admission {
         if !self.is_healthy() {
             return Admission::Refused;
         }
@@ -294,9 +416,22 @@ impl GroupStats {
         self.retries.load(Relaxed)
     }
 
-    /// Every backend's counters, in config order.
+    /// Every slot's counters, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = &BackendStats> {
         self.backends.iter()
+    }
+
+    /// Slots in the table: the most backends the group can hold.
+    pub fn capacity(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Give the slot at `index` to a new backend: fresh counters and state.
+    pub fn reset(&self, index: usize, healthy: bool) {
+        if let Some(b) = self.backends.get(index) {
+            b.reset(healthy);
+            self.counts.reset(index);
+        }
     }
 
     /// The group's circuit-breaker policy.

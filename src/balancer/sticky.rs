@@ -41,11 +41,11 @@ pub fn cookie_value(secret: &[u8], backend: &Backend) -> String {
 }
 
 impl StickyCookies {
-    /// Precompute the cookie for each backend (config order).
-    pub fn new(spec: &StickyCookie, backends: &[Backend]) -> Self {
+    /// Precompute the cookie for each backend, by slot (`None`: a free slot).
+    pub fn new(spec: &StickyCookie, backends: &[Option<&Backend>]) -> Self {
         let values: Vec<String> = backends
             .iter()
-            .map(|b| cookie_value(&spec.secret, b))
+            .map(|b| b.map(|b| cookie_value(&spec.secret, b)).unwrap_or_default())
             .collect();
         let set_cookie = values
             .iter()
@@ -74,13 +74,14 @@ impl StickyCookies {
             by_value: values
                 .into_iter()
                 .enumerate()
+                .filter(|(_, v)| !v.is_empty())
                 .map(|(i, v)| (v, i))
                 .collect(),
             set_cookie,
         }
     }
 
-    /// The backend (config index) the request's cookie names, if it names one of ours.
+    /// The backend (slot) the request's cookie names, if it names one of ours.
     pub fn backend_for(&self, req: &RequestHeader) -> Option<usize> {
         let value = cookie(req, &self.name)?;
         let value = std::str::from_utf8(value).ok()?;
@@ -122,7 +123,8 @@ mod tests {
 
     #[test]
     fn cookie_round_trip_without_revealing_the_address() {
-        let s = StickyCookies::new(&spec(), &backends());
+        let b = backends();
+        let s = StickyCookies::new(&spec(), &b.iter().map(Some).collect::<Vec<_>>());
         let header = s.set_cookie(1).unwrap().to_str().unwrap().to_string();
         assert!(!header.contains("10.0.0"), "{header}");
         assert!(header.ends_with("; Path=/; Max-Age=3600; HttpOnly; Secure; SameSite=Strict"));
@@ -135,7 +137,8 @@ mod tests {
 
     #[test]
     fn forged_or_foreign_values_name_nothing() {
-        let s = StickyCookies::new(&spec(), &backends());
+        let b = backends();
+        let s = StickyCookies::new(&spec(), &b.iter().map(Some).collect::<Vec<_>>());
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.append_header("cookie", "sid=10.0.0.1:80").unwrap();
         assert_eq!(s.backend_for(&req), None);

@@ -452,9 +452,7 @@ pub struct Upstream {
 impl Upstream {
     /// Most backends the group can hold at once: static, discovered and added by the API.
     pub fn capacity(&self) -> usize {
-        self.backends.len()
-            + self.discovery.as_ref().map_or(0, |d| d.max_backends)
-            + API_HEADROOM
+        self.backends.len() + self.discovery.as_ref().map_or(0, |d| d.max_backends) + API_HEADROOM
     }
 }
 

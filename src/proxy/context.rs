@@ -1,8 +1,10 @@
 //! What fulcrum remembers about one request while Pingora walks it through the hooks.
 
 use crate::balancer::stats::InFlight;
+use crate::balancer::Members;
 use crate::limits::slots::Slot;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Per-request state (Pingora's `CTX`).
@@ -10,7 +12,7 @@ use std::time::Instant;
 pub struct RequestCtx {
     /// Index of the matched route.
     pub route: Option<usize>,
-    /// Index (in the group's config order) of the backend chosen for the current attempt.
+    /// Slot (in the group's `members`) of the backend chosen for the current attempt.
     pub backend: Option<usize>,
     /// The current attempt counted in its backend's in-flight requests; dropped (un-counted)
     /// when the attempt fails over, in the logging hook, or at the latest with the context.
@@ -40,4 +42,15 @@ pub struct RequestCtx {
     pub aborted: bool,
     /// The request id (see `request_id`).
     pub request_id: Option<http::HeaderValue>,
+    /// The group's backends as they were at the first attempt: every attempt of the request
+    /// chooses among them, and their slots stay theirs while the request holds them (so this
+    /// field comes after `in_flight` and `slot`, which drop first).
+    pub members: Option<Arc<Members>>,
+}
+
+impl RequestCtx {
+    /// The backend of the current attempt.
+    pub fn backend(&self) -> Option<&crate::balancer::Member> {
+        self.members.as_ref()?.get(self.backend?)
+    }
 }

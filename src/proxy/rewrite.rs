@@ -72,12 +72,10 @@ pub fn response(state: &ProxyState, response: &mut ResponseHeader, ctx: &Request
         if fwd.via {
             forwarding::set_via(h);
         }
-        if let (Some(name), Some(i)) = (&fwd.served_by_header, ctx.backend) {
-            if let Some(v) = state.served_by[route.upstream].get(i) {
-                h.set(name, v.clone());
-            }
+        if let (Some(name), Some(m)) = (&fwd.served_by_header, ctx.backend()) {
+            h.set(name, m.served_by.clone());
         }
-        let sticky = &state.groups[route.upstream].sticky;
+        let sticky = ctx.members.as_ref().and_then(|m| m.sticky());
         if let (Some(sticky), Some(i)) = (sticky, ctx.backend) {
             if ctx.sticky != Some(i) {
                 if let Some(v) = sticky.set_cookie(i) {

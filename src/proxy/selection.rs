@@ -9,7 +9,7 @@ use super::context::RequestCtx;
 use super::state::ProxyState;
 use super::{hash_key, respond};
 use crate::balancer::stats::InFlight;
-use crate::balancer::{Chosen, Pick, UpstreamGroup};
+use crate::balancer::{Chosen, Members, Pick, UpstreamGroup};
 use crate::config::model::{Algorithm, HashKey};
 use crate::limits::slots::{BackendSlots, QueueError, Slot};
 use crate::peer;
@@ -35,13 +35,14 @@ pub async fn next_attempt(
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
     let g = route.upstream;
     let group = &state.groups[g];
+    let members = ctx.members.get_or_insert_with(|| group.members()).clone();
     let client = ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let key = match group.config.algorithm {
         Algorithm::Consistent => hash_key::extract(&group.config.hash_key, req, client),
         Algorithm::IpHash => hash_key::extract(&HashKey::ClientIp, req, client),
         _ => None,
     };
-    if let Some(sticky) = &group.sticky {
+    if let Some(sticky) = members.sticky() {
         if ctx.tries == 0 {
             ctx.sticky = sticky.backend_for(req);
         }
@@ -59,13 +60,13 @@ pub async fn next_attempt(
     let (chosen, slot) = match &state.slots[g] {
         None => {
             let failed = &ctx.failed;
-            let chosen = group
-                .select(pick, |i| failed.contains(&i))
+            let chosen = members
+                .select(group.stats, pick, |i| failed.contains(&i))
                 .ok_or_else(no_backend)?;
             (chosen, None)
         }
         Some(slots) => {
-            let (chosen, slot) = select_with_slot(group, slots, pick, &ctx.failed)
+            let (chosen, slot) = select_with_slot(group, &members, slots, pick, &ctx.failed)
                 .await
                 .map_err(|e| match e {
                     SlotError::NoBackend => no_backend(),
@@ -92,7 +93,13 @@ pub async fn next_attempt(
     // Replacing a previous attempt's guard un-counts that attempt (and frees its slot).
     ctx.in_flight = Some(InFlight::start(group.stats, i, chosen.trial));
     ctx.slot = slot;
-    let mut peer = Box::new(state.peers[g][i].clone());
+    let Some(member) = members.get(i) else {
+        return Err(Error::explain(
+            ErrorType::InternalError,
+            "selection chose a free slot",
+        ));
+    };
+    let mut peer = Box::new(member.peer.clone());
     if upgrade {
         peer::for_tunnel(&mut peer, &group.config.timeouts);
     }
@@ -110,6 +117,7 @@ enum SlotError {
 /// Select a backend with a free slot, waiting in the group's queue while all are full.
 async fn select_with_slot(
     group: &UpstreamGroup,
+    members: &Members,
     slots: &Arc<BackendSlots>,
     pick: Pick<'_>,
     failed: &[usize],
@@ -118,7 +126,9 @@ async fn select_with_slot(
     loop {
         // While others wait, a newcomer queues behind them rather than taking a freed slot.
         if ticket.is_some() || slots.waiting() == 0 {
-            if let Some(c) = group.select(pick, |i| failed.contains(&i) || slots.is_full(i)) {
+            if let Some(c) = members.select(group.stats, pick, |i| {
+                failed.contains(&i) || slots.is_full(i)
+            }) {
                 match slots.try_acquire(c.index) {
                     Some(slot) => return Ok((c, slot)),
                     // Lost a race for the last slot: give back what selection admitted.
@@ -127,7 +137,10 @@ async fn select_with_slot(
             }
         }
         // Nothing free: is anything able to serve at all?
-        if !(0..group.len()).any(|i| !failed.contains(&i) && group.is_ready(i)) {
+        if !members
+            .iter()
+            .any(|m| !failed.contains(&m.slot()) && group.is_ready(m.slot()))
+        {
             return Err(SlotError::NoBackend);
         }
         if ticket.is_none() {

@@ -7,10 +7,7 @@ use crate::config::model::{Config, Forwarding, Limits, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
 use crate::limits::slots::BackendSlots;
 use crate::metrics::RequestMetrics;
-use crate::peer;
 use crate::routing::Router;
-use http::HeaderValue;
-use pingora_core::upstreams::peer::HttpPeer;
 use std::sync::Arc;
 
 /// Everything the proxy reads while serving requests; built once from the validated config.
@@ -19,14 +16,11 @@ pub struct ProxyState {
     pub routes: Vec<Route>,
     /// Route lookup tables.
     pub router: Router,
-    /// Upstream groups, indexed like the config's upstreams.
-    pub groups: Vec<UpstreamGroup>,
+    /// Upstream groups, indexed like the config's upstreams (shared with the metrics
+    /// collector, discovery and the runtime API).
+    pub groups: Vec<Arc<UpstreamGroup>>,
     /// Forwarding-header policy.
     pub forwarding: Forwarding,
-    /// Per group, per backend: the prepared peer.
-    pub(super) peers: Vec<Vec<HttpPeer>>,
-    /// Per group, per backend: the backend's address as a header value (for `served_by`).
-    pub(super) served_by: Vec<Vec<HeaderValue>>,
     /// Per-request metric handles.
     pub(super) metrics: RequestMetrics,
     /// Limits on client requests.
@@ -40,45 +34,13 @@ pub struct ProxyState {
 impl ProxyState {
     /// Build selectors, routing tables and peers.
     pub fn new(config: &Config) -> Self {
-        let groups: Vec<UpstreamGroup> = config
+        let groups: Vec<Arc<UpstreamGroup>> = config
             .upstreams
             .iter()
             .cloned()
-            .map(UpstreamGroup::new)
+            .map(|u| Arc::new(UpstreamGroup::new(u)))
             .collect();
-        let peers = config
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(g, u)| u.backends.iter().map(|b| peer::build(g, u, b)).collect())
-            .collect();
-        let served_by = config
-            .upstreams
-            .iter()
-            .map(|u| {
-                u.backends
-                    .iter()
-                    .map(|b| {
-                        HeaderValue::from_str(&b.addr.to_string())
-                            .unwrap_or(HeaderValue::from_static(""))
-                    })
-                    .collect()
-            })
-            .collect();
-        crate::metrics::register_groups(
-            groups
-                .iter()
-                .map(|g| {
-                    let addrs = g
-                        .config
-                        .backends
-                        .iter()
-                        .map(|b| b.addr.to_string())
-                        .collect();
-                    (g.config.name.clone(), addrs, g.stats)
-                })
-                .collect(),
-        );
+        crate::metrics::register_groups(groups.clone());
         let shared_limiter = config
             .rate_limit
             .as_ref()
@@ -98,7 +60,7 @@ impl ProxyState {
             .map(|u| {
                 u.backend_limit
                     .clone()
-                    .map(|l| BackendSlots::new(l, u.backends.len()))
+                    .map(|l| BackendSlots::new(l, u.capacity()))
             })
             .collect();
         ProxyState {
@@ -110,8 +72,6 @@ impl ProxyState {
             router: Router::new(&config.routes),
             groups,
             forwarding: config.forwarding.clone(),
-            peers,
-            served_by,
         }
     }
 
@@ -122,7 +82,7 @@ impl ProxyState {
 
     /// The upstream group of the request's route.
     pub fn group(&self, ctx: &RequestCtx) -> Option<&UpstreamGroup> {
-        self.route(ctx).map(|r| &self.groups[r.upstream])
+        self.route(ctx).map(|r| &*self.groups[r.upstream])
     }
 }
 

@@ -639,7 +639,7 @@ pub fn sticky(
             weight: 1,
         })
         .collect();
-    let cookies = StickyCookies::new(&spec, &backends);
+    let cookies = StickyCookies::new(&spec, &backends.iter().map(Some).collect::<Vec<_>>());
     let values: Vec<String> = backends.iter().map(|b| cookie_value(secret, b)).collect();
     let pick = |line: &[u8]| {
         request(b"/", &[("cookie", line.to_vec())]).and_then(|r| cookies.backend_for(&r))

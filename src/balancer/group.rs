@@ -1,0 +1,385 @@
+//! [`UpstreamGroup`]: an upstream group at run time, whose backends may change while it
+//! serves.
+//!
+//! Requests read the group's current [`Members`] snapshot through one atomic load
+//! (`ArcSwap`) and keep it for their whole life; they never take a lock. Changes (discovery
+//! answers, the runtime API) are serialized by one mutex on the writer side: each merges the
+//! group's sources, builds a new snapshot (selectors included) and publishes it with one swap.
+//!
+//! What the group is made of, in order of precedence for an address given twice: the static
+//! `backends:`, those added through the runtime API, and the discovered ones. The runtime API
+//! may also override a backend's weight or state, or delete it; overrides are kept by
+//! address, so a backend that leaves discovery and comes back keeps them.
+//!
+//! A backend that joins a serving group starts unhealthy when the group has health checks
+//! (it takes traffic once its first check passes, which the health service runs at once), and
+//! ramps up over `slow_start` when set. A backend that leaves is drained: no new request
+//! chooses it, and requests that chose it earlier finish on it.
+
+use super::members::{Lease, Member, Members, SlotPool, Source};
+use super::stats::{GroupStats, State};
+use super::{Chosen, Pick};
+use crate::config::model::{self, Backend};
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Why the runtime API cannot make a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeError {
+    /// No backend with this address in the group.
+    UnknownBackend(SocketAddr),
+    /// The backend is already in the group.
+    Exists(SocketAddr),
+    /// The change would leave the group with no enabled backend (pass `force` to insist).
+    WouldEmpty,
+    /// The group holds as many backends as it can.
+    Full(usize),
+}
+
+impl fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChangeError::UnknownBackend(a) => write!(f, "no backend {a} in this upstream"),
+            ChangeError::Exists(a) => write!(f, "backend {a} is already in this upstream"),
+            ChangeError::WouldEmpty => write!(
+                f,
+                "the change would leave the upstream with no enabled backend; \
+                 add ?force=true to make it anyway"
+            ),
+            ChangeError::Full(n) => write!(f, "the upstream already holds {n} backends"),
+        }
+    }
+}
+
+impl std::error::Error for ChangeError {}
+
+/// A runtime API override of one backend, kept by address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Override {
+    /// State set through the API (`None`: enabled).
+    pub state: Option<State>,
+    /// Weight set through the API (`None`: the source's).
+    pub weight: Option<u32>,
+    /// Deleted through the API: left out whatever its source says.
+    pub deleted: bool,
+}
+
+/// The writer side: the sources and overrides, and the members they made last.
+#[derive(Debug, Default)]
+struct Control {
+    discovered: Vec<Backend>,
+    discovered_source: Option<Source>,
+    api: Vec<Backend>,
+    overrides: BTreeMap<SocketAddr, Override>,
+    current: BTreeMap<SocketAddr, Member>,
+    generation: u64,
+}
+
+/// Distinct connection-pool keys per group (see [`crate::peer::build`]).
+static NEXT_GROUP_KEY: AtomicU64 = AtomicU64::new(0);
+
+/// An upstream group ready to pick backends.
+pub struct UpstreamGroup {
+    /// The validated config of the group.
+    pub config: model::Upstream,
+    /// Per-slot counters and state (in-flight requests, health, ...).
+    pub stats: &'static GroupStats,
+    /// Wakes the health service when backends join.
+    pub joined: tokio::sync::Notify,
+    members: ArcSwap<Members>,
+    control: Mutex<Control>,
+    serving: AtomicBool,
+    pool: Arc<SlotPool>,
+    group_key: u64,
+}
+
+/// What an update changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// Addresses that joined.
+    pub added: Vec<SocketAddr>,
+    /// Addresses that left.
+    pub removed: Vec<SocketAddr>,
+}
+
+impl UpstreamGroup {
+    /// The group with its static backends.
+    pub fn new(config: model::Upstream) -> Self {
+        let stats = GroupStats::leak(config.capacity(), config.circuit_breaker);
+        let pool = SlotPool::new(stats);
+        let empty = Members::build(&config, stats, Vec::new(), 0);
+        let group = UpstreamGroup {
+            stats,
+            joined: tokio::sync::Notify::new(),
+            members: ArcSwap::from_pointee(empty),
+            control: Mutex::new(Control::default()),
+            serving: AtomicBool::new(false),
+            pool,
+            group_key: NEXT_GROUP_KEY.fetch_add(1, Ordering::Relaxed),
+            config,
+        };
+        let mut control = group.lock();
+        group.publish(&mut control);
+        drop(control);
+        group
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current snapshot, for a request to keep until it ends.
+    #[inline]
+    pub fn members(&self) -> Arc<Members> {
+        self.members.load_full()
+    }
+
+    /// Backends now.
+    pub fn len(&self) -> usize {
+        self.members.load().len()
+    }
+
+    /// True when the group has no backend now.
+    pub fn is_empty(&self) -> bool {
+        self.members.load().is_empty()
+    }
+
+    /// Whether the backend on a slot may take traffic now (enabled, and health check and
+    /// circuit breaker both allow it).
+    #[inline]
+    pub fn is_ready(&self, slot: usize) -> bool {
+        self.stats.get(slot).is_some_and(|s| s.is_ready())
+    }
+
+    /// Pick a backend from the current snapshot (see [`Members::select`]).
+    pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<Chosen> {
+        self.members.load().select(self.stats, pick, excluded)
+    }
+
+    /// From now on, backends that join start unhealthy until checked (with health checks)
+    /// and ramp up over `slow_start`: the proxy serves.
+    pub fn mark_serving(&self) {
+        self.serving.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`mark_serving`](Self::mark_serving) was called.
+    pub fn is_serving(&self) -> bool {
+        self.serving.load(Ordering::Relaxed)
+    }
+
+    /// Replace the discovered backends with `backends` (from `source`).
+    pub fn set_discovered(&self, source: Source, backends: Vec<Backend>) -> Changes {
+        let mut control = self.lock();
+        control.discovered = backends;
+        control.discovered_source = Some(source);
+        self.publish(&mut control)
+    }
+
+    /// The runtime API's backends and overrides, for the state file.
+    pub fn runtime_state(&self) -> (Vec<Backend>, BTreeMap<SocketAddr, Override>) {
+        let control = self.lock();
+        (control.api.clone(), control.overrides.clone())
+    }
+
+    /// Take over runtime API backends and overrides (from the state file).
+    pub fn restore(&self, api: Vec<Backend>, overrides: BTreeMap<SocketAddr, Override>) {
+        let mut control = self.lock();
+        control.api = api;
+        control.overrides = overrides;
+        self.publish(&mut control);
+    }
+
+    /// Runtime API: add a backend.
+    pub fn add(&self, addr: SocketAddr, weight: u32) -> Result<Changes, ChangeError> {
+        let mut control = self.lock();
+        if control.current.contains_key(&addr) {
+            return Err(ChangeError::Exists(addr));
+        }
+        if self.pool.available() == 0 {
+            return Err(ChangeError::Full(self.stats.capacity()));
+        }
+        if let Some(o) = control.overrides.get_mut(&addr) {
+            o.deleted = false;
+            o.weight = None;
+            o.state = None;
+        }
+        control.api.retain(|b| b.addr != addr);
+        control.api.push(Backend {
+            addr,
+            host: None,
+            weight,
+        });
+        Ok(self.publish(&mut control))
+    }
+
+    /// Runtime API: change a backend's state and/or weight.
+    pub fn patch(
+        &self,
+        addr: SocketAddr,
+        state: Option<State>,
+        weight: Option<u32>,
+        force: bool,
+    ) -> Result<Changes, ChangeError> {
+        let mut control = self.lock();
+        if !control.current.contains_key(&addr) {
+            return Err(ChangeError::UnknownBackend(addr));
+        }
+        let mut next = control.overrides.get(&addr).copied().unwrap_or_default();
+        if let Some(state) = state {
+            next.state = (state != State::Enabled).then_some(state);
+        }
+        if let Some(weight) = weight {
+            next.weight = Some(weight);
+        }
+        if !force && self.enabled_without(&control, addr, next.state.is_some()) == 0 {
+            return Err(ChangeError::WouldEmpty);
+        }
+        control.overrides.insert(addr, next);
+        Ok(self.publish(&mut control))
+    }
+
+    /// Runtime API: delete a backend (it drains: requests on it finish).
+    pub fn delete(&self, addr: SocketAddr, force: bool) -> Result<Changes, ChangeError> {
+        let mut control = self.lock();
+        if !control.current.contains_key(&addr) {
+            return Err(ChangeError::UnknownBackend(addr));
+        }
+        if !force && self.enabled_without(&control, addr, true) == 0 {
+            return Err(ChangeError::WouldEmpty);
+        }
+        let before = control.api.len();
+        control.api.retain(|b| b.addr != addr);
+        if control.api.len() == before {
+            // Static or discovered: keep it out while its source names it.
+            control.overrides.entry(addr).or_default().deleted = true;
+        } else {
+            control.overrides.remove(&addr);
+        }
+        Ok(self.publish(&mut control))
+    }
+
+    /// Enabled backends once `addr` is taken out (`out`) or left enabled.
+    fn enabled_without(&self, control: &Control, addr: SocketAddr, out: bool) -> usize {
+        control
+            .current
+            .values()
+            .filter(|m| {
+                if m.backend.addr == addr {
+                    return !out;
+                }
+                self.stats
+                    .get(m.slot())
+                    .is_some_and(|s| s.state() == State::Enabled)
+            })
+            .count()
+    }
+
+    /// Merge the sources, give joining backends slots, drain leaving ones and publish the
+    /// snapshot.
+    fn publish(&self, control: &mut Control) -> Changes {
+        let discovered_source = control.discovered_source.unwrap_or(Source::Dns);
+        let mut wanted: BTreeMap<SocketAddr, (Backend, Source)> = BTreeMap::new();
+        let sources = [
+            (self.config.backends.as_slice(), Source::Static),
+            (control.api.as_slice(), Source::Api),
+            (control.discovered.as_slice(), discovered_source),
+        ];
+        // Order of joining: the config's order, then the API's, then discovery's.
+        let mut order: Vec<SocketAddr> = Vec::new();
+        for (backends, source) in sources {
+            for b in backends {
+                let o = control.overrides.get(&b.addr).copied().unwrap_or_default();
+                if o.deleted || wanted.contains_key(&b.addr) {
+                    continue;
+                }
+                let mut b = b.clone();
+                if let Some(w) = o.weight {
+                    b.weight = w;
+                }
+                order.push(b.addr);
+                wanted.insert(b.addr, (b, source));
+            }
+        }
+        let mut changes = Changes::default();
+        let leaving: Vec<SocketAddr> = control
+            .current
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        for addr in leaving {
+            if let Some(m) = control.current.remove(&addr) {
+                if let Some(s) = self.stats.get(m.slot()) {
+                    s.set_state(State::Removed);
+                }
+                changes.removed.push(addr);
+            }
+        }
+        let checked = self.config.health_check.is_some();
+        let serving = self.is_serving();
+        for addr in order {
+            let Some((backend, source)) = wanted.remove(&addr) else {
+                continue;
+            };
+            let member = match control.current.remove(&addr) {
+                Some(mut m) => {
+                    if m.backend != backend {
+                        m.peer = crate::peer::build(self.group_key, &self.config, &backend);
+                        m.backend = backend;
+                    }
+                    m.source = source;
+                    m
+                }
+                None => {
+                    let Some(lease) = self.pool.lease(!(serving && checked)) else {
+                        log::warn!(
+                            "upstream {}: no room for backend {addr} (the group holds {} \
+                             backends)",
+                            self.config.name,
+                            self.stats.capacity()
+                        );
+                        continue;
+                    };
+                    if serving {
+                        if let (Some(window), Some(s)) =
+                            (self.config.slow_start, self.stats.get(lease.slot()))
+                        {
+                            s.start_ramp(window);
+                        }
+                    }
+                    changes.added.push(addr);
+                    self.join(lease, backend, source)
+                }
+            };
+            let o = control.overrides.get(&addr).copied().unwrap_or_default();
+            if let Some(s) = self.stats.get(member.slot()) {
+                s.set_state(o.state.unwrap_or(State::Enabled));
+            }
+            control.current.insert(addr, member);
+        }
+        control.generation += 1;
+        let members: Vec<Member> = control.current.values().cloned().collect();
+        let snapshot = Members::build(&self.config, self.stats, members, control.generation);
+        self.members.store(Arc::new(snapshot));
+        if !changes.added.is_empty() {
+            self.joined.notify_one();
+        }
+        changes
+    }
+
+    fn join(&self, lease: Arc<Lease>, backend: Backend, source: Source) -> Member {
+        Member {
+            peer: crate::peer::build(self.group_key, &self.config, &backend),
+            served_by: HeaderValue::from_str(&backend.addr.to_string())
+                .unwrap_or(HeaderValue::from_static("")),
+            backend,
+            source,
+            lease,
+        }
+    }
+}
