@@ -41,7 +41,8 @@ pub struct Config {
 /// are resolved once at load by the system resolver (`/etc/hosts`, then DNS), as nginx does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolver {
-    /// Name servers to ask, in order (`IP:port`); from `/etc/resolv.conf` when not configured.
+    /// Name servers to ask, in order (`IP:port`); empty when not configured, for those of
+    /// `/etc/resolv.conf` (read at run time).
     pub nameservers: Vec<SocketAddr>,
     /// Time one query may take on one name server before the next is asked.
     pub timeout: Duration,
@@ -84,17 +85,18 @@ pub enum DiscoverySource {
 pub struct Discovery {
     /// Where the backends come from.
     pub source: DiscoverySource,
-    /// Re-resolve (or re-read) at least this often; DNS answers are also refreshed when
-    /// their TTL runs out, if sooner (never more often than every second).
+    /// Re-resolve (or re-read) at least this often (at least 1 s); DNS answers are also
+    /// refreshed when their TTL runs out, if sooner (never more often than every second).
     pub interval: Duration,
     /// At start-up, a source that gives no backend is an error (`true`, default) or an
     /// empty set that answers 503 until it resolves (`false`).
     pub required: bool,
-    /// Most backends the source may contribute (answers beyond are ignored, with a warning).
+    /// Most backends the source may contribute, 1 to [`MAX_DISCOVERED`] (answers beyond are
+    /// ignored, with a warning).
     pub max_backends: usize,
 }
 
-/// Default and largest `discovery.max_backends`.
+/// Default `discovery.max_backends`.
 pub const DEFAULT_MAX_DISCOVERED: usize = 1024;
 /// Largest `discovery.max_backends`.
 pub const MAX_DISCOVERED: usize = 4096;
@@ -445,7 +447,8 @@ pub struct Upstream {
     pub backend_limit: Option<BackendLimit>,
     /// Backends found at run time (DNS, SRV or a file), besides the static ones.
     pub discovery: Option<Discovery>,
-    /// A new or recovered backend's weight ramps up over this time.
+    /// A new or recovered backend's weight ramps up over this time (above zero); applies to
+    /// choices made without a key.
     pub slow_start: Option<Duration>,
 }
 

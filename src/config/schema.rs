@@ -75,6 +75,48 @@ pub struct FileConfig {
     /// off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// The DNS servers `discovery` asks; default: those of `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<ResolverSpec>,
+}
+
+/// The DNS resolver of `discovery` (static `backends` use the system's resolver instead).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverSpec {
+    /// Name servers as `IP:port` (`127.0.0.1:53`, `[::1]:53`; a bare IP means port 53), asked
+    /// in order; default: the `nameserver` lines of `/etc/resolv.conf`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    /// Time one query may take on one name server before the next is asked; default `2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Where an upstream group finds backends at run time, and how often it looks again. Exactly
+/// one of `dns`, `dns_srv` and `file`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySpec {
+    /// `NAME:PORT`: every A and AAAA address of `NAME` is a backend on `PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<String>,
+    /// An SRV name (`_grpc._tcp.svc.internal`): its records give targets, ports and weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_srv: Option<String>,
+    /// A YAML file listing `{addr, weight}` entries, re-read when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Look again at least this often (at least `1s`); default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Refuse to start when the source gives no backend at start-up; default true. When
+    /// false, the group starts empty (503) and fills once the source answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    /// Most backends taken from the source (1 to 4096); default 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backends: Option<i64>,
 }
 
 /// Limits on client requests and connections.
@@ -298,9 +340,18 @@ pub struct UpstreamSpec {
     /// For `cookie`: the sticky cookie's settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sticky: Option<StickySpec>,
-    /// The backends of the group.
+    /// The static backends of the group; a `host:port` stands for every address the host
+    /// resolves to at load. May be empty when `discovery` is set.
     #[serde(default)]
     pub backends: Vec<BackendSpec>,
+    /// Backends found at run time (DNS, SRV records or a file), besides the static ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<DiscoverySpec>,
+    /// A new or recovered backend's share of traffic ramps up over this time (`30s`);
+    /// default none (full share at once). Any algorithm; it shapes the choices made without
+    /// a key (a `consistent`, `ip_hash` or `cookie` request with a key goes where its key says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<String>,
     /// Timeouts towards these backends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsSpec>,
@@ -308,7 +359,7 @@ pub struct UpstreamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsSpec>,
     /// How many backends one request may try when connecting fails; default 3 (at most the
-    /// number of backends).
+    /// number of static backends, unless the group has `discovery`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tries: Option<usize>,
     /// Stop retrying once a request has spent this long trying backends (`10s`); default none.
@@ -418,7 +469,8 @@ pub struct StickySpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSpec {
-    /// `host:port`; a host name is resolved once, when the config is loaded.
+    /// `host:port`; a host name is resolved once, when the config is loaded, and each of its
+    /// addresses becomes a backend (with this weight).
     pub addr: String,
     /// Relative share of traffic, 1 to 1000; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,12 +4,14 @@
 //! sections share are in [`values`]. The I/O validation does (reading certificate files,
 //! resolving backend host names) goes through [`Load`].
 
+mod discovery;
 mod forwarding;
 mod health;
 mod limits;
 mod listeners;
 mod load;
 mod pingora;
+mod resolver;
 mod routes;
 mod sticky;
 #[cfg(test)]
@@ -28,6 +30,7 @@ use forwarding::forwarding;
 use limits::{limits, rate_limit};
 use listeners::{admin, demo_backends, listeners};
 use pingora::pingora_conf;
+use resolver::resolver;
 use routes::routes;
 use upstreams::upstreams;
 
@@ -79,6 +82,7 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
         }
     }
     let forwarding = forwarding(spec.forwarding.as_ref())?;
+    let resolver = resolver(spec.resolver.as_ref())?;
     let admin = spec
         .admin
         .as_ref()
@@ -94,6 +98,6 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
         admin,
         limits,
         rate_limit,
-        resolver: Default::default(),
+        resolver,
     })
 }

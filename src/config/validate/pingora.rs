@@ -170,6 +170,16 @@ mod tests {
                 "upstreams.api.max_tries",
                 "2 tries need pingora.max_retries of at least 2, found 1",
             ),
+            (
+                "pingora: {max_retries: 4}\nupstreams: {api: {max_tries: 5, discovery: {dns: 'api.internal:80'}}}",
+                "upstreams.api.max_tries",
+                "5 tries need pingora.max_retries of at least 5, found 4",
+            ),
+            (
+                "pingora: {max_retries: 2}\nupstreams: {api: {discovery: {dns: 'api.internal:80'}}}",
+                "upstreams.api.max_tries",
+                "3 tries need pingora.max_retries of at least 3, found 2",
+            ),
         ]);
     }
 }

@@ -10,8 +10,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// Files: `/garbage.pem` holds text without PEM; every other file is missing. Names: only
-/// `localhost` resolves, to 127.0.0.1.
+/// Files: `/garbage.pem` holds text without PEM; every other file is missing. Names:
+/// `localhost` resolves to 127.0.0.1; `twin.test` to 127.0.0.2 and 127.0.0.3, the first
+/// twice (as a resolver may answer); no other name resolves.
 struct Fake;
 
 impl Load for Fake {
@@ -27,10 +28,12 @@ impl Load for Fake {
             .rsplit_once(':')
             .ok_or(io::ErrorKind::InvalidInput)?;
         let port: u16 = port.parse().map_err(|_| io::ErrorKind::InvalidInput)?;
-        match host.eq_ignore_ascii_case("localhost") {
-            true => Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]),
-            false => Err(io::ErrorKind::NotFound.into()),
-        }
+        let ips: &[[u8; 4]] = match host.to_ascii_lowercase().as_str() {
+            "localhost" => &[[127, 0, 0, 1]],
+            "twin.test" => &[[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 2]],
+            _ => return Err(io::ErrorKind::NotFound.into()),
+        };
+        Ok(ips.iter().map(|ip| SocketAddr::from((*ip, port))).collect())
     }
 }
 
@@ -61,6 +64,14 @@ fn check(sections: &str) -> Result<Config, crate::config::ConfigError> {
 /// The config [`BASE`] with `sections` in place, which must be valid.
 pub(super) fn accepts(sections: &str) -> Config {
     check(sections).unwrap_or_else(|e| panic!("{sections}\nrejected: {e}"))
+}
+
+/// The error of the config [`BASE`] with `sections` in place, which must be invalid.
+pub(super) fn rejected(sections: &str) -> crate::config::ConfigError {
+    match check(sections) {
+        Ok(_) => panic!("{sections}\naccepted"),
+        Err(e) => e,
+    }
 }
 
 /// Every case `(sections, key path, message)` is rejected at that key path with that message.

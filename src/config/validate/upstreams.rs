@@ -1,5 +1,6 @@
 //! The `upstreams:` section: groups of backends, how one is picked, and how it is reached.
 
+use super::discovery::discovery;
 use super::health::{circuit_breaker, health_check};
 use super::load::{read_pem, Load};
 use super::sticky::sticky;
@@ -11,11 +12,14 @@ use crate::config::schema::*;
 use crate::config::units::{parse_duration, parse_positive_duration};
 use crate::tls;
 use http::{HeaderName, HeaderValue};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 
 /// Largest accepted backend weight.
 pub const MAX_WEIGHT: i64 = 1000;
+
+/// Default `max_tries` (static groups: at most their backend count).
+const DEFAULT_MAX_TRIES: usize = 3;
 
 pub(super) fn upstreams(
     specs: &BTreeMap<String, UpstreamSpec>,
@@ -38,10 +42,11 @@ pub(super) fn upstreams(
 }
 
 fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Result<Upstream> {
-    if spec.backends.is_empty() {
+    if spec.backends.is_empty() && spec.discovery.is_none() {
         return Err(ConfigError::invalid(
             format!("{base}.backends"),
-            "an upstream needs at least one backend, e.g. `backends: [{addr: 127.0.0.1:3001}]`",
+            "an upstream needs `backends` or `discovery` (or both), e.g. \
+             `backends: [{addr: 127.0.0.1:3001}]` or `discovery: {dns: api.internal:8080}`",
         ));
     }
     let algorithm = match &spec.algorithm {
@@ -87,34 +92,17 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Resul
         }
         (None, _) => None,
     };
-    let mut backends = Vec::with_capacity(spec.backends.len());
-    let mut seen = HashMap::new();
-    for (i, b) in spec.backends.iter().enumerate() {
-        let path = format!("{base}.backends[{i}]");
-        let addr = resolve_addr(&format!("{path}.addr"), &b.addr, io)?;
-        let host = b
-            .addr
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['))
-            .map(str::to_ascii_lowercase);
-        let weight = int_in(
-            &format!("{path}.weight"),
-            b.weight.unwrap_or(1),
-            1..=MAX_WEIGHT,
-        )?;
-        if let Some(first) = seen.insert(addr, i) {
-            return Err(ConfigError::invalid(
-                format!("{path}.addr"),
-                format!("{addr} is already backends[{first}] of this upstream"),
-            ));
-        }
-        backends.push(Backend {
-            addr,
-            host,
-            weight: weight as u32,
-        });
-    }
+    let backends = static_backends(base, &spec.backends, io)?;
+    let discovery = spec
+        .discovery
+        .as_ref()
+        .map(|d| discovery(base, d))
+        .transpose()?;
+    let slow_start = spec
+        .slow_start
+        .as_deref()
+        .map(|d| parse_positive_duration(&format!("{base}.slow_start"), d))
+        .transpose()?;
     let timeouts = timeouts(&format!("{base}.timeouts"), spec.timeouts.as_ref())?;
     let tls = spec
         .tls
@@ -128,8 +116,11 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Resul
                 "expected at least 1 try, found 0",
             ))
         }
+        // Discovered backends come and go at run time: the static count is no bound.
+        Some(n) if discovery.is_some() => n,
+        None if discovery.is_some() => DEFAULT_MAX_TRIES,
         Some(n) => n.min(backends.len()),
-        None => backends.len().min(3),
+        None => backends.len().min(DEFAULT_MAX_TRIES),
     };
     let max_try_duration = spec
         .max_try_duration
@@ -159,8 +150,8 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Resul
         health_check,
         circuit_breaker,
         backend_limit: backend_limit(base, spec)?,
-        discovery: None,
-        slow_start: None,
+        discovery,
+        slow_start,
     })
 }
 
@@ -199,10 +190,48 @@ fn hash_key(path: &str, text: &str) -> Result<HashKey> {
     }
 }
 
-/// A backend address: `IP:port`, or `host:port` resolved now.
-fn resolve_addr(path: &str, text: &str, io: &dyn Load) -> Result<SocketAddr> {
+/// The static backends at `base.backends`: one per address, a host name standing for each of
+/// the addresses it resolves to (as in nginx), all with the entry's weight. An address met
+/// twice is an error at the entry that brings it the second time.
+fn static_backends(base: &str, specs: &[BackendSpec], io: &dyn Load) -> Result<Vec<Backend>> {
+    let mut backends = Vec::with_capacity(specs.len());
+    let mut seen = HashMap::new();
+    for (i, b) in specs.iter().enumerate() {
+        let path = format!("{base}.backends[{i}]");
+        let addrs = resolve_addr(&format!("{path}.addr"), &b.addr, io)?;
+        let host = b
+            .addr
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['))
+            .map(str::to_ascii_lowercase);
+        let weight = int_in(
+            &format!("{path}.weight"),
+            b.weight.unwrap_or(1),
+            1..=MAX_WEIGHT,
+        )?;
+        for addr in addrs {
+            if let Some(first) = seen.insert(addr, i) {
+                return Err(ConfigError::invalid(
+                    format!("{path}.addr"),
+                    format!("{addr} is already backends[{first}] of this upstream"),
+                ));
+            }
+            backends.push(Backend {
+                addr,
+                host: host.clone(),
+                weight: weight as u32,
+            });
+        }
+    }
+    Ok(backends)
+}
+
+/// A backend address: `IP:port`, or `host:port` resolved now to all its addresses (without
+/// repeats, in the resolver's order).
+fn resolve_addr(path: &str, text: &str, io: &dyn Load) -> Result<Vec<SocketAddr>> {
     if let Ok(addr) = text.parse() {
-        return Ok(addr);
+        return Ok(vec![addr]);
     }
     let bad = |why: String| ConfigError::invalid(path, why);
     let (host, port) = text
@@ -211,11 +240,15 @@ fn resolve_addr(path: &str, text: &str, io: &dyn Load) -> Result<SocketAddr> {
     if host.is_empty() || port.parse::<u16>().is_err() {
         return Err(bad(format!("expected host:port, found {text:?}")));
     }
-    io.resolve(text)
-        .map_err(|e| bad(format!("cannot resolve {text:?}: {e}")))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| bad(format!("{text:?} resolves to no address")))
+    let mut addrs = io
+        .resolve(text)
+        .map_err(|e| bad(format!("cannot resolve {text:?}: {e}")))?;
+    let mut kept = HashSet::new();
+    addrs.retain(|a| kept.insert(*a));
+    if addrs.is_empty() {
+        return Err(bad(format!("{text:?} resolves to no address")));
+    }
+    Ok(addrs)
 }
 
 fn backend_limit(base: &str, spec: &UpstreamSpec) -> Result<Option<BackendLimit>> {
@@ -306,7 +339,39 @@ mod tests {
             (
                 upstream("backends: []"),
                 "upstreams.api.backends",
-                "an upstream needs at least one backend, e.g. `backends: [{addr: 127.0.0.1:3001}]`",
+                "an upstream needs `backends` or `discovery` (or both), e.g. \
+                 `backends: [{addr: 127.0.0.1:3001}]` or `discovery: {dns: api.internal:8080}`",
+            ),
+            (
+                upstream("algorithm: random"),
+                "upstreams.api.backends",
+                "an upstream needs `backends` or `discovery` (or both), e.g. \
+                 `backends: [{addr: 127.0.0.1:3001}]` or `discovery: {dns: api.internal:8080}`",
+            ),
+            (
+                upstream("backends: [{addr: '127.0.0.3:80'}, {addr: 'twin.test:80'}]"),
+                "upstreams.api.backends[1].addr",
+                "127.0.0.3:80 is already backends[0] of this upstream",
+            ),
+            (
+                upstream("backends: [{addr: 'twin.test:80'}, {addr: '127.0.0.2:80'}]"),
+                "upstreams.api.backends[1].addr",
+                "127.0.0.2:80 is already backends[0] of this upstream",
+            ),
+            (
+                upstream("backends: [{addr: 'twin.test:80'}, {addr: 'TWIN.test:80'}]"),
+                "upstreams.api.backends[1].addr",
+                "127.0.0.2:80 is already backends[0] of this upstream",
+            ),
+            (
+                upstream(&format!("slow_start: 0s, {ONE}")),
+                "upstreams.api.slow_start",
+                "expected a duration above zero",
+            ),
+            (
+                upstream(&format!("slow_start: slowly, {ONE}")),
+                "upstreams.api.slow_start",
+                "expected a duration like 500ms, 5s, 2m or 1h, found \"slowly\"",
             ),
             (
                 upstream("backends: [{addr: '127.0.0.1:3001', weight: 0}]"),
@@ -442,11 +507,80 @@ mod tests {
     }
 
     #[test]
+    fn a_host_name_stands_for_each_of_its_addresses() {
+        let config = accepts(&upstream(
+            "backends: [{addr: '127.0.0.1:3001'}, {addr: 'twin.test:3002', weight: 7}]",
+        ));
+        let backends: Vec<_> = config.upstreams[0]
+            .backends
+            .iter()
+            .map(|b| (b.addr.to_string(), b.host.as_deref(), b.weight))
+            .collect();
+        assert_eq!(
+            backends,
+            [
+                ("127.0.0.1:3001".to_string(), None, 1),
+                ("127.0.0.2:3002".to_string(), Some("twin.test"), 7),
+                ("127.0.0.3:3002".to_string(), Some("twin.test"), 7),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_name_on_another_port_is_other_backends() {
+        let config = accepts(&upstream(
+            "backends: [{addr: 'twin.test:1'}, {addr: 'twin.test:2'}]",
+        ));
+        let addrs: Vec<_> = config.upstreams[0]
+            .backends
+            .iter()
+            .map(|b| b.addr.to_string())
+            .collect();
+        assert_eq!(
+            addrs,
+            ["127.0.0.2:1", "127.0.0.3:1", "127.0.0.2:2", "127.0.0.3:2"]
+        );
+    }
+
+    #[test]
+    fn slow_start_is_a_duration_on_any_algorithm() {
+        assert_eq!(accepts(&upstream(ONE)).upstreams[0].slow_start, None);
+        for algorithm in ["round_robin", "least_connections", "consistent", "cookie"] {
+            let config = accepts(&upstream(&format!(
+                "algorithm: {algorithm}, slow_start: 30s, {ONE}"
+            )));
+            assert_eq!(
+                config.upstreams[0].slow_start,
+                Some(std::time::Duration::from_secs(30)),
+                "{algorithm}"
+            );
+        }
+    }
+
+    #[test]
     fn tries_default_to_three_and_stop_at_the_backend_count() {
         let config = accepts(&upstream(ONE));
         assert_eq!(config.upstreams[0].max_tries, 1);
         let four = "backends: [{addr: '127.0.0.1:1'}, {addr: '127.0.0.1:2'}, \
                     {addr: '127.0.0.1:3'}, {addr: '127.0.0.1:4'}]";
         assert_eq!(accepts(&upstream(four)).upstreams[0].max_tries, 3);
+        let two = "backends: [{addr: '127.0.0.1:1'}, {addr: '127.0.0.1:2'}], max_tries: 5";
+        assert_eq!(accepts(&upstream(two)).upstreams[0].max_tries, 2);
+        // A name's addresses count: twin.test is two backends.
+        let twin = "backends: [{addr: 'twin.test:1'}], max_tries: 5";
+        assert_eq!(accepts(&upstream(twin)).upstreams[0].max_tries, 2);
+    }
+
+    #[test]
+    fn with_discovery_tries_default_to_three_and_are_not_capped_by_static_backends() {
+        let dns = "discovery: {dns: 'api.internal:8080'}";
+        let config = accepts(&upstream(dns));
+        assert!(config.upstreams[0].backends.is_empty());
+        assert_eq!(config.upstreams[0].max_tries, 3);
+        let config = accepts(&upstream(&format!("{dns}, {ONE}")));
+        assert_eq!(config.upstreams[0].backends.len(), 1);
+        assert_eq!(config.upstreams[0].max_tries, 3);
+        let config = accepts(&upstream(&format!("{dns}, {ONE}, max_tries: 5")));
+        assert_eq!(config.upstreams[0].max_tries, 5);
     }
 }
