@@ -477,3 +477,28 @@ async fn file_source_errors_name_the_file_and_entry() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn large_srv_answer_comes_over_tcp_with_its_additional_addresses() {
+    let dns = TestDns::start().await;
+    let targets: Vec<String> = (1..=30).map(|i| format!("node{i}.svc")).collect();
+    let records: Vec<(u16, u16, u16, &str)> =
+        targets.iter().map(|t| (1, 2, 7000, t.as_str())).collect();
+    dns.set_srv("_api._tcp.svc", &records);
+    for (i, t) in targets.iter().enumerate() {
+        dns.set_a(t, &[v4(i as u8 + 1)]);
+    }
+    let source = DiscoverySource::DnsSrv {
+        name: "_api._tcp.svc".into(),
+    };
+    let got = discover(&source, &resolver(&[addr(&dns)]), 100)
+        .await
+        .unwrap();
+    assert_eq!(got.backends.len(), 30);
+    assert_eq!(
+        got.backends[0],
+        found("10.0.0.1:7000", Some("node1.svc"), 2)
+    );
+    assert_eq!(dns.tcp_queries(), 1);
+    assert_eq!(dns.queries_for("node1.svc", DNS_A), 0);
+}
