@@ -11,6 +11,7 @@ pub mod balancer;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod health;
 pub mod lifecycle;
 pub mod limits;
