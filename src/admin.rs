@@ -46,7 +46,7 @@ pub struct Status {
 pub struct UpstreamStatus {
     /// The selection algorithm.
     pub algorithm: &'static str,
-    /// Backends in config order.
+    /// Backends now: static ones in config order, then the others as they joined (by slot).
     pub backends: Vec<BackendStatus>,
 }
 
@@ -55,8 +55,15 @@ pub struct UpstreamStatus {
 pub struct BackendStatus {
     /// Address.
     pub addr: String,
-    /// Weight.
+    /// Weight (the source's, or the runtime API's).
     pub weight: u32,
+    /// `enabled`, `drain` or `disabled` (runtime API).
+    pub state: &'static str,
+    /// Where it came from: `static`, `dns`, `file` or `api`.
+    pub source: &'static str,
+    /// While ramping up over `slow_start`: how far (0 to 1); absent at full weight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<f64>,
     /// The active health check passes (always true without health checks).
     pub healthy: bool,
     /// The circuit breaker has ejected it (open, or half-open awaiting its trial).
@@ -92,17 +99,20 @@ pub fn status(state: &ProxyState, started: Instant) -> Status {
         .groups
         .iter()
         .map(|g| {
-            let backends = g
-                .config
-                .backends
+            let members = g.members();
+            let backends = members
                 .iter()
-                .enumerate()
-                .filter_map(|(i, b)| {
+                .filter_map(|m| {
+                    let i = m.slot();
+                    let b = &m.backend;
                     let s = g.stats.get(i)?;
                     let latency = s.latency();
                     Some(BackendStatus {
                         addr: b.addr.to_string(),
                         weight: b.weight,
+                        state: s.state().name(),
+                        source: m.source.name(),
+                        slow_start: s.ramp(),
                         healthy: s.is_healthy(),
                         ejected: s.is_ejected(),
                         available: s.is_ready(),

@@ -71,6 +71,12 @@ fn main() -> ExitCode {
     }
     // Before daemonizing, so that a warning reaches the terminal; the limit is inherited.
     fulcrum::open_files::raise_for(&config);
-    let server = fulcrum::server::build(config, cli.pingora_opt());
+    let server = match fulcrum::server::build(config, cli.pingora_opt()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     server.run_forever()
 }

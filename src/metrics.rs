@@ -69,6 +69,54 @@ fn duration_vec() -> &'static HistogramVec {
     })
 }
 
+fn discovery_failures_vec() -> &'static IntCounterVec {
+    static V: OnceLock<IntCounterVec> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = IntCounterVec::new(
+            Opts::new(
+                "fulcrum_discovery_failures_total",
+                "Discovery looks that failed (the group kept its last good backends).",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let _ = prometheus::register(Box::new(v.clone()));
+        v
+    })
+}
+
+fn discovery_backends_vec() -> &'static IntGaugeVec {
+    static V: OnceLock<IntGaugeVec> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = IntGaugeVec::new(
+            Opts::new(
+                "fulcrum_discovery_backends",
+                "Backends of the group after its last successful discovery look.",
+            ),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let _ = prometheus::register(Box::new(v.clone()));
+        v
+    })
+}
+
+/// Count a failed discovery look of `upstream`.
+pub fn discovery_failed(upstream: &str) {
+    discovery_failures_vec()
+        .with_label_values(&[upstream])
+        .inc();
+}
+
+/// Record the backends of `upstream` after a successful discovery look.
+pub fn discovery_backends(upstream: &str, n: usize) {
+    discovery_backends_vec()
+        .with_label_values(&[upstream])
+        .set(n as i64);
+    // The failure counter shows (at 0) from the first look on.
+    discovery_failures_vec().with_label_values(&[upstream]);
+}
+
 /// A route's metrics label: `host/path`, or `path` for catch-all routes.
 pub fn route_label(config: &Config, route: usize) -> String {
     let r = &config.routes[route];

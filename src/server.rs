@@ -2,6 +2,8 @@
 
 use crate::config::model::ListenerTls;
 use crate::config::Config;
+use crate::discovery::refresh::{BootstrapError, Refresher};
+use crate::discovery::Resolver;
 use crate::health::HealthService;
 use crate::limits::connection::{ConnectionCount, Guarded};
 use crate::limits::handshake::{handshake_window, TlsHandshake};
@@ -55,8 +57,15 @@ fn server_options(h2c: bool, keepalive_secs: u64) -> HttpServerOptions {
 }
 
 /// Build a ready-to-run server. Binds nothing until `run_forever`.
-pub fn build(config: Config, opt: Opt) -> Server {
+pub fn build(config: Config, opt: Opt) -> Result<Server, BootstrapError> {
     let state = Arc::new(ProxyState::new(&config));
+    let resolver = Arc::new(Resolver::new(&config.resolver));
+    let refreshers: Vec<Refresher> = state
+        .groups
+        .iter()
+        .filter_map(|g| Refresher::new(Arc::clone(g), Arc::clone(&resolver)))
+        .collect();
+    crate::discovery::refresh::bootstrap(&refreshers)?;
     for u in config
         .upstreams
         .iter()
@@ -130,7 +139,7 @@ pub fn build(config: Config, opt: Opt) -> Server {
     // Set after the first health-check round and before the proxy listeners start.
     let mark = server.add_service(background_service(
         "serving mark",
-        crate::admin::MarkServing(serving),
+        crate::admin::MarkServing(serving, state.groups.clone()),
     ));
     mark.add_dependency(&bootstrap);
     mark.add_dependencies(&health);
@@ -179,5 +188,11 @@ pub fn build(config: Config, opt: Opt) -> Server {
         handle.add_dependencies(&health);
         handle.add_dependency(&mark);
     }
-    server
+    for r in refreshers {
+        let name = format!("discovery of {}", r.upstream_name());
+        server
+            .add_service(background_service(&name, r))
+            .add_dependency(&mark);
+    }
+    Ok(server)
 }

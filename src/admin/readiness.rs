@@ -4,6 +4,7 @@
 //! group's first health-check round. Until the proxy starts, `/health` answers `503`, so a
 //! readiness probe (Kubernetes, a load balancer) never passes before the proxy can serve.
 
+use crate::balancer::UpstreamGroup;
 use async_trait::async_trait;
 use http::StatusCode;
 use pingora_core::server::ShutdownWatch;
@@ -35,8 +36,10 @@ impl Serving {
 
 /// A background service that sets [`Serving`] when it starts, and only then reports ready:
 /// it depends on the health checks, and the proxy services depend on it, so the flag is set
-/// before any proxy listener accepts and after the first health-check round.
-pub struct MarkServing(pub Serving);
+/// before any proxy listener accepts and after the first health-check round. It also tells
+/// the groups that they serve: backends that join from now on wait for their first health
+/// check and ramp up over `slow_start`.
+pub struct MarkServing(pub Serving, pub Vec<Arc<UpstreamGroup>>);
 
 #[async_trait]
 impl BackgroundService for MarkServing {
@@ -45,6 +48,9 @@ impl BackgroundService for MarkServing {
         _shutdown: ShutdownWatch,
         ready_notifier: ServiceReadyNotifier,
     ) {
+        for g in &self.1 {
+            g.mark_serving();
+        }
         self.0.set();
         ready_notifier.notify_ready();
     }

@@ -4,11 +4,13 @@
 //! * [`dns`]: a small stub resolver (A, AAAA, SRV over UDP with TCP fallback).
 //! * [`wire`]: DNS messages on the wire, as that resolver writes and reads them.
 //! * [`source`]: one look at a `dns`, `dns_srv` or `file` source: the backends it names now.
+//! * [`refresh`]: looking again, and putting what was found in the group.
 //!
-//! Nothing here keeps state between looks: the runtime decides when to look again and keeps
-//! its last good set when a look fails.
+//! Only [`refresh`] keeps state between looks: when to look again, and the last good set
+//! (kept by the group) when a look fails.
 
 pub mod dns;
+pub mod refresh;
 pub mod source;
 pub mod wire;
 
