@@ -1,15 +1,23 @@
 //! Nanoseconds per backend selection, for every algorithm, at 3, 100 and 1,000 backends,
 //! single-threaded and with two threads contending.
 //!
-//! One iteration is what a request does to choose: `UpstreamGroup::select` plus counting the
-//! request in flight and un-counting it (the `InFlight` guard). Run with
-//! `cargo bench --bench selection`; `-- --quick` for a fast pass.
+//! One iteration is what a request does to choose: take the group's current backends (the
+//! snapshot a request keeps, one reference count), `Members::select`, and counting the request
+//! in flight and un-counting it (the `InFlight` guard).
+//!
+//! Two more groups measure dynamic upstreams: `update` is the cost of one discovery update
+//! of a 1,000-backend group (a new snapshot with every selector), and `select_while_updating`
+//! is selection on one thread while another thread updates that group without pause (updates
+//! take no lock that selection waits on, so the figure should stay near `select`'s).
+//!
+//! Run with `cargo bench --bench selection`; `-- --quick` for a fast pass.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use fulcrum::balancer::stats::InFlight;
-use fulcrum::balancer::{Pick, UpstreamGroup};
+use fulcrum::balancer::{Pick, Source, UpstreamGroup};
 use fulcrum::config::model::{
-    Algorithm, Backend, HashKey, SameSite, StickyCookie, Timeouts, Upstream,
+    Algorithm, Backend, Discovery, DiscoverySource, HashKey, SameSite, StickyCookie, Timeouts,
+    Upstream,
 };
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +25,10 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
+    UpstreamGroup::new(upstream(algorithm, n))
+}
+
+fn upstream(algorithm: Algorithm, n: usize) -> Upstream {
     let backends = (0..n)
         .map(|i| Backend {
             addr: format!("127.0.{}.{}:8080", i / 250, i % 250 + 1)
@@ -26,7 +38,7 @@ fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
             weight: (i % 5 + 1) as u32,
         })
         .collect();
-    UpstreamGroup::new(Upstream {
+    Upstream {
         name: "bench".into(),
         algorithm,
         hash_key: HashKey::ClientIp,
@@ -50,7 +62,7 @@ fn group(algorithm: Algorithm, n: usize) -> UpstreamGroup {
         backend_limit: None,
         discovery: None,
         slow_start: None,
-    })
+    }
 }
 
 /// One request's selection; `seq` varies the key for hashing algorithms.
@@ -60,11 +72,103 @@ fn select_once(g: &UpstreamGroup, seq: u32) -> usize {
         key: Some(&key),
         sticky: (g.config.algorithm == Algorithm::Cookie).then_some(seq as usize % g.len()),
     };
-    let chosen = g.select(pick, |_| false).expect("a backend");
+    let members = g.members();
+    let chosen = members
+        .select(g.stats, pick, |_| false)
+        .expect("a backend");
     let i = chosen.index;
     let guard = InFlight::start(g.stats, i, chosen.trial);
     black_box(&guard);
     i
+}
+
+/// The backends of `group(_, n)` with the last `drop` left out and `add` new ones in.
+fn fleet(n: usize, drop: usize, add: usize) -> Vec<Backend> {
+    (0..n - drop)
+        .chain(n..n + add)
+        .map(|i| Backend {
+            addr: format!("127.{}.{}.{}:8080", 1 + i / 62500, i / 250 % 250, i % 250 + 1)
+                .parse()
+                .expect("address"),
+            host: None,
+            weight: 1,
+        })
+        .collect()
+}
+
+/// Dynamic upstreams: the cost of an update, and selection while updates run.
+fn bench_updates(c: &mut Criterion) {
+    let mut updates = c.benchmark_group("update");
+    updates.warm_up_time(Duration::from_millis(300));
+    updates.measurement_time(Duration::from_secs(2));
+    updates.sample_size(20);
+    for (name, algorithm) in [
+        ("round_robin", Algorithm::RoundRobin),
+        ("consistent", Algorithm::Consistent),
+        ("least_connections", Algorithm::LeastConnections),
+    ] {
+        let g = empty_group(algorithm);
+        let sets = [fleet(1000, 0, 0), fleet(1000, 10, 10)];
+        let mut turn = 0usize;
+        updates.bench_with_input(BenchmarkId::new(name, 1000), &1000, |b, _| {
+            b.iter(|| {
+                turn += 1;
+                g.set_discovered(Source::Dns, sets[turn % 2].clone())
+            })
+        });
+    }
+    updates.finish();
+
+    let mut during = c.benchmark_group("select_while_updating");
+    during.warm_up_time(Duration::from_millis(300));
+    during.measurement_time(Duration::from_secs(1));
+    for (name, algorithm) in [
+        ("round_robin", Algorithm::RoundRobin),
+        ("consistent", Algorithm::Consistent),
+        ("least_connections", Algorithm::LeastConnections),
+    ] {
+        let g: &'static UpstreamGroup = Box::leak(Box::new(empty_group(algorithm)));
+        g.set_discovered(Source::Dns, fleet(1000, 0, 0));
+        let stop = Arc::new(AtomicUsize::new(0));
+        let updater = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let sets = [fleet(1000, 10, 10), fleet(1000, 0, 0)];
+                let mut turn = 0usize;
+                while stop.load(Ordering::Relaxed) == 0 {
+                    turn += 1;
+                    g.set_discovered(Source::Dns, sets[turn % 2].clone());
+                }
+                turn
+            })
+        };
+        let mut seq = 0u32;
+        during.bench_with_input(BenchmarkId::new(name, 1000), &1000, |b, _| {
+            b.iter(|| {
+                seq = seq.wrapping_add(1);
+                select_once(g, seq)
+            })
+        });
+        stop.store(1, Ordering::Relaxed);
+        let updates = updater.join().expect("updater");
+        eprintln!("select_while_updating/{name}: {updates} updates ran meanwhile");
+    }
+    during.finish();
+}
+
+/// A group with no static backends and room for discovered ones.
+fn empty_group(algorithm: Algorithm) -> UpstreamGroup {
+    let mut g = upstream(algorithm, 0);
+    g.discovery = Some(Discovery {
+        source: DiscoverySource::Dns {
+            name: "bench.test".into(),
+            port: 8080,
+        },
+        interval: Duration::from_secs(5),
+        required: true,
+        max_backends: 1100,
+    });
+    UpstreamGroup::new(g)
 }
 
 fn bench(c: &mut Criterion) {
@@ -155,5 +259,5 @@ impl Workers {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_updates);
 criterion_main!(benches);

@@ -229,7 +229,7 @@ impl AdminApp {
             .state
             .groups
             .iter()
-            .filter(|g| !(0..g.len()).any(|i| g.is_ready(i)))
+            .filter(|g| !g.members().iter().any(|m| g.is_ready(m.slot())))
             .map(|g| g.config.name.as_str())
             .collect();
         let (status, body) = health_answer(self.serving.is_set(), &down);

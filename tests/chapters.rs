@@ -304,6 +304,7 @@ const RUN_TESTS: &[&str] = &[
     "09-zero-downtime",
     "10-production",
     "11-hardening",
+    "12-service-discovery",
 ];
 
 fn run(name: &str) {
@@ -387,6 +388,11 @@ fn chapter_10_production_runs() {
 #[test]
 fn chapter_11_hardening_runs() {
     run("11-hardening");
+}
+
+#[test]
+fn chapter_12_service_discovery_runs() {
+    run("12-service-discovery");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -383,3 +383,202 @@ impl UpstreamGroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::balancer::stats::InFlight;
+    use crate::balancer::test_upstream;
+    use crate::config::model::{Algorithm, Discovery, DiscoverySource};
+    use std::time::Duration;
+
+    fn addr(i: usize) -> SocketAddr {
+        format!("10.1.{}.{}:80", i / 200, i % 200 + 1).parse().unwrap()
+    }
+
+    fn fleet(ids: impl IntoIterator<Item = usize>) -> Vec<Backend> {
+        ids.into_iter()
+            .map(|i| Backend {
+                addr: addr(i),
+                host: None,
+                weight: 1,
+            })
+            .collect()
+    }
+
+    /// A group with `statics` static backends and room for discovered ones.
+    fn dynamic(algorithm: Algorithm, statics: usize) -> UpstreamGroup {
+        let mut u = test_upstream(algorithm, &vec![1; statics]);
+        u.discovery = Some(Discovery {
+            source: DiscoverySource::Dns {
+                name: "t.test".into(),
+                port: 80,
+            },
+            interval: Duration::from_secs(5),
+            required: true,
+            max_backends: 64,
+        });
+        UpstreamGroup::new(u)
+    }
+
+    fn chosen_addr(g: &UpstreamGroup, key: &[u8]) -> SocketAddr {
+        let m = g.members();
+        let pick = Pick {
+            key: Some(key),
+            sticky: None,
+        };
+        let c = m.select(g.stats, pick, |_| false).unwrap();
+        m.get(c.index).unwrap().backend.addr
+    }
+
+    #[test]
+    fn consistent_moves_only_the_keys_of_backends_that_came_or_went() {
+        let g = dynamic(Algorithm::Consistent, 0);
+        g.set_discovered(Source::Dns, fleet(0..10));
+        let keys: Vec<[u8; 4]> = (0..10_000u32).map(|k| k.to_be_bytes()).collect();
+        let before: Vec<SocketAddr> = keys.iter().map(|k| chosen_addr(&g, k)).collect();
+        // Backend 3 leaves, backend 10 joins.
+        let changes = g.set_discovered(Source::Dns, fleet((0..10).filter(|&i| i != 3).chain([10])));
+        assert_eq!(changes.added, vec![addr(10)]);
+        assert_eq!(changes.removed, vec![addr(3)]);
+        let mut moved = 0;
+        for (k, b) in keys.iter().zip(&before) {
+            let a = chosen_addr(&g, k);
+            if a != *b {
+                moved += 1;
+                assert!(
+                    *b == addr(3) || a == addr(10),
+                    "a key moved from {b} to {a}, neither of which came or went"
+                );
+            }
+        }
+        let share = moved as f64 / keys.len() as f64;
+        assert!((0.1..0.3).contains(&share), "moved {share}");
+    }
+
+    #[test]
+    fn a_backend_that_stays_keeps_its_slot_state_and_cookie() {
+        let mut u = test_upstream(Algorithm::Cookie, &[]);
+        u.sticky = Some(crate::config::model::StickyCookie {
+            name: "sid".into(),
+            path: "/".into(),
+            max_age: None,
+            http_only: true,
+            secure: false,
+            same_site: None,
+            secret: b"0123456789abcdef".to_vec(),
+        });
+        u.discovery = dynamic(Algorithm::Cookie, 0).config.discovery.clone();
+        let g = UpstreamGroup::new(u);
+        g.set_discovered(Source::Dns, fleet(0..3));
+        let before = g.members();
+        let kept = before.find(addr(1)).unwrap().slot();
+        let cookie = before.sticky().unwrap().set_cookie(kept).unwrap().clone();
+        g.stats.get(kept).unwrap().set_healthy(false);
+        g.set_discovered(Source::Dns, fleet([1, 2, 5]));
+        let after = g.members();
+        assert_eq!(after.find(addr(1)).unwrap().slot(), kept);
+        assert!(!g.stats.get(kept).unwrap().is_healthy(), "health carried over");
+        assert_eq!(after.sticky().unwrap().set_cookie(kept), Some(&cookie));
+        assert!(after.find(addr(0)).is_none());
+    }
+
+    #[test]
+    fn a_slot_is_reused_only_when_no_snapshot_holds_its_backend() {
+        let g = dynamic(Algorithm::RoundRobin, 0);
+        g.set_discovered(Source::Dns, fleet([0]));
+        let held = g.members();
+        let slot = held.find(addr(0)).unwrap().slot();
+        let attempt = InFlight::start(g.stats, slot, false);
+        g.set_discovered(Source::Dns, fleet([1]));
+        // A request that chose backend 0 still holds it: backend 1 gets another slot, and
+        // backend 0 takes no new request even from the old snapshot.
+        assert_ne!(g.members().find(addr(1)).unwrap().slot(), slot);
+        assert_eq!(held.select(g.stats, Pick::default(), |_| false), None);
+        drop(attempt);
+        drop(held);
+        g.set_discovered(Source::Dns, fleet([1, 2]));
+        assert_eq!(g.members().find(addr(2)).unwrap().slot(), slot);
+        assert_eq!(g.stats.requests(slot), 0, "a reused slot starts from zero");
+    }
+
+    #[test]
+    fn runtime_changes_and_their_errors() {
+        let g = dynamic(Algorithm::RoundRobin, 2);
+        let a0 = g.config.backends[0].addr;
+        let a1 = g.config.backends[1].addr;
+        assert_eq!(g.add(a0, 1), Err(ChangeError::Exists(a0)));
+        assert_eq!(
+            g.patch(addr(9), Some(State::Drain), None, false),
+            Err(ChangeError::UnknownBackend(addr(9)))
+        );
+        g.patch(a0, Some(State::Disabled), None, false).unwrap();
+        assert_eq!(
+            g.patch(a1, Some(State::Drain), None, false),
+            Err(ChangeError::WouldEmpty)
+        );
+        assert_eq!(g.delete(a1, false), Err(ChangeError::WouldEmpty));
+        g.patch(a1, None, Some(7), false).unwrap();
+        assert_eq!(g.members().find(a1).unwrap().backend.weight, 7);
+        g.add(addr(5), 2).unwrap();
+        let added = g.members();
+        let m = added.find(addr(5)).unwrap();
+        assert_eq!((m.source, m.backend.weight), (Source::Api, 2));
+        // Deleting a static backend keeps it out; force allows emptying.
+        g.delete(a1, false).unwrap();
+        assert!(g.members().find(a1).is_none());
+        g.delete(addr(5), true).unwrap();
+        assert!(g.members().find(addr(5)).is_none());
+        let (api, overrides) = g.runtime_state();
+        assert!(api.is_empty());
+        assert!(overrides[&a1].deleted);
+        assert_eq!(overrides[&a0].state, Some(State::Disabled));
+        // A new process takes the state over.
+        let h = dynamic(Algorithm::RoundRobin, 2);
+        h.restore(api, overrides);
+        assert!(h.members().find(a1).is_none());
+        let slot = h.members().find(a0).unwrap().slot();
+        assert_eq!(h.stats.get(slot).unwrap().state(), State::Disabled);
+    }
+
+    #[test]
+    fn a_draining_backend_takes_only_its_sticky_requests() {
+        let g = dynamic(Algorithm::RoundRobin, 2);
+        let a0 = g.config.backends[0].addr;
+        g.patch(a0, Some(State::Drain), None, false).unwrap();
+        let m = g.members();
+        let slot = m.find(a0).unwrap().slot();
+        for _ in 0..10 {
+            let c = m.select(g.stats, Pick::default(), |_| false).unwrap();
+            assert_ne!(c.index, slot);
+        }
+        let sticky = Pick {
+            key: None,
+            sticky: Some(slot),
+        };
+        assert_eq!(m.select(g.stats, sticky, |_| false).unwrap().index, slot);
+        g.patch(a0, Some(State::Disabled), None, false).unwrap();
+        assert_ne!(g.select(sticky, |_| false).unwrap().index, slot);
+    }
+
+    #[test]
+    fn slow_start_share_rises_over_the_window() {
+        let mut u = test_upstream(Algorithm::RoundRobin, &[1, 1]);
+        u.slow_start = Some(Duration::from_millis(400));
+        let g = UpstreamGroup::new(u);
+        g.mark_serving();
+        g.add(addr(7), 1).unwrap();
+        let slot = g.members().find(addr(7)).unwrap().slot();
+        let share = |n: usize| {
+            (0..n)
+                .filter(|_| g.select(Pick::default(), |_| false).unwrap().index == slot)
+                .count() as f64
+                / n as f64
+        };
+        let early = share(3000);
+        std::thread::sleep(Duration::from_millis(450));
+        let late = share(3000);
+        assert!(early < 0.1, "early share {early}");
+        assert!((late - 1.0 / 3.0).abs() < 0.05, "late share {late}");
+    }
+}
