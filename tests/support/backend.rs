@@ -2,10 +2,14 @@
 //! [`TestBackend`] (configurable answers, requests as [`RecordedRequest`]) and
 //! [`RecordingBackend`] (fixed answers, every byte and [`RawRequest`] as received).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
+
 use super::http1::{self, Core, Mode};
+use super::ports::bind_unreserved;
 use super::request::{RawRequest, RecordedRequest};
 use super::server::Server;
 
@@ -36,10 +40,15 @@ impl Default for BackendOptions {
 
 /// Starts the shared server core on a fresh port.
 fn start_core(name: &str, mode: Mode) -> (Server, Arc<Core>) {
+    start_core_on(bind_unreserved(), name, mode)
+}
+
+/// Starts the shared server core on `listener`.
+fn start_core_on(listener: TcpListener, name: &str, mode: Mode) -> (Server, Arc<Core>) {
     let core = Arc::new(Core::new(name, mode));
     let server = {
         let core = core.clone();
-        Server::start(move |stream| {
+        Server::start_on(listener, move |stream| {
             let conn = core.open_connection();
             let core = core.clone();
             async move { http1::serve(stream, conn, &core).await }
@@ -85,17 +94,27 @@ impl TestBackend {
         TestBackend { server, core }
     }
 
+    /// Starts a backend with default options on `addr` (say 127.0.0.3 and the port of
+    /// another backend, so that DNS answers tell backends apart by address alone). `None`
+    /// when `addr` cannot be bound; port 0 takes any free port.
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Option<TestBackend> {
+        let listener = TcpListener::bind(addr).await.ok()?;
+        let (server, core) = start_core_on(listener, name, Mode::Normal(BackendOptions::default()));
+        Some(TestBackend { server, core })
+    }
+
     /// The backend's name (its default body).
     pub fn name(&self) -> &str {
         &self.core.name
     }
 
-    /// Its port on 127.0.0.1.
+    /// Its port (on 127.0.0.1 unless started with [`TestBackend::start_at`]).
     pub fn port(&self) -> u16 {
         self.server.port()
     }
 
-    /// `127.0.0.1:PORT`, as written in configs.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless started with [`TestBackend::start_at`]), as written
+    /// in configs.
     pub fn addr(&self) -> String {
         self.server.addr()
     }

@@ -70,9 +70,9 @@ impl Server {
         self.addr.port()
     }
 
-    /// `127.0.0.1:PORT`, as written in configs.
+    /// `IP:PORT` (`127.0.0.1:PORT` unless bound elsewhere), as written in configs.
     pub(super) fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.addr.port())
+        self.addr.to_string()
     }
 
     /// Closes the listener and every open connection, and waits until they are gone.
