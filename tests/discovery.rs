@@ -10,7 +10,7 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -711,72 +711,4 @@ async fn file_source_changes_and_empty_file() {
     );
     let result = load.finish().await;
     assert_eq!(result.failures, Vec::<String>::new(), "failed requests");
-}
-
-/// A name from /etc/hosts that the system resolves to two or more loopback addresses.
-fn hosts_name_with_two_addresses() -> Option<(String, Vec<IpAddr>)> {
-    let hosts = std::fs::read_to_string("/etc/hosts").ok()?;
-    let names: BTreeSet<String> = hosts
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(|l| l.split_whitespace().skip(1).map(str::to_string))
-        .collect();
-    for name in names {
-        let Ok(addrs) = (name.as_str(), 0).to_socket_addrs() else {
-            continue;
-        };
-        let ips: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
-        if ips.len() >= 2 && ips.iter().all(|ip| ip.is_loopback()) {
-            return Some((name, ips.into_iter().collect()));
-        }
-    }
-    None
-}
-
-/// A static backend written as a host name stands for every address the name resolves to.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn static_host_name_means_all_its_addresses() {
-    let Some((name, ips)) = hosts_name_with_two_addresses() else {
-        println!(
-            "SKIPPED static_host_name_means_all_its_addresses: no name in /etc/hosts resolves \
-             to two or more loopback addresses on this machine"
-        );
-        return;
-    };
-    let mut backends = None;
-    for _ in 0..50 {
-        let Some(first) = TestBackend::start_at("a0", SocketAddr::new(ips[0], 0)).await else {
-            continue;
-        };
-        let p = first.port();
-        let mut all = vec![first];
-        for (i, ip) in ips.iter().enumerate().skip(1) {
-            match TestBackend::start_at(&format!("a{i}"), SocketAddr::new(*ip, p)).await {
-                Some(b) => all.push(b),
-                None => break,
-            }
-        }
-        if all.len() == ips.len() {
-            backends = Some((all, p));
-            break;
-        }
-    }
-    let (all, p) = backends.expect("could not bind every address of the name on one port");
-    let port = free_port();
-    let yaml = format!(
-        "listeners:\n  - addr: \"127.0.0.1:{port}\"\nupstreams:\n  api:\n    algorithm: \
-         round_robin\n    backends:\n      - addr: \"{name}:{p}\"\nroutes:\n  - upstream: api\n"
-    );
-    let f = Fulcrum::start(&yaml, port).await;
-    let n = 20 * all.len();
-    bodies(&client(), &f.url("/"), None, n).await;
-    for b in &all {
-        assert!(
-            b.count() >= 10,
-            "{} ({}) got {} of {n} requests",
-            b.name(),
-            b.addr(),
-            b.count()
-        );
-    }
 }
