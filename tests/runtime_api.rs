@@ -581,3 +581,51 @@ async fn draining_and_deleting_under_load_fails_no_request() {
     assert_eq!(left[0]["addr"], b.addr());
     assert_eq!(left[0]["weight"], 7);
 }
+
+#[tokio::test]
+async fn a_plain_start_restores_the_state_file_named_by_admin_state_file() {
+    let a = TestBackend::start("a").await;
+    let b = TestBackend::start("b").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state_file = dir.path().join("kept.json");
+    std::fs::write(
+        &state_file,
+        format!(
+            r#"{{"version": 1, "upstreams": {{
+                "app": {{"added": [{{"addr": "{}", "weight": 3}}],
+                         "overrides": [{{"addr": "{}", "state": "disabled"}}]}},
+                "gone": {{"added": [{{"addr": "10.0.0.1:80", "weight": 1}}]}}}}}}"#,
+            b.addr(),
+            a.addr()
+        ),
+    )
+    .unwrap();
+    let extra = format!("  state_file: \"{}\"\n", state_file.display());
+    let (f, api) = start(&[&a], &extra).await;
+    let bs = api.backends().await;
+    let a_now = bs.iter().find(|x| x["addr"] == a.addr()).expect("a");
+    let b_now = bs.iter().find(|x| x["addr"] == b.addr()).expect("b");
+    assert_eq!(a_now["state"], "disabled");
+    assert_eq!(
+        (b_now["weight"].clone(), b_now["source"].clone()),
+        (3.into(), "api".into())
+    );
+    assert_eq!(get(&client(), &f.url("/")).await.body, "b");
+    assert!(
+        f.stderr()
+            .contains("upstream gone is no longer in the config"),
+        "{}",
+        f.stderr()
+    );
+    // The next change rewrites the file, without the group that is gone.
+    api.expect(
+        "PATCH",
+        &format!("/upstreams/app/backends/{}", a.addr()),
+        Some(r#"{"state": "enabled"}"#),
+        200,
+    )
+    .await;
+    let saved: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert!(saved["upstreams"].get("gone").is_none(), "{saved}");
+    assert_eq!(saved["upstreams"]["app"]["added"][0]["addr"], b.addr());
+}
