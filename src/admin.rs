@@ -7,11 +7,16 @@
 //! Its connections go through the same guard as the proxy's ([`Guarded`]), with limits of
 //! their own: `admin.max_connections` (503 above), `admin.header_timeout` (408) and
 //! `admin.idle_timeout` between keep-alive requests. Request bodies are read up to
-//! [`MAX_BODY`] bytes only (its endpoints take none); a larger one is answered 413 and the
-//! connection closed.
+//! [`MAX_BODY`] bytes only (the runtime API's JSON bodies are small); a larger one is
+//! answered 413 and the connection closed.
+//!
+//! The runtime API ([`upstreams`]) lives under `/upstreams`; each change it makes is saved to
+//! `admin.state_file` ([`state_file`]) and restored at the next start or reload.
 
 mod bearer;
 mod readiness;
+pub mod state_file;
+pub mod upstreams;
 
 pub use bearer::{bearer_credentials, BearerToken};
 pub use readiness::{health_answer, MarkServing, Serving};
@@ -144,7 +149,7 @@ pub fn status(state: &ProxyState, started: Instant) -> Status {
     }
 }
 
-/// Largest request body the admin listener reads; its endpoints take none.
+/// Largest request body the admin listener reads (the runtime API's bodies are small JSON).
 pub const MAX_BODY: usize = 4096;
 
 /// Largest admin request head (its requests are a line and a few headers).
@@ -162,6 +167,28 @@ pub struct AdminApp {
     started: Instant,
     /// How long a body may take to arrive (the head timeout).
     body_timeout: Duration,
+    /// Saves the runtime API's changes.
+    state_file: state_file::StateWriter,
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = serde_json::to_vec_pretty(body).unwrap_or_default();
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(body)
+        .unwrap_or_default()
+}
+
+fn api_error(e: &upstreams::ApiError) -> Response<Vec<u8>> {
+    let mut r = json(e.status, &serde_json::json!({ "error": e.message }));
+    if let Some(allow) = e.allow {
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    }
+    r
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response<Vec<u8>> {
@@ -186,24 +213,24 @@ impl AdminApp {
             .is_some_and(|v| token.accepts(v.as_bytes()))
     }
 
-    /// Read and discard a request body of at most [`MAX_BODY`] bytes, arriving within the
-    /// body timeout; otherwise the answer to give (and the connection is to close).
-    async fn discard_body(&self, session: &mut ServerSession) -> Result<(), Response<Vec<u8>>> {
-        let mut read = 0usize;
+    /// Read a request body of at most [`MAX_BODY`] bytes, arriving within the body timeout;
+    /// otherwise the answer to give (and the connection is to close).
+    async fn read_body(&self, session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+        let mut body = Vec::new();
         let deadline = tokio::time::Instant::now() + self.body_timeout;
         // Bounded: each turn reads at least one byte, and at most MAX_BODY + 1 are read.
         for _ in 0..=MAX_BODY {
             match tokio::time::timeout_at(deadline, session.read_request_body()).await {
                 Ok(Ok(Some(chunk))) => {
-                    read += chunk.len();
-                    if read > MAX_BODY {
+                    if body.len() + chunk.len() > MAX_BODY {
                         return Err(text(
                             StatusCode::PAYLOAD_TOO_LARGE,
-                            format!("413 Payload Too Large: admin requests take no body (at most {MAX_BODY} bytes are read)\n"),
+                            format!("413 Payload Too Large: admin request bodies are at most {MAX_BODY} bytes\n"),
                         ));
                     }
+                    body.extend_from_slice(&chunk);
                 }
-                Ok(Ok(None)) => return Ok(()),
+                Ok(Ok(None)) => return Ok(body),
                 Ok(Err(_)) => {
                     return Err(text(
                         StatusCode::BAD_REQUEST,
@@ -220,8 +247,44 @@ impl AdminApp {
         }
         Err(text(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "413 Payload Too Large: admin requests take no body\n",
+            format!("413 Payload Too Large: admin request bodies are at most {MAX_BODY} bytes\n"),
         ))
+    }
+
+    /// A runtime API request; after a change, the state file is saved (a failure to save is
+    /// logged: the change itself stands).
+    fn runtime_api(
+        &self,
+        req: &pingora_http::RequestHeader,
+        target: upstreams::Target,
+        body: &[u8],
+    ) -> Response<Vec<u8>> {
+        let force = match upstreams::parse_force(req.uri.query()) {
+            Ok(f) => f,
+            Err(e) => return api_error(&e),
+        };
+        let call = upstreams::Call {
+            method: &req.method,
+            target,
+            force,
+        };
+        match upstreams::handle(&self.state.groups, &call, body) {
+            Ok(answer) => {
+                if answer.changed {
+                    log::info!(
+                        "runtime API: {} {} -> {}",
+                        req.method,
+                        req.uri.path(),
+                        answer.status.as_u16()
+                    );
+                    if let Err(e) = self.state_file.save(&self.state.groups) {
+                        log::warn!("runtime API: state file not saved: {e}");
+                    }
+                }
+                json(answer.status, &answer.body)
+            }
+            Err(e) => api_error(&e),
+        }
     }
 
     fn health(&self) -> Response<Vec<u8>> {
@@ -240,10 +303,13 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        if let Err(answer) = self.discard_body(session).await {
-            session.set_keepalive(None);
-            return answer;
-        }
+        let body = match self.read_body(session).await {
+            Ok(body) => body,
+            Err(answer) => {
+                session.set_keepalive(None);
+                return answer;
+            }
+        };
         if !self.authorized(session) {
             let mut r = text(
                 StatusCode::UNAUTHORIZED,
@@ -256,6 +322,11 @@ impl ServeHttp for AdminApp {
             return r;
         }
         let req = session.req_header();
+        match upstreams::parse_path(req.uri.path()) {
+            Ok(Some(target)) => return self.runtime_api(req, target, &body),
+            Ok(None) => {}
+            Err(e) => return api_error(&e),
+        }
         if req.method != http::Method::GET && req.method != http::Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
         }
@@ -301,6 +372,7 @@ pub fn service(
         token: admin.token.as_deref().map(BearerToken::new),
         started: Instant::now(),
         body_timeout: admin.header_timeout,
+        state_file: state_file::StateWriter::new(admin.state_file.clone()),
     };
     let head = HeadLimits {
         timeout: admin.header_timeout,

@@ -59,6 +59,11 @@ fn server_options(h2c: bool, keepalive_secs: u64) -> HttpServerOptions {
 /// Build a ready-to-run server. Binds nothing until `run_forever`.
 pub fn build(config: Config, opt: Opt) -> Result<Server, BootstrapError> {
     let state = Arc::new(ProxyState::new(&config));
+    // The runtime API's changes from the last run (restart or reload), before the first
+    // discovery answer; a missing or corrupt file changes nothing.
+    if let Some(admin) = &config.admin {
+        crate::admin::state_file::restore_at_start(&admin.state_file, &state.groups);
+    }
     let resolver = Arc::new(Resolver::new(&config.resolver));
     let refreshers: Vec<Refresher> = state
         .groups

@@ -237,6 +237,9 @@ pub struct Admin {
     pub header_timeout: Duration,
     /// Idle keep-alive time of an admin connection, in whole seconds (at least 1).
     pub idle_timeout: Duration,
+    /// Where the runtime API keeps its changes across restarts and reloads
+    /// (`admin.state_file`; default: the pid file's path with the extension `.state.json`).
+    pub state_file: std::path::PathBuf,
 }
 
 impl Admin {
@@ -246,6 +249,12 @@ impl Admin {
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
     /// Default `admin.idle_timeout`.
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Default `admin.state_file`: next to `pid_file`, with the same stem and the extension
+    /// `.state.json` (`/tmp/fulcrum.pid` gives `/tmp/fulcrum.state.json`).
+    pub fn default_state_file(pid_file: &str) -> std::path::PathBuf {
+        std::path::Path::new(pid_file).with_extension("state.json")
+    }
 }
 
 /// A listening address.

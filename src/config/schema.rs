@@ -255,6 +255,10 @@ pub struct AdminSpec {
     /// `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
+    /// File where the runtime API's changes are kept across restarts and reloads; default:
+    /// the pid file's path with the extension `.state.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<String>,
 }
 
 /// One listening address.

@@ -158,6 +158,7 @@ pub(super) fn admin(
     spec: &AdminSpec,
     listeners: &[Listener],
     demo: &[DemoBackend],
+    pid_file: &str,
 ) -> Result<Admin> {
     let addr = socket_addr("admin.addr", spec.addr.as_deref().unwrap_or(ADMIN_ADDR))?;
     if listeners.iter().any(|l| l.addr == addr) || demo.iter().any(|d| d.addr == addr) {
@@ -196,12 +197,23 @@ pub(super) fn admin(
         Some(t) => whole_seconds("admin.idle_timeout", t)?,
         None => Admin::IDLE_TIMEOUT,
     };
+    let state_file = match spec.state_file.as_deref() {
+        Some("") => {
+            return Err(ConfigError::invalid(
+                "admin.state_file",
+                "expected a file path, e.g. /var/lib/fulcrum/state.json",
+            ))
+        }
+        Some(path) => std::path::PathBuf::from(path),
+        None => Admin::default_state_file(pid_file),
+    };
     Ok(Admin {
         addr,
         token,
         max_connections,
         header_timeout,
         idle_timeout,
+        state_file,
     })
 }
 
@@ -315,6 +327,27 @@ mod tests {
                 "admin.idle_timeout",
                 "expected whole seconds (Pingora counts keep-alive in seconds), found \"1500ms\"",
             ),
+            (
+                "admin: {state_file: ''}",
+                "admin.state_file",
+                "expected a file path, e.g. /var/lib/fulcrum/state.json",
+            ),
         ]);
+    }
+
+    #[test]
+    fn the_state_file_sits_next_to_the_pid_file_unless_set() {
+        use crate::config::validate::testing::accepts;
+        let admin = accepts("admin: {}").admin.expect("admin");
+        // The test pid file is /run/t.pid.
+        assert_eq!(admin.state_file, std::path::Path::new("/run/t.state.json"));
+        let admin = accepts("admin: {state_file: /var/lib/f/s.json}")
+            .admin
+            .expect("admin");
+        assert_eq!(admin.state_file, std::path::Path::new("/var/lib/f/s.json"));
+        assert_eq!(
+            crate::config::model::Admin::default_state_file("/tmp/fulcrum"),
+            std::path::Path::new("/tmp/fulcrum.state.json")
+        );
     }
 }

@@ -86,7 +86,7 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
     let admin = spec
         .admin
         .as_ref()
-        .map(|a| admin(a, &listeners, &demo_backends))
+        .map(|a| admin(a, &listeners, &demo_backends, &server.pid_file))
         .transpose()?;
     Ok(Config {
         server,
