@@ -73,9 +73,7 @@ fn select_once(g: &UpstreamGroup, seq: u32) -> usize {
         sticky: (g.config.algorithm == Algorithm::Cookie).then_some(seq as usize % g.len()),
     };
     let members = g.members();
-    let chosen = members
-        .select(g.stats, pick, |_| false)
-        .expect("a backend");
+    let chosen = members.select(g.stats, pick, |_| false).expect("a backend");
     let i = chosen.index;
     let guard = InFlight::start(g.stats, i, chosen.trial);
     black_box(&guard);
@@ -87,9 +85,14 @@ fn fleet(n: usize, drop: usize, add: usize) -> Vec<Backend> {
     (0..n - drop)
         .chain(n..n + add)
         .map(|i| Backend {
-            addr: format!("127.{}.{}.{}:8080", 1 + i / 62500, i / 250 % 250, i % 250 + 1)
-                .parse()
-                .expect("address"),
+            addr: format!(
+                "127.{}.{}.{}:8080",
+                1 + i / 62500,
+                i / 250 % 250,
+                i % 250 + 1
+            )
+            .parse()
+            .expect("address"),
             host: None,
             weight: 1,
         })

@@ -43,7 +43,9 @@ impl Need {
             backends: config
                 .upstreams
                 .iter()
-                .map(|u| (u.backends.len() + u.discovery.as_ref().map_or(0, |d| d.max_backends)) as u64)
+                .map(|u| {
+                    (u.backends.len() + u.discovery.as_ref().map_or(0, |d| d.max_backends)) as u64
+                })
                 .sum(),
         }
     }

@@ -393,7 +393,9 @@ mod tests {
     use std::time::Duration;
 
     fn addr(i: usize) -> SocketAddr {
-        format!("10.1.{}.{}:80", i / 200, i % 200 + 1).parse().unwrap()
+        format!("10.1.{}.{}:80", i / 200, i % 200 + 1)
+            .parse()
+            .unwrap()
     }
 
     fn fleet(ids: impl IntoIterator<Item = usize>) -> Vec<Backend> {
@@ -478,7 +480,10 @@ mod tests {
         g.set_discovered(Source::Dns, fleet([1, 2, 5]));
         let after = g.members();
         assert_eq!(after.find(addr(1)).unwrap().slot(), kept);
-        assert!(!g.stats.get(kept).unwrap().is_healthy(), "health carried over");
+        assert!(
+            !g.stats.get(kept).unwrap().is_healthy(),
+            "health carried over"
+        );
         assert_eq!(after.sticky().unwrap().set_cookie(kept), Some(&cookie));
         assert!(after.find(addr(0)).is_none());
     }
