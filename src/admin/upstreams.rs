@@ -120,13 +120,20 @@ pub fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// A backend address: an IP literal and a port (`[v6]:port` for IPv6), nothing else.
+/// A backend address: an IP literal and a port (`[v6]:port` for IPv6), nothing else; and
+/// one that can be connected to (not port 0, not an unspecified, multicast or broadcast IP).
 pub fn parse_addr(text: &str) -> Result<SocketAddr, ApiError> {
-    text.parse::<SocketAddr>().map_err(|_| {
+    let addr = text.parse::<SocketAddr>().map_err(|_| {
         ApiError::bad(format!(
             "expected IP:port like 10.0.0.5:8080 or [::1]:8080, found {text:?}"
         ))
-    })
+    })?;
+    if !crate::config::model::is_connectable(&addr) {
+        return Err(ApiError::bad(format!(
+            "{addr} cannot be a backend: it needs a port and a unicast, specified IP"
+        )));
+    }
+    Ok(addr)
 }
 
 /// The target of a path under `/upstreams`; `Ok(None)` for any other path (today's answers
@@ -427,6 +434,23 @@ pub fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_that_cannot_be_connected_to_are_refused() {
+        for bad in [
+            "127.0.0.1:0",
+            "0.0.0.0:80",
+            "[::]:80",
+            "224.0.0.1:80",
+            "255.255.255.255:80",
+        ] {
+            assert!(parse_addr(bad).is_err(), "{bad} was accepted");
+        }
+        assert_eq!(
+            parse_addr("[::1]:8080").unwrap(),
+            "[::1]:8080".parse::<SocketAddr>().unwrap()
+        );
+    }
 
     #[test]
     fn paths_name_targets() {

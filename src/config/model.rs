@@ -362,6 +362,15 @@ pub enum HashKey {
     Query(String),
 }
 
+/// Whether a backend address can be connected to: a port other than 0 and a unicast IP that
+/// is specified (not `0.0.0.0` or `::`, which some DNS blocklists answer, nor multicast or
+/// broadcast).
+pub fn is_connectable(addr: &SocketAddr) -> bool {
+    let ip = addr.ip();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    addr.port() != 0 && !ip.is_unspecified() && !ip.is_multicast() && !broadcast
+}
+
 /// A backend of an upstream group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {

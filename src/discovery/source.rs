@@ -94,9 +94,11 @@ pub async fn discover(
     Ok(finish(found, ttl, max))
 }
 
-/// Sorts by address (the highest weight first among equal addresses), keeps each address
-/// once, and cuts the list at `max`.
+/// Leaves out addresses that cannot be connected to (`0.0.0.0`, which some DNS blocklists
+/// answer, port 0, multicast), sorts by address (the highest weight first among equal
+/// addresses), keeps each address once, and cuts the list at `max`.
 fn finish(mut found: Vec<Found>, ttl: Option<Duration>, max: usize) -> Discovered {
+    found.retain(|f| crate::config::model::is_connectable(&f.addr));
     found.sort_by(|a, b| a.addr.cmp(&b.addr).then(b.weight.cmp(&a.weight)));
     found.dedup_by(|later, first| later.addr == first.addr);
     let truncated = found.len().saturating_sub(max);

@@ -230,10 +230,15 @@ fn static_backends(base: &str, specs: &[BackendSpec], io: &dyn Load) -> Result<V
 /// A backend address: `IP:port`, or `host:port` resolved now to all its addresses (without
 /// repeats, in the resolver's order).
 fn resolve_addr(path: &str, text: &str, io: &dyn Load) -> Result<Vec<SocketAddr>> {
-    if let Ok(addr) = text.parse() {
+    let bad = |why: String| ConfigError::invalid(path, why);
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        if !crate::config::model::is_connectable(&addr) {
+            return Err(bad(format!(
+                "{addr} cannot be a backend: it needs a port and a unicast, specified IP"
+            )));
+        }
         return Ok(vec![addr]);
     }
-    let bad = |why: String| ConfigError::invalid(path, why);
     let (host, port) = text
         .rsplit_once(':')
         .ok_or_else(|| bad(format!("expected host:port, found {text:?} (no port)")))?;
@@ -244,7 +249,7 @@ fn resolve_addr(path: &str, text: &str, io: &dyn Load) -> Result<Vec<SocketAddr>
         .resolve(text)
         .map_err(|e| bad(format!("cannot resolve {text:?}: {e}")))?;
     let mut kept = HashSet::new();
-    addrs.retain(|a| kept.insert(*a));
+    addrs.retain(|a| kept.insert(*a) && crate::config::model::is_connectable(a));
     if addrs.is_empty() {
         return Err(bad(format!("{text:?} resolves to no address")));
     }
@@ -387,6 +392,16 @@ mod tests {
                 upstream("backends: [{addr: '127.0.0.1:3001'}, {addr: 'localhost:3001'}]"),
                 "upstreams.api.backends[1].addr",
                 "127.0.0.1:3001 is already backends[0] of this upstream",
+            ),
+            (
+                upstream("backends: [{addr: '0.0.0.0:80'}]"),
+                "upstreams.api.backends[0].addr",
+                "0.0.0.0:80 cannot be a backend: it needs a port and a unicast, specified IP",
+            ),
+            (
+                upstream("backends: [{addr: '127.0.0.1:0'}]"),
+                "upstreams.api.backends[0].addr",
+                "127.0.0.1:0 cannot be a backend: it needs a port and a unicast, specified IP",
             ),
             (
                 upstream("backends: [{addr: backend}]"),
