@@ -39,6 +39,7 @@ pub mod members;
 pub mod padded;
 pub mod round_robin;
 pub mod smooth;
+pub mod state;
 pub mod stats;
 pub mod sticky;
 pub mod stripes;

@@ -21,6 +21,7 @@ use super::counts::{LoadView, StripedCounts};
 use super::latency::LatencyWindow;
 pub use super::latency::{Latency, LATENCY_WINDOW};
 use super::padded::{CachePadded, LineBreak};
+pub use super::state::State;
 use crate::config::model::CircuitBreaker;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -85,51 +86,6 @@ impl Default for BackendStats {
             connects_new: AtomicU64::new(0),
             connects_reused: AtomicU64::new(0),
             latency: LatencyWindow::new(),
-        }
-    }
-}
-
-/// A backend's administrative state: what the runtime API (or removal from the group) allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum State {
-    /// Takes traffic (subject to health and the circuit breaker).
-    Enabled = 0,
-    /// Takes no new requests but those whose sticky cookie names it; in-flight ones finish.
-    Drain = 1,
-    /// Takes no new requests at all; in-flight ones finish.
-    Disabled = 2,
-    /// No longer in the group; requests that chose it earlier finish.
-    Removed = 3,
-}
-
-impl State {
-    fn from_u8(v: u8) -> State {
-        match v {
-            0 => State::Enabled,
-            1 => State::Drain,
-            2 => State::Disabled,
-            _ => State::Removed,
-        }
-    }
-
-    /// The name used by the runtime API and `/status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Enabled => "enabled",
-            State::Drain => "drain",
-            State::Disabled => "disabled",
-            State::Removed => "removed",
-        }
-    }
-
-    /// The state a runtime API name stands for (`removed` is not settable).
-    pub fn parse(name: &str) -> Option<State> {
-        match name {
-            "enabled" => Some(State::Enabled),
-            "drain" => Some(State::Drain),
-            "disabled" => Some(State::Disabled),
-            _ => None,
         }
     }
 }

@@ -35,7 +35,8 @@ pub async fn next_attempt(
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
     let g = route.upstream;
     let group = &state.groups[g];
-    let members = ctx.members.get_or_insert_with(|| group.members()).clone();
+    // Borrowed, not cloned: the request's one reference to the snapshot is in `ctx`.
+    let members = &**ctx.members.get_or_insert_with(|| group.members());
     let client = ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let key = match group.config.algorithm {
         Algorithm::Consistent => hash_key::extract(&group.config.hash_key, req, client),
@@ -66,7 +67,7 @@ pub async fn next_attempt(
             (chosen, None)
         }
         Some(slots) => {
-            let (chosen, slot) = select_with_slot(group, &members, slots, pick, &ctx.failed)
+            let (chosen, slot) = select_with_slot(group, members, slots, pick, &ctx.failed)
                 .await
                 .map_err(|e| match e {
                     SlotError::NoBackend => no_backend(),
