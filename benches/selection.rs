@@ -1,9 +1,10 @@
 //! Nanoseconds per backend selection, for every algorithm, at 3, 100 and 1,000 backends,
 //! single-threaded and with two threads contending.
 //!
-//! One iteration is what a request does to choose: take the group's current backends (the
-//! snapshot a request keeps, one reference count), `Members::select`, and counting the request
-//! in flight and un-counting it (the `InFlight` guard).
+//! One iteration is what a request does to choose: read the group's current backends
+//! (`UpstreamGroup::with_members`: the thread's own reference to the snapshot, checked against
+//! the group's generation), `Members::select`, and counting the request in flight and
+//! un-counting it (the `InFlight` guard).
 //!
 //! Two more groups measure dynamic upstreams: `update` is the cost of one discovery update
 //! of a 1,000-backend group (a new snapshot with every selector), and `select_while_updating`
@@ -70,10 +71,12 @@ fn select_once(g: &UpstreamGroup, seq: u32) -> usize {
     let key = seq.to_be_bytes();
     let pick = Pick {
         key: Some(&key),
-        sticky: (g.config.algorithm == Algorithm::Cookie).then_some(seq as usize % g.len()),
+        sticky: (g.config.algorithm == Algorithm::Cookie)
+            .then(|| seq as usize % g.config.backends.len()),
     };
-    let members = g.members();
-    let chosen = members.select(g.stats, pick, |_| false).expect("a backend");
+    let chosen = g
+        .with_members(|m| m.select(g.stats, pick, |_| false))
+        .expect("a backend");
     let i = chosen.index;
     let guard = InFlight::start(g.stats, i, chosen.trial);
     black_box(&guard);

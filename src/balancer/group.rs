@@ -1,10 +1,12 @@
 //! [`UpstreamGroup`]: an upstream group at run time, whose backends may change while it
 //! serves.
 //!
-//! Requests read the group's current [`Members`] snapshot through one atomic load
-//! (`ArcSwap`) and keep it for their whole life; they never take a lock. Changes (discovery
-//! answers, the runtime API) are serialized by one mutex on the writer side: each merges the
-//! group's sources, builds a new snapshot (selectors included) and publishes it with one swap.
+//! Requests read the group's current [`Members`] snapshot without a lock and without writing
+//! anything shared: each worker thread keeps its own reference to the snapshot and replaces it
+//! when the group's published generation (one atomic load) moves on
+//! ([`UpstreamGroup::with_members`]). Changes (discovery answers, the runtime API) are
+//! serialized by one mutex on the writer side: each merges the group's sources, builds a new
+//! snapshot (selectors included) and publishes it with one swap.
 //!
 //! What the group is made of, in order of precedence for an address given twice: the static
 //! `backends:`, those added through the runtime API, and the discovered ones. The runtime API
@@ -14,9 +16,10 @@
 //! A backend that joins a serving group starts unhealthy when the group has health checks
 //! (it takes traffic once its first check passes, which the health service runs at once), and
 //! ramps up over `slow_start` when set. A backend that leaves is drained: no new request
-//! chooses it, and requests that chose it earlier finish on it.
+//! chooses it, requests that chose it earlier finish on it, and its slot goes to no other
+//! backend while any of them is in flight ([`SlotPool`]).
 
-use super::members::{Lease, Member, Members, SlotPool, Source};
+use super::members::{Member, Members, SlotPool, Source, RETIRE_GRACE};
 use super::stats::{GroupStats, State};
 use super::{Chosen, Pick};
 use crate::config::model::{self, Backend};
@@ -27,6 +30,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Why the runtime API cannot make a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +73,8 @@ pub struct Override {
     pub deleted: bool,
 }
 
-/// The writer side: the sources and overrides, and the members they made last.
-#[derive(Debug, Default)]
+/// The writer side: the sources and overrides, the members they made last and the slots.
+#[derive(Debug)]
 struct Control {
     discovered: Vec<Backend>,
     discovered_source: Option<Source>,
@@ -78,6 +82,7 @@ struct Control {
     overrides: BTreeMap<SocketAddr, Override>,
     current: BTreeMap<SocketAddr, Member>,
     generation: u64,
+    slots: SlotPool,
 }
 
 /// Distinct connection-pool keys per group (see [`crate::peer::build`]).
@@ -92,9 +97,10 @@ pub struct UpstreamGroup {
     /// Wakes the health service when backends join.
     pub joined: tokio::sync::Notify,
     members: ArcSwap<Members>,
+    /// The generation of the snapshot in `members`, stored after it.
+    published: AtomicU64,
     control: Mutex<Control>,
     serving: AtomicBool,
-    pool: Arc<SlotPool>,
     group_key: u64,
 }
 
@@ -110,16 +116,29 @@ pub struct Changes {
 impl UpstreamGroup {
     /// The group with its static backends.
     pub fn new(config: model::Upstream) -> Self {
+        Self::with_grace(config, RETIRE_GRACE)
+    }
+
+    /// [`new`](Self::new), with the time a removed backend's slot stays retired.
+    fn with_grace(config: model::Upstream, grace: Duration) -> Self {
         let stats = GroupStats::leak(config.capacity(), config.circuit_breaker);
-        let pool = SlotPool::new(stats);
         let empty = Members::build(&config, stats, Vec::new(), 0);
+        let control = Control {
+            discovered: Vec::new(),
+            discovered_source: None,
+            api: Vec::new(),
+            overrides: BTreeMap::new(),
+            current: BTreeMap::new(),
+            generation: 0,
+            slots: SlotPool::new(stats, grace),
+        };
         let group = UpstreamGroup {
             stats,
             joined: tokio::sync::Notify::new(),
             members: ArcSwap::from_pointee(empty),
-            control: Mutex::new(Control::default()),
+            published: AtomicU64::new(0),
+            control: Mutex::new(control),
             serving: AtomicBool::new(false),
-            pool,
             group_key: NEXT_GROUP_KEY.fetch_add(1, Ordering::Relaxed),
             config,
         };
@@ -133,10 +152,25 @@ impl UpstreamGroup {
         self.control.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The current snapshot, for a request to keep until it ends.
-    #[inline]
+    /// The current snapshot, to keep (the status page, health checks). Requests use
+    /// [`with_members`](Self::with_members) instead, which writes nothing shared.
     pub fn members(&self) -> Arc<Members> {
         self.members.load_full()
+    }
+
+    /// Run `f` on the current snapshot. The calling thread keeps its own reference to the
+    /// snapshot and takes a new one only when the group publishes another, so the cost is one
+    /// atomic load of a line that changes only with the group: no reference count per call,
+    /// which every worker thread would write ([`super::held`]).
+    #[inline(always)]
+    pub fn with_members<R>(&self, f: impl FnOnce(&Members) -> R) -> R {
+        let published = self.published.load(Ordering::Acquire);
+        super::held::with(
+            self.group_key as usize,
+            published,
+            || self.members.load_full(),
+            f,
+        )
     }
 
     /// Backends now.
@@ -158,7 +192,7 @@ impl UpstreamGroup {
 
     /// Pick a backend from the current snapshot (see [`Members::select`]).
     pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<Chosen> {
-        self.members.load().select(self.stats, pick, excluded)
+        self.with_members(|m| m.select(self.stats, pick, excluded))
     }
 
     /// From now on, backends that join start unhealthy until checked (with health checks)
@@ -200,7 +234,7 @@ impl UpstreamGroup {
         if control.current.contains_key(&addr) {
             return Err(ChangeError::Exists(addr));
         }
-        if self.pool.available() == 0 {
+        if control.slots.available(Instant::now()) == 0 {
             return Err(ChangeError::Full(self.stats.capacity()));
         }
         if let Some(o) = control.overrides.get_mut(&addr) {
@@ -306,6 +340,7 @@ impl UpstreamGroup {
             }
         }
         let mut changes = Changes::default();
+        let now = Instant::now();
         let leaving: Vec<SocketAddr> = control
             .current
             .keys()
@@ -314,9 +349,7 @@ impl UpstreamGroup {
             .collect();
         for addr in leaving {
             if let Some(m) = control.current.remove(&addr) {
-                if let Some(s) = self.stats.get(m.slot()) {
-                    s.set_state(State::Removed);
-                }
+                control.slots.retire(m.slot(), now);
                 changes.removed.push(addr);
             }
         }
@@ -336,7 +369,7 @@ impl UpstreamGroup {
                     m
                 }
                 None => {
-                    let Some(lease) = self.pool.lease(!(serving && checked)) else {
+                    let Some(slot) = control.slots.take(!(serving && checked), now) else {
                         log::warn!(
                             "upstream {}: no room for backend {addr} (the group holds {} \
                              backends)",
@@ -347,13 +380,13 @@ impl UpstreamGroup {
                     };
                     if serving {
                         if let (Some(window), Some(s)) =
-                            (self.config.slow_start, self.stats.get(lease.slot()))
+                            (self.config.slow_start, self.stats.get(slot))
                         {
                             s.start_ramp(window);
                         }
                     }
                     changes.added.push(addr);
-                    self.join(lease, backend, source)
+                    self.join(slot, backend, source)
                 }
             };
             let o = control.overrides.get(&addr).copied().unwrap_or_default();
@@ -366,20 +399,21 @@ impl UpstreamGroup {
         let members: Vec<Member> = control.current.values().cloned().collect();
         let snapshot = Members::build(&self.config, self.stats, members, control.generation);
         self.members.store(Arc::new(snapshot));
+        self.published.store(control.generation, Ordering::Release);
         if !changes.added.is_empty() {
             self.joined.notify_one();
         }
         changes
     }
 
-    fn join(&self, lease: Arc<Lease>, backend: Backend, source: Source) -> Member {
+    fn join(&self, slot: usize, backend: Backend, source: Source) -> Member {
         Member {
             peer: crate::peer::build(self.group_key, &self.config, &backend),
             served_by: HeaderValue::from_str(&backend.addr.to_string())
                 .unwrap_or(HeaderValue::from_static("")),
             backend,
             source,
-            lease,
+            slot,
         }
     }
 }
@@ -489,22 +523,46 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_reused_only_when_no_snapshot_holds_its_backend() {
-        let g = dynamic(Algorithm::RoundRobin, 0);
+    fn a_slot_is_reused_only_once_nothing_is_in_flight_on_it_and_its_grace_passed() {
+        let mut u = dynamic(Algorithm::RoundRobin, 0).config.clone();
+        u.name = "graceless".into();
+        let g = UpstreamGroup::with_grace(u, Duration::ZERO);
         g.set_discovered(Source::Dns, fleet([0]));
         let held = g.members();
         let slot = held.find(addr(0)).unwrap().slot();
         let attempt = InFlight::start(g.stats, slot, false);
         g.set_discovered(Source::Dns, fleet([1]));
-        // A request that chose backend 0 still holds it: backend 1 gets another slot, and
-        // backend 0 takes no new request even from the old snapshot.
+        // A request that chose backend 0 is still on it: backend 1 gets another slot, and
+        // backend 0 takes no new request even from an old snapshot.
         assert_ne!(g.members().find(addr(1)).unwrap().slot(), slot);
         assert_eq!(held.select(g.stats, Pick::default(), |_| false), None);
         drop(attempt);
-        drop(held);
         g.set_discovered(Source::Dns, fleet([1, 2]));
         assert_eq!(g.members().find(addr(2)).unwrap().slot(), slot);
         assert_eq!(g.stats.requests(slot), 0, "a reused slot starts from zero");
+        // With the default grace, a slot just given up is not taken at once.
+        let d = dynamic(Algorithm::RoundRobin, 0);
+        d.set_discovered(Source::Dns, fleet([0]));
+        let first = d.members().find(addr(0)).unwrap().slot();
+        d.set_discovered(Source::Dns, fleet([1]));
+        assert_ne!(d.members().find(addr(1)).unwrap().slot(), first);
+    }
+
+    #[test]
+    fn each_thread_sees_every_published_snapshot() {
+        let g = Arc::new(dynamic(Algorithm::RoundRobin, 0));
+        g.set_discovered(Source::Dns, fleet([0]));
+        assert_eq!(g.with_members(|m| m.len()), 1);
+        g.set_discovered(Source::Dns, fleet([0, 1, 2]));
+        assert_eq!(g.with_members(|m| m.len()), 3);
+        let other = Arc::clone(&g);
+        let seen = std::thread::spawn(move || other.with_members(|m| m.generation))
+            .join()
+            .unwrap();
+        assert_eq!(seen, g.members().generation);
+        // A call from inside another still answers.
+        let nested = g.with_members(|outer| g.with_members(|inner| inner.len()) + outer.len());
+        assert_eq!(nested, 6);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! backend holds the same *slot* (its index in the stats table, in every selector and in
 //! every per-backend table) for as long as it stays in the group, so its health, breaker and
 //! counters carry over from one snapshot to the next. A slot is given back, and may go to
-//! another backend, only when the last snapshot that holds the backend is dropped: no request
-//! can still count into it by then ([`Lease`]).
+//! another backend, only once nothing is in flight on it and a grace period has passed since
+//! its backend left: no request can still count into it by then ([`SlotPool`]).
 
 use super::stats::{GroupStats, State};
 use super::sticky::StickyCookies;
@@ -20,7 +20,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_load_balancing::Backend;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where a backend came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,64 +47,71 @@ impl Source {
     }
 }
 
-/// The free slots of a group's stats table, lowest first.
+/// How long a removed backend's slot stays retired, at the least, before another backend may
+/// take it: longer than any request spends between reading a snapshot and counting itself in
+/// flight (one synchronous step of selection), so that no request can count into a slot that
+/// changed hands.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(2);
+
+/// The slots of a group's stats table: free ones, lowest first, and retired ones (their backend
+/// left) that come free once nothing is in flight on them and [`RETIRE_GRACE`] has passed.
+///
+/// Requests do not hold a reference to the snapshot they chose from (that reference count
+/// would be a cache line every worker thread writes, see [`super::UpstreamGroup::with_members`]);
+/// the in-flight count of the backend they chose is their hold on its slot.
 #[derive(Debug)]
 pub struct SlotPool {
-    free: Mutex<BTreeSet<usize>>,
+    free: BTreeSet<usize>,
+    retired: Vec<(usize, Instant)>,
+    grace: Duration,
     stats: &'static GroupStats,
 }
 
 impl SlotPool {
-    /// Every slot of `stats` free.
-    pub fn new(stats: &'static GroupStats) -> Arc<Self> {
-        Arc::new(SlotPool {
-            free: Mutex::new((0..stats.capacity()).collect()),
+    /// Every slot of `stats` free; retired slots wait `grace`.
+    pub fn new(stats: &'static GroupStats, grace: Duration) -> Self {
+        SlotPool {
+            free: (0..stats.capacity()).collect(),
+            retired: Vec::new(),
+            grace,
             stats,
-        })
+        }
     }
 
     /// Take the lowest free slot for a new backend, its counters reset; `None` when the group
     /// is full.
-    pub fn lease(self: &Arc<Self>, healthy: bool) -> Option<Arc<Lease>> {
-        let slot = {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            free.pop_first()?
-        };
+    pub fn take(&mut self, healthy: bool, now: Instant) -> Option<usize> {
+        self.reclaim(now);
+        let slot = self.free.pop_first()?;
         self.stats.reset(slot, healthy);
-        Some(Arc::new(Lease {
-            slot,
-            pool: self.clone(),
-        }))
+        Some(slot)
     }
 
-    /// Free slots.
-    pub fn available(&self) -> usize {
-        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
-
-/// One backend's hold on its slot; the slot goes back to the pool when the last snapshot
-/// holding the backend is dropped.
-#[derive(Debug)]
-pub struct Lease {
-    slot: usize,
-    pool: Arc<SlotPool>,
-}
-
-impl Lease {
-    /// The slot.
-    pub fn slot(&self) -> usize {
-        self.slot
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(s) = self.pool.stats.get(self.slot) {
+    /// The backend on `slot` left the group at `now`: it takes no new request
+    /// ([`State::Removed`]) and its slot waits until the requests on it end.
+    pub fn retire(&mut self, slot: usize, now: Instant) {
+        if let Some(s) = self.stats.get(slot) {
             s.set_state(State::Removed);
         }
-        let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.insert(self.slot);
+        self.retired.push((slot, now));
+    }
+
+    /// Slots a new backend could take now.
+    pub fn available(&mut self, now: Instant) -> usize {
+        self.reclaim(now);
+        self.free.len()
+    }
+
+    /// Free the retired slots that nothing is in flight on, once their grace has passed.
+    fn reclaim(&mut self, now: Instant) {
+        let (grace, stats, free) = (self.grace, self.stats, &mut self.free);
+        self.retired.retain(|&(slot, since)| {
+            let done = now.saturating_duration_since(since) >= grace && stats.in_flight(slot) == 0;
+            if done {
+                free.insert(slot);
+            }
+            !done
+        });
     }
 }
 
@@ -120,13 +127,13 @@ pub struct Member {
     /// The address as a header value (for `served_by`).
     pub served_by: HeaderValue,
     /// The slot it holds.
-    pub lease: Arc<Lease>,
+    pub slot: usize,
 }
 
 impl Member {
     /// The slot: index into the stats table, the selectors and every per-backend table.
     pub fn slot(&self) -> usize {
-        self.lease.slot
+        self.slot
     }
 }
 
@@ -249,6 +256,7 @@ impl Members {
     /// request), or `None` when no backend is left. `slow_start` groups admit a backend that
     /// is ramping up with the probability of how far its ramp has come, on every choice but a
     /// keyed one (a key's backend must not flap).
+    #[inline(always)]
     pub fn select(
         &self,
         stats: &GroupStats,
@@ -268,7 +276,6 @@ impl Members {
             }
             _ => false,
         };
-        let keyed = pick.key.is_some() && self.keyed.is_some();
         let eligible = |i: usize| !excluded(i) && stats.get(i).is_some_and(|s| s.is_ready());
         let accept = |i: usize| {
             if excluded(i) {
@@ -277,11 +284,10 @@ impl Members {
             let Some(s) = stats.get(i) else {
                 return false;
             };
-            if !keyed {
-                if let Some(ramp) = s.ramp() {
-                    if super::fast_rng::unit() >= ramp {
-                        return false;
-                    }
+            if let Some(ramp) = s.ramp() {
+                let keyed = pick.key.is_some() && self.keyed.is_some();
+                if !keyed && super::fast_rng::unit() >= ramp {
+                    return false;
                 }
             }
             admitted(Some(s.admit()))

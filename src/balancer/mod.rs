@@ -32,6 +32,7 @@ pub mod counts;
 pub mod crc32;
 pub mod fast_rng;
 pub mod group;
+pub mod held;
 pub mod ketama;
 pub mod latency;
 pub mod least_conn;
@@ -75,9 +76,16 @@ enum Selector {
 
 /// Starting at position `start`, the first of `n` backends in config order that `accept`
 /// takes.
+#[inline(always)]
 fn first_accepted_from(n: usize, start: usize, accept: &impl Fn(usize) -> bool) -> Option<usize> {
     let start = start.min(n);
-    (start..n).chain(0..start).find(|&i| accept(i))
+    // Two plain loops: `Chain::find` does not inline as well.
+    for i in start..n {
+        if accept(i) {
+            return Some(i);
+        }
+    }
+    (0..start).find(|&i| accept(i))
 }
 
 impl Selector {
@@ -116,6 +124,7 @@ impl Selector {
     /// it to choose among backends that can actually serve, so a dead or ejected backend,
     /// which always looks idle, is never the "least loaded" one and its turns are not all
     /// handed to its neighbour.
+    #[inline(always)]
     fn select(
         &self,
         key: &[u8],

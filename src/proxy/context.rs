@@ -1,10 +1,8 @@
 //! What fulcrum remembers about one request while Pingora walks it through the hooks.
 
 use crate::balancer::stats::InFlight;
-use crate::balancer::Members;
 use crate::limits::slots::Slot;
-use std::net::IpAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// Per-request state (Pingora's `CTX`).
@@ -42,15 +40,14 @@ pub struct RequestCtx {
     pub aborted: bool,
     /// The request id (see `request_id`).
     pub request_id: Option<http::HeaderValue>,
-    /// The group's backends as they were at the first attempt: every attempt of the request
-    /// chooses among them, and their slots stay theirs while the request holds them (so this
-    /// field comes after `in_flight` and `slot`, which drop first).
-    pub members: Option<Arc<Members>>,
+    /// Address of the backend chosen for the current attempt (its slot may go to another
+    /// backend once the attempt ends, so later looks check the address).
+    pub backend_addr: Option<SocketAddr>,
 }
 
 impl RequestCtx {
-    /// The backend of the current attempt.
-    pub fn backend(&self) -> Option<&crate::balancer::Member> {
-        self.members.as_ref()?.get(self.backend?)
+    /// Slot and address of the current attempt's backend.
+    pub fn chosen(&self) -> Option<(usize, SocketAddr)> {
+        Some((self.backend?, self.backend_addr?))
     }
 }

@@ -20,11 +20,11 @@ pub fn record(state: &ProxyState, ctx: &mut RequestCtx, outcome: Outcome) {
             .and_then(|r| state.routes.get(r))
             .map(|r| &state.groups[r.upstream])
         {
-            if let Some(m) = ctx.members.as_ref().and_then(|m| m.get(attempt.index())) {
+            if let Some(addr) = ctx.backend_addr {
                 log::warn!(
                     "upstream {}: backend {} ejected for {:?} after failed requests",
                     group.config.name,
-                    m.backend.addr,
+                    addr,
                     cooldown
                 );
             }

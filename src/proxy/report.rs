@@ -39,12 +39,9 @@ pub fn request_done(
         .started
         .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
     let counted = if cut { 0 } else { sent };
-    state.metrics.observe(
-        ctx.route,
-        ctx.backend().map(|m| (m.slot(), m.backend.addr)),
-        counted,
-        seconds,
-    );
+    state
+        .metrics
+        .observe(ctx.route, ctx.chosen(), counted, seconds);
     if access_log::enabled() {
         write_access_log(state, session, e, ctx, sent, seconds, cut);
     }
@@ -77,7 +74,7 @@ fn write_access_log(
         .client_addr()
         .map_or_else(|| "-".to_string(), |a| a.to_string());
     let group = state.group(ctx);
-    let backend = ctx.backend().map(|m| m.backend.addr.to_string());
+    let backend = ctx.backend_addr.map(|a| a.to_string());
     let version = match req.version {
         http::Version::HTTP_2 => "HTTP/2",
         http::Version::HTTP_10 => "HTTP/1.0",

@@ -72,17 +72,41 @@ pub fn response(state: &ProxyState, response: &mut ResponseHeader, ctx: &Request
         if fwd.via {
             forwarding::set_via(h);
         }
-        if let (Some(name), Some(m)) = (&fwd.served_by_header, ctx.backend()) {
-            h.set(name, m.served_by.clone());
+        if let (Some(name), Some(value)) = (&fwd.served_by_header, served_by(state, ctx)) {
+            h.set(name, value);
         }
-        let sticky = ctx.members.as_ref().and_then(|m| m.sticky());
-        if let (Some(sticky), Some(i)) = (sticky, ctx.backend) {
-            if ctx.sticky != Some(i) {
-                if let Some(v) = sticky.set_cookie(i) {
-                    h.add(&http::header::SET_COOKIE, v.clone());
-                }
-            }
+        if let Some(cookie) = sticky_cookie(state, ctx) {
+            h.add(&http::header::SET_COOKIE, cookie);
         }
         header_rules::edit(&route.response_headers, h);
     });
+}
+
+/// The `served_by` header value: the current attempt's backend address.
+fn served_by(state: &ProxyState, ctx: &RequestCtx) -> Option<HeaderValue> {
+    let (slot, addr) = ctx.chosen()?;
+    let group = state.group(ctx)?;
+    group
+        .with_members(|m| {
+            m.get(slot)
+                .filter(|b| b.backend.addr == addr)
+                .map(|b| b.served_by.clone())
+        })
+        // The backend left the group during the request.
+        .or_else(|| HeaderValue::from_str(&addr.to_string()).ok())
+}
+
+/// For `cookie` groups, the `Set-Cookie` that pins the client to the backend that answered,
+/// unless its cookie already named that backend (or the backend left the group meanwhile).
+fn sticky_cookie(state: &ProxyState, ctx: &RequestCtx) -> Option<HeaderValue> {
+    let (slot, addr) = ctx.chosen()?;
+    if ctx.sticky == Some(slot) {
+        return None;
+    }
+    let group = state.group(ctx)?;
+    group.config.sticky.as_ref()?;
+    group.with_members(|m| {
+        m.get(slot).filter(|b| b.backend.addr == addr)?;
+        m.sticky()?.set_cookie(slot).cloned()
+    })
 }

@@ -16,7 +16,7 @@ use crate::peer;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,18 +35,14 @@ pub async fn next_attempt(
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
     let g = route.upstream;
     let group = &state.groups[g];
-    // Borrowed, not cloned: the request's one reference to the snapshot is in `ctx`.
-    let members = &**ctx.members.get_or_insert_with(|| group.members());
     let client = ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let key = match group.config.algorithm {
         Algorithm::Consistent => hash_key::extract(&group.config.hash_key, req, client),
         Algorithm::IpHash => hash_key::extract(&HashKey::ClientIp, req, client),
         _ => None,
     };
-    if let Some(sticky) = members.sticky() {
-        if ctx.tries == 0 {
-            ctx.sticky = sticky.backend_for(req);
-        }
+    if ctx.tries == 0 && group.config.sticky.is_some() {
+        ctx.sticky = group.with_members(|m| m.sticky().and_then(|s| s.backend_for(req)));
     }
     let pick = Pick {
         key: key.as_ref().map(|k| k.as_bytes()),
@@ -58,53 +54,72 @@ pub async fn next_attempt(
             format!("no healthy backend in upstream {}", group.config.name),
         )
     };
-    let (chosen, slot) = match &state.slots[g] {
+    let failed = &ctx.failed;
+    let (picked, slot) = match &state.slots[g] {
         None => {
-            let failed = &ctx.failed;
-            let chosen = members
-                .select(group.stats, pick, |i| failed.contains(&i))
+            let picked = group
+                .with_members(|m| {
+                    let chosen = m.select(group.stats, pick, |i| failed.contains(&i))?;
+                    Picked::of(m, chosen)
+                })
                 .ok_or_else(no_backend)?;
-            (chosen, None)
+            (picked, None)
         }
         Some(slots) => {
-            let (chosen, slot) = select_with_slot(group, members, slots, pick, &ctx.failed)
-                .await
-                .map_err(|e| match e {
-                    SlotError::NoBackend => no_backend(),
-                    SlotError::Queue(q) => Error::explain(
-                        respond::BACKENDS_BUSY,
-                        format!(
-                            "upstream {}: every backend is at max_connections ({})",
-                            group.config.name,
-                            match q {
-                                QueueError::Full => "queue full",
-                                QueueError::TimedOut => "queue timeout",
-                            }
+            let (picked, slot) =
+                select_with_slot(group, slots, pick, failed)
+                    .await
+                    .map_err(|e| match e {
+                        SlotError::NoBackend => no_backend(),
+                        SlotError::Queue(q) => Error::explain(
+                            respond::BACKENDS_BUSY,
+                            format!(
+                                "upstream {}: every backend is at max_connections ({})",
+                                group.config.name,
+                                match q {
+                                    QueueError::Full => "queue full",
+                                    QueueError::TimedOut => "queue timeout",
+                                }
+                            ),
                         ),
-                    ),
-                })?;
-            (chosen, Some(slot))
+                    })?;
+            (picked, Some(slot))
         }
     };
-    let i = chosen.index;
+    let i = picked.chosen.index;
     ctx.backend = Some(i);
+    ctx.backend_addr = Some(picked.addr);
     ctx.tries += 1;
     ctx.attempt_started = Some(Instant::now());
     ctx.response_started = false;
-    // Replacing a previous attempt's guard un-counts that attempt (and frees its slot).
-    ctx.in_flight = Some(InFlight::start(group.stats, i, chosen.trial));
+    // Counted in the same step as the snapshot was read (no await since): the backend's slot
+    // is the request's while this count lasts, whatever the group does meanwhile. Replacing a
+    // previous attempt's guard un-counts that attempt (and frees its slot).
+    ctx.in_flight = Some(InFlight::start(group.stats, i, picked.chosen.trial));
     ctx.slot = slot;
-    let Some(member) = members.get(i) else {
-        return Err(Error::explain(
-            ErrorType::InternalError,
-            "selection chose a free slot",
-        ));
-    };
-    let mut peer = Box::new(member.peer.clone());
+    let mut peer = picked.peer;
     if upgrade {
         peer::for_tunnel(&mut peer, &group.config.timeouts);
     }
     Ok(peer)
+}
+
+/// The backend an attempt chose, taken out of the snapshot it was chosen from.
+struct Picked {
+    chosen: Chosen,
+    peer: Box<HttpPeer>,
+    addr: SocketAddr,
+}
+
+impl Picked {
+    fn of(members: &Members, chosen: Chosen) -> Option<Picked> {
+        let m = members.get(chosen.index)?;
+        Some(Picked {
+            chosen,
+            peer: Box::new(m.peer.clone()),
+            addr: m.backend.addr,
+        })
+    }
 }
 
 /// Why no slot could be had.
@@ -115,33 +130,41 @@ enum SlotError {
     Queue(QueueError),
 }
 
-/// Select a backend with a free slot, waiting in the group's queue while all are full.
+/// Select a backend with a free slot, waiting in the group's queue while all are full. Every
+/// try reads the group's current backends.
 async fn select_with_slot(
     group: &UpstreamGroup,
-    members: &Members,
     slots: &Arc<BackendSlots>,
     pick: Pick<'_>,
     failed: &[usize],
-) -> std::result::Result<(Chosen, Slot), SlotError> {
+) -> std::result::Result<(Picked, Slot), SlotError> {
     let mut ticket = None;
     loop {
         // While others wait, a newcomer queues behind them rather than taking a freed slot.
         if ticket.is_some() || slots.waiting() == 0 {
-            if let Some(c) = members.select(group.stats, pick, |i| {
-                failed.contains(&i) || slots.is_full(i)
-            }) {
+            let got = group.with_members(|m| {
+                let c = m.select(group.stats, pick, |i| {
+                    failed.contains(&i) || slots.is_full(i)
+                })?;
                 match slots.try_acquire(c.index) {
-                    Some(slot) => return Ok((c, slot)),
+                    Some(slot) => Some((Picked::of(m, c)?, slot)),
                     // Lost a race for the last slot: give back what selection admitted.
-                    None => drop(InFlight::start(group.stats, c.index, c.trial)),
+                    None => {
+                        drop(InFlight::start(group.stats, c.index, c.trial));
+                        None
+                    }
                 }
+            });
+            if let Some(got) = got {
+                return Ok(got);
             }
         }
         // Nothing free: is anything able to serve at all?
-        if !members
-            .iter()
-            .any(|m| !failed.contains(&m.slot()) && group.is_ready(m.slot()))
-        {
+        let able = group.with_members(|m| {
+            m.iter()
+                .any(|b| !failed.contains(&b.slot()) && group.is_ready(b.slot()))
+        });
+        if !able {
             return Err(SlotError::NoBackend);
         }
         if ticket.is_none() {

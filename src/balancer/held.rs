@@ -1,0 +1,128 @@
+//! Each thread's own reference to the current snapshot of each group ([`with`]), so that a
+//! request reads a group's backends without writing anything another thread also writes.
+//!
+//! Taking an `Arc` per request would write the snapshot's reference count twice per request
+//! from every worker thread: a cache line that moves between cores on every request. Instead
+//! each thread keeps one `Arc` per group (in `KEEP`) and, for the fast path, a plain pointer to
+//! it with the generation it was published as (in `ENTRIES`, which needs no destructor and so
+//! costs no lazy-initialization check). A request compares the group's published generation
+//! with its thread's entry and borrows the snapshot; only the first request after an update
+//! loads the new one.
+//!
+//! Soundness: an entry's pointer is valid while this thread's `KEEP` holds the `Arc` it came
+//! from. `KEEP` is replaced only when no snapshot is borrowed on this thread (`DEPTH` is 0, so
+//! a call made from inside another takes the slow path), and dropping `KEEP` at thread exit
+//! clears every entry first.
+
+use super::members::Members;
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::sync::Arc;
+
+/// Groups (by key) that take the fast path; the others load their snapshot per call.
+pub const FAST_GROUPS: usize = 128;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    generation: u64,
+    members: *const Members,
+}
+
+const EMPTY: Entry = Entry {
+    generation: u64::MAX,
+    members: std::ptr::null(),
+};
+
+/// The `Arc`s behind the entries; clears the entries when the thread exits.
+struct Keep(Vec<Option<Arc<Members>>>);
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        // ENTRIES has no destructor: it stays accessible while the thread's others run.
+        let _ = ENTRIES.try_with(|e| {
+            // SAFETY: only this thread touches its ENTRIES, and nothing borrows them here.
+            unsafe { *e.get() = [EMPTY; FAST_GROUPS] }
+        });
+    }
+}
+
+thread_local! {
+    static ENTRIES: UnsafeCell<[Entry; FAST_GROUPS]> =
+        const { UnsafeCell::new([EMPTY; FAST_GROUPS]) };
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    static KEEP: RefCell<Keep> = const { RefCell::new(Keep(Vec::new())) };
+}
+
+/// Lowers `DEPTH` again when the borrow ends, panic or not.
+struct Borrowed;
+
+impl Drop for Borrowed {
+    #[inline(always)]
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Run `f` on the snapshot that group `key` published as `generation`: this thread's own
+/// reference when it has that generation, otherwise `load()` (the group's current snapshot,
+/// that generation or a newer one), kept for the next calls.
+#[inline(always)]
+pub fn with<R>(
+    key: usize,
+    generation: u64,
+    load: impl FnOnce() -> Arc<Members>,
+    f: impl FnOnce(&Members) -> R,
+) -> R {
+    if key >= FAST_GROUPS {
+        return f(&load());
+    }
+    // SAFETY: only this thread touches its ENTRIES; the copy is read, nothing borrowed.
+    let entry = ENTRIES.with(|e| unsafe { (*e.get())[key] });
+    let members = if entry.generation == generation {
+        entry.members
+    } else {
+        match refresh(key, generation, load) {
+            Ok(members) => members,
+            Err(loaded) => return f(&loaded),
+        }
+    };
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let _borrowed = Borrowed;
+    // SAFETY: `members` came from an entry whose `Arc` this thread's KEEP holds, and KEEP
+    // cannot change while DEPTH is above 0.
+    f(unsafe { &*members })
+}
+
+/// Load the snapshot and make it this thread's entry for `key`; the loaded `Arc` itself
+/// (`Err`) when a snapshot is borrowed on this thread right now.
+#[cold]
+fn refresh(
+    key: usize,
+    generation: u64,
+    load: impl FnOnce() -> Arc<Members>,
+) -> Result<*const Members, Arc<Members>> {
+    let loaded = load();
+    if DEPTH.with(|d| d.get()) != 0 {
+        return Err(loaded);
+    }
+    let members = Arc::as_ptr(&loaded);
+    let kept = KEEP.try_with(|k| {
+        let mut k = k.borrow_mut();
+        if k.0.len() <= key {
+            k.0.resize(key + 1, None);
+        }
+        // Drops the thread's previous snapshot of the group; nothing borrows it (DEPTH is 0).
+        k.0[key] = Some(loaded.clone());
+    });
+    if kept.is_err() {
+        // The thread is exiting.
+        return Err(loaded);
+    }
+    // SAFETY: only this thread touches its ENTRIES, and nothing borrows them here.
+    ENTRIES.with(|e| unsafe {
+        (*e.get())[key] = Entry {
+            generation,
+            members,
+        }
+    });
+    Ok(members)
+}
