@@ -30,6 +30,15 @@ impl GrpcHealthServer {
     /// Starts a server whose services answer `statuses` (service name, ServingStatus number)
     /// and waits until it listens.
     async fn start(dir: &Path, statuses: &[(&str, u8)]) -> GrpcHealthServer {
+        GrpcHealthServer::start_with(dir, statuses, &[]).await
+    }
+
+    /// Like [`GrpcHealthServer::start`], serving TLS with the PEM files `cert` and `key`.
+    async fn start_tls(dir: &Path, statuses: &[(&str, u8)], cert: &Path, key: &Path) -> Self {
+        GrpcHealthServer::start_with(dir, statuses, &[cert, key]).await
+    }
+
+    async fn start_with(dir: &Path, statuses: &[(&str, u8)], tls: &[&Path]) -> Self {
         let port = free_port();
         let control = dir.join(format!("grpc-health-{port}.json"));
         write_statuses(&control, statuses);
@@ -37,6 +46,7 @@ impl GrpcHealthServer {
             .arg(SERVER)
             .arg(port.to_string())
             .arg(&control)
+            .args(tls)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -116,26 +126,37 @@ routes:
     (f, admin)
 }
 
-/// `healthy` of every backend of `api` in the admin `/status` document.
-async fn healthy(c: &reqwest::Client, admin: u16) -> Vec<bool> {
+/// `healthy` of every backend of `group` in the admin `/status` document.
+async fn healthy(c: &reqwest::Client, admin: u16, group: &str) -> Vec<bool> {
     let r = get(c, &format!("http://127.0.0.1:{admin}/status")).await;
     assert_eq!(r.status, 200, "admin /status: {r:?}");
     let doc: serde_json::Value = serde_json::from_str(&r.body).expect("/status is JSON");
-    doc["upstreams"]["api"]["backends"]
+    doc["upstreams"][group]["backends"]
         .as_array()
-        .unwrap_or_else(|| panic!("no upstreams.api.backends in /status: {doc}"))
+        .unwrap_or_else(|| panic!("no upstreams.{group}.backends in /status: {doc}"))
         .iter()
         .map(|b| b["healthy"].as_bool().expect("backend has `healthy`"))
         .collect()
 }
 
-/// Polls `/status` every 20 ms, for at most 10 s, until the backends' `healthy` flags are
-/// `want`; panics with the last flags and fulcrum's log otherwise.
+/// Polls `/status` every 20 ms, for at most 10 s, until the `healthy` flags of `api`'s
+/// backends are `want`; panics with the last flags and fulcrum's log otherwise.
 async fn wait_healthy(c: &reqwest::Client, f: &Fulcrum, admin: u16, want: &[bool]) {
+    wait_group_healthy(c, f, admin, "api", want).await
+}
+
+/// [`wait_healthy`] for the backends of `group`.
+async fn wait_group_healthy(
+    c: &reqwest::Client,
+    f: &Fulcrum,
+    admin: u16,
+    group: &str,
+    want: &[bool],
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = Vec::new();
     for _ in 0..600 {
-        last = healthy(c, admin).await;
+        last = healthy(c, admin, group).await;
         if last == want {
             return;
         }
@@ -145,7 +166,7 @@ async fn wait_healthy(c: &reqwest::Client, f: &Fulcrum, admin: u16, want: &[bool
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!(
-        "backends' healthy flags stayed {last:?}, expected {want:?}\n{}",
+        "{group}: backends' healthy flags stayed {last:?}, expected {want:?}\n{}",
         f.describe()
     );
 }
@@ -214,4 +235,123 @@ async fn an_http1_backend_fails_a_grpc_check() {
     let (f, admin) = fulcrum(&[a.port, http1.port()], "").await;
     let c = client();
     wait_healthy(&c, &f, admin, &[true, false]).await;
+}
+
+/// A throwaway CA (`ca.pem`) and a leaf for `backend.test` signed by it (`leaf.crt`,
+/// `leaf.key`), plus an unrelated CA (`other-ca.pem`), written to `dir`.
+fn write_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().expect("CA key");
+        let cert = params.self_signed(&key).expect("self-sign CA");
+        (cert, key)
+    };
+    let (ca_cert, ca_key) = ca("fulcrum test CA (grpc health)");
+    let (other, _) = ca("fulcrum test CA (grpc health, untrusted)");
+    let mut params = CertificateParams::new(vec!["backend.test".to_string()]).expect("leaf");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "backend.test");
+    let key = KeyPair::generate().expect("leaf key");
+    let leaf = params
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("sign leaf");
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).expect("write ca");
+    std::fs::write(dir.join("other-ca.pem"), other.pem()).expect("write other ca");
+    std::fs::write(dir.join("leaf.crt"), leaf.pem()).expect("write leaf");
+    std::fs::write(dir.join("leaf.key"), key.serialize_pem()).expect("write key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_groups_check_over_tls_with_alpn_h2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_pki(dir.path());
+    let (cert, key) = (dir.path().join("leaf.crt"), dir.path().join("leaf.key"));
+    let up = GrpcHealthServer::start_tls(dir.path(), &[("", SERVING)], &cert, &key).await;
+    let down = GrpcHealthServer::start_tls(dir.path(), &[("", NOT_SERVING)], &cert, &key).await;
+    let (port, admin) = (free_port(), free_port());
+    let ca = dir.path().join("ca.pem");
+    let other_ca = dir.path().join("other-ca.pem");
+    let group = |ca: &Path| {
+        format!(
+            "    backends: [{{addr: \"127.0.0.1:{}\"}}, {{addr: \"127.0.0.1:{}\"}}]\n    \
+             tls: {{sni: backend.test, ca_file: \"{}\"}}\n    \
+             health_check: {{type: grpc, interval: 100ms, timeout: 1s, rise: 1, fall: 1}}\n",
+            up.port,
+            down.port,
+            ca.display()
+        )
+    };
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+admin:
+  addr: "127.0.0.1:{admin}"
+upstreams:
+  trusted:
+{trusted}
+  untrusted:
+{untrusted}
+routes:
+  - path: /t
+    upstream: trusted
+  - upstream: untrusted
+"#,
+        trusted = group(&ca),
+        untrusted = group(&other_ca),
+    );
+    let f = Fulcrum::start(&yaml, port).await;
+    assert!(
+        wait_for_port(admin, Duration::from_secs(5)).await,
+        "admin listener"
+    );
+    let c = client();
+    wait_group_healthy(&c, &f, admin, "trusted", &[true, false]).await;
+    wait_group_healthy(&c, &f, admin, "untrusted", &[false, false]).await;
+    // The trusted group's checks got through TLS to the gRPC answer; the untrusted one's
+    // stopped at the handshake.
+    let log = f.stderr();
+    for line in [
+        format!(
+            "upstream trusted: backend 127.0.0.1:{} is unhealthy (serving status NOT_SERVING",
+            down.port
+        ),
+        format!(
+            "upstream untrusted: backend 127.0.0.1:{} is unhealthy (TLSHandshakeFailure",
+            up.port
+        ),
+    ] {
+        assert!(log.contains(&line), "{line:?} is logged\n{}", f.describe());
+    }
+    down.set(&[("", SERVING)]);
+    wait_group_healthy(&c, &f, admin, "trusted", &[true, true]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_accepts_and_never_answers_is_unhealthy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = GrpcHealthServer::start(dir.path(), &[("", SERVING)]).await;
+    let silent_port = free_port();
+    let silent = tokio::net::TcpListener::bind(("127.0.0.1", silent_port))
+        .await
+        .expect("bind the silent backend");
+    // Accepts connections and holds them open without a byte in either direction.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let (f, admin) = fulcrum(&[a.port, silent_port], "").await;
+    let c = client();
+    wait_healthy(&c, &f, admin, &[true, false]).await;
+    holder.abort();
 }

@@ -137,10 +137,14 @@ pub struct GrpcCheck {
 
 impl GrpcCheck {
     /// A check of `service` ("" for the whole server) with `peer` as the template for every
-    /// backend (its TLS settings apply); its ALPN is set to `h2` only. `authority` is sent as
+    /// backend (its TLS settings apply); its ALPN is set to `h2` only, `timeout` bounds the
+    /// connect, each read and each write. `authority` is sent as
     /// `:authority` (empty: the backend's address).
     pub fn new(mut peer: HttpPeer, service: &str, authority: String, timeout: Duration) -> Self {
         peer.options.alpn = ALPN::H2;
+        // One stream per connection: Pingora then keeps no connection in its pool, and every
+        // check connects afresh, as the other check types do.
+        peer.options.max_h2_streams = 1;
         peer.options.connection_timeout = Some(timeout);
         peer.options.read_timeout = Some(timeout);
         peer.options.write_timeout = Some(timeout);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A real gRPC server (grpcio) that serves only grpc.health.v1.Health/Check, for tests.
 
-Usage: grpc_health_server.py PORT CONTROL_FILE
+Usage: grpc_health_server.py PORT CONTROL_FILE [CERT_PEM KEY_PEM]
 
 CONTROL_FILE holds a JSON object from service name ("" = the server as a whole) to a
 ServingStatus number (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING, 3 SERVICE_UNKNOWN). It is read
@@ -9,6 +9,8 @@ again for every call, so a test flips a status by rewriting the file (write a te
 and rename it over the old one). A service not in the file is answered NOT_FOUND, as the
 standard health service does. No protoc and no generated code: the two messages are
 encoded and decoded by hand, and grpc's generic handlers pass raw bytes.
+
+With CERT_PEM and KEY_PEM it serves TLS (grpc offers ALPN h2), else plaintext HTTP/2.
 
 Prints "ready" on stdout once it listens on 127.0.0.1:PORT; runs until killed.
 """
@@ -89,7 +91,14 @@ def main():
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers((handler,))
-    if server.add_insecure_port(f"127.0.0.1:{port}") != port:
+    addr = f"127.0.0.1:{port}"
+    if len(sys.argv) > 4:
+        with open(sys.argv[3], "rb") as c, open(sys.argv[4], "rb") as k:
+            creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+        bound = server.add_secure_port(addr, creds)
+    else:
+        bound = server.add_insecure_port(addr)
+    if bound != port:
         sys.exit(f"cannot listen on 127.0.0.1:{port}")
     server.start()
     print("ready", flush=True)
