@@ -47,6 +47,8 @@ impl GrpcHealthServer {
             .arg(port.to_string())
             .arg(&control)
             .args(tls)
+            // grpc core logs every failed handshake at INFO; the untrusted-CA test makes many.
+            .env("GRPC_VERBOSITY", "ERROR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
