@@ -269,4 +269,17 @@ mod tests {
             Err(GrpcCheckError::BadGrpcStatus("ok".into()))
         );
     }
+
+    #[test]
+    fn trailers_decide_over_headers_and_long_messages_are_cut() {
+        let head_ok = headers(&[("grpc-status", "0")]);
+        let long = "x".repeat(300);
+        let mut trailers = headers(&[("grpc-status", "14")]);
+        trailers.insert("grpc-message", long.parse().unwrap());
+        let got = verdict(200, &head_ok, Some(&trailers), SERVING).unwrap_err();
+        assert_eq!(
+            got,
+            GrpcCheckError::CallFailed(14, format!("{}...", "x".repeat(MAX_MESSAGE)))
+        );
+    }
 }
