@@ -3,7 +3,8 @@
 //! The checks themselves are pingora-load-balancing's where they fit: [`TcpHealthCheck`], and
 //! [`HttpHealthCheck`] with a validator for the expected statuses when `host` is configured;
 //! a check that needs a body substring or a `Host` per backend goes through Pingora's HTTP
-//! connector ([`BodyCheck`]). The verdicts
+//! connector ([`BodyCheck`]); `type: grpc` calls the standard gRPC health service
+//! ([`grpc::GrpcCheck`]). The verdicts
 //! go to the group's stats table, which selection reads without locks.
 //!
 //! State machine per backend: every backend starts healthy (as in Pingora and HAProxy). The
@@ -33,6 +34,9 @@ use pingora_load_balancing::Backend;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+pub mod grpc;
+pub mod grpc_wire;
 
 /// Fails unless the status is in one of the ranges.
 fn check_status(resp: &ResponseHeader, expect: &[RangeInclusive<u16>]) -> Result<()> {
@@ -135,6 +139,14 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
                 check.peer_template.options.verify_hostname &= name_checked;
             }
             check
+        }
+        CheckKind::Grpc { service } => {
+            let mut peer = HttpPeer::new("0.0.0.0:1", tls, sni.clone());
+            if let Some(t) = &upstream.tls {
+                crate::peer::apply_tls(&mut peer.options, t);
+                peer.options.verify_hostname &= name_checked;
+            }
+            Box::new(grpc::GrpcCheck::new(peer, service, sni, cfg.timeout))
         }
         CheckKind::Http {
             method,

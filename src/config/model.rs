@@ -495,6 +495,11 @@ pub enum CheckKind {
         /// Required body substring.
         expect_body: Option<String>,
     },
+    /// A `grpc.health.v1.Health/Check` call over HTTP/2 must answer `SERVING`.
+    Grpc {
+        /// The service asked about; empty for the server as a whole.
+        service: String,
+    },
 }
 
 /// Active health checks of a group.

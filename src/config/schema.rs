@@ -387,9 +387,12 @@ pub struct UpstreamSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckSpec {
-    /// `http` (default) or `tcp`.
+    /// `http` (default), `tcp` or `grpc`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// gRPC: the service asked about (`grpc.health.v1`); default `""`, the whole server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// Time between checks of a backend; default `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,

@@ -44,6 +44,18 @@ fn status_ranges(path: &str, values: &[Value]) -> Result<Vec<std::ops::RangeIncl
         .collect()
 }
 
+/// A gRPC service name as `grpc.health.v1` takes it: empty (the whole server) or a name
+/// without whitespace or control characters, such as `pkg.v1.Users`.
+fn grpc_service(base: &str, service: &str) -> Result<String> {
+    if service.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::invalid(
+            format!("{base}.service"),
+            format!("expected a gRPC service name such as pkg.v1.Users, found {service:?}"),
+        ));
+    }
+    Ok(service.to_string())
+}
+
 pub(super) fn health_check(base: &str, spec: &HealthCheckSpec) -> Result<HealthCheck> {
     let duration =
         |key: &str, text: &Option<String>, default: u64| -> Result<std::time::Duration> {
@@ -75,14 +87,30 @@ pub(super) fn health_check(base: &str, spec: &HealthCheckSpec) -> Result<HealthC
             Ok(())
         }
     };
-    let kind = match spec.kind.as_deref().unwrap_or("http") {
+    let no_http_keys = || -> Result<()> {
+        http_only("path", spec.path.is_some())?;
+        http_only("method", spec.method.is_some())?;
+        http_only("host", spec.host.is_some())?;
+        http_only("expect_status", !spec.expect_status.is_empty())?;
+        http_only("expect_body", spec.expect_body.is_some())
+    };
+    let kind_name = spec.kind.as_deref().unwrap_or("http");
+    if spec.service.is_some() && kind_name != "grpc" {
+        return Err(ConfigError::invalid(
+            format!("{base}.service"),
+            "only used with `type: grpc`",
+        ));
+    }
+    let kind = match kind_name {
         "tcp" => {
-            http_only("path", spec.path.is_some())?;
-            http_only("method", spec.method.is_some())?;
-            http_only("host", spec.host.is_some())?;
-            http_only("expect_status", !spec.expect_status.is_empty())?;
-            http_only("expect_body", spec.expect_body.is_some())?;
+            no_http_keys()?;
             CheckKind::Tcp
+        }
+        "grpc" => {
+            no_http_keys()?;
+            CheckKind::Grpc {
+                service: grpc_service(base, spec.service.as_deref().unwrap_or(""))?,
+            }
         }
         "http" => {
             let path = spec.path.clone().unwrap_or_else(|| "/".into());
@@ -122,7 +150,7 @@ pub(super) fn health_check(base: &str, spec: &HealthCheckSpec) -> Result<HealthC
         other => {
             return Err(ConfigError::invalid(
                 format!("{base}.type"),
-                format!("expected http or tcp, found {other:?}"),
+                format!("expected http, tcp or grpc, found {other:?}"),
             ))
         }
     };
@@ -166,7 +194,9 @@ pub(super) fn circuit_breaker(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::validate::testing::rejects;
+    use crate::config::model::CheckKind;
+    use crate::config::validate::testing::{accepts, rejects};
+    use std::time::Duration;
 
     fn upstream(extra: &str) -> String {
         format!("upstreams: {{api: {{backends: [{{addr: '127.0.0.1:3001'}}], {extra}}}}}")
@@ -178,7 +208,7 @@ mod tests {
             (
                 upstream("health_check: {type: udp}"),
                 "upstreams.api.health_check.type",
-                "expected http or tcp, found \"udp\"",
+                "expected http, tcp or grpc, found \"udp\"",
             ),
             (
                 upstream("health_check: {type: tcp, path: /health}"),
@@ -216,6 +246,36 @@ mod tests {
                 "expected a status like 200, 2xx or 200-299, found \"300-200\"",
             ),
             (
+                upstream("health_check: {type: grpc, path: /health}"),
+                "upstreams.api.health_check.path",
+                "only used with `type: http`",
+            ),
+            (
+                upstream("health_check: {type: grpc, expect_status: [200]}"),
+                "upstreams.api.health_check.expect_status",
+                "only used with `type: http`",
+            ),
+            (
+                upstream("health_check: {service: api.v1.Users}"),
+                "upstreams.api.health_check.service",
+                "only used with `type: grpc`",
+            ),
+            (
+                upstream("health_check: {type: tcp, service: ''}"),
+                "upstreams.api.health_check.service",
+                "only used with `type: grpc`",
+            ),
+            (
+                upstream("health_check: {type: grpc, service: 'api users'}"),
+                "upstreams.api.health_check.service",
+                "expected a gRPC service name such as pkg.v1.Users, found \"api users\"",
+            ),
+            (
+                upstream("health_check: {type: grpc, fall: 0}"),
+                "upstreams.api.health_check.fall",
+                "expected at least 1",
+            ),
+            (
                 upstream("circuit_breaker: {cooldown: 10s, max_cooldown: 5s}"),
                 "upstreams.api.circuit_breaker.max_cooldown",
                 "must not be shorter than cooldown",
@@ -223,5 +283,39 @@ mod tests {
         ];
         let cases: Vec<_> = cases.iter().map(|(y, p, m)| (y.as_str(), *p, *m)).collect();
         rejects(&cases);
+    }
+
+    #[test]
+    fn a_grpc_check_asks_about_the_whole_server_by_default() {
+        let c = accepts(&upstream("health_check: {type: grpc}"));
+        let hc = c.upstreams[0].health_check.clone().expect("health check");
+        assert_eq!(
+            hc.kind,
+            CheckKind::Grpc {
+                service: String::new()
+            }
+        );
+        assert_eq!(
+            (hc.interval, hc.timeout, hc.rise, hc.fall),
+            (Duration::from_secs(5), Duration::from_secs(2), 2, 3)
+        );
+    }
+
+    #[test]
+    fn a_grpc_check_takes_a_service_and_the_shared_keys() {
+        let c = accepts(&upstream(
+            "health_check: {type: grpc, service: pkg.v1.Users, interval: 2s, timeout: 1s, rise: 1, fall: 2}",
+        ));
+        let hc = c.upstreams[0].health_check.clone().expect("health check");
+        assert_eq!(
+            hc.kind,
+            CheckKind::Grpc {
+                service: "pkg.v1.Users".into()
+            }
+        );
+        assert_eq!(
+            (hc.interval, hc.timeout, hc.rise, hc.fall),
+            (Duration::from_secs(2), Duration::from_secs(1), 1, 2)
+        );
     }
 }
