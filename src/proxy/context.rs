@@ -40,6 +40,8 @@ pub struct RequestCtx {
     /// The request failed after part of the backend's response had gone to the client, so
     /// the client side was aborted instead of answered (see `fail_to_proxy`).
     pub aborted: bool,
+    /// The request is a gRPC call (see `grpc::is_grpc`).
+    pub grpc: bool,
     /// The request id (see `request_id`).
     pub request_id: Option<http::HeaderValue>,
     /// The group's backends as they were at the first attempt: every attempt of the request

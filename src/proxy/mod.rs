@@ -17,6 +17,7 @@ pub mod client;
 pub mod content_length;
 pub mod context;
 pub mod forwarding;
+pub mod grpc;
 pub mod hash_key;
 pub mod head;
 pub mod header_rules;
@@ -62,15 +63,17 @@ impl Proxy {
     /// `body_timeout` each (an upgraded connection's client may stay silent for the tunnel
     /// timeout), response body writes at most `send_timeout` each, and idle keep-alive lasts
     /// `keepalive_timeout` (only where keep-alive is on: HTTP/1.0 without
-    /// `Connection: keep-alive` stays off).
-    fn set_client_timeouts(&self, session: &mut Session, route: usize) {
+    /// `Connection: keep-alive` stays off). A gRPC call's client may pause between messages
+    /// for the group's `stream_idle`.
+    fn set_client_timeouts(&self, session: &mut Session, route: usize, grpc: bool) {
         let limits = &self.state.limits;
-        let read = match session.is_upgrade_req() {
-            true => {
-                let group = &self.state.groups[self.state.routes[route].upstream];
-                group.config.timeouts.tunnel
-            }
-            false => limits.body_timeout,
+        let timeouts = &self.state.groups[self.state.routes[route].upstream]
+            .config
+            .timeouts;
+        let read = match (session.is_upgrade_req(), grpc) {
+            (true, _) => timeouts.tunnel,
+            (false, true) => timeouts.stream_idle,
+            (false, false) => limits.body_timeout,
         };
         session.set_read_timeout(Some(read));
         session.set_write_timeout(Some(limits.send_timeout));
@@ -106,6 +109,7 @@ impl ProxyHttp for Proxy {
         }
         let req = session.req_header();
         ctx.request_id = Some(request_id::of(req));
+        ctx.grpc = grpc::is_grpc(req);
         let peer = client::peer_ip(session);
         let admission =
             admission::admit(&self.state, &self.listener, session.req_header_mut(), peer);
@@ -114,7 +118,7 @@ impl ProxyHttp for Proxy {
             Admission::Proceed { route, client } => {
                 ctx.route = Some(route);
                 ctx.client_ip = Some(client);
-                self.set_client_timeouts(session, route);
+                self.set_client_timeouts(session, route, ctx.grpc);
                 // Before a backend is chosen: a slow upload holds no slot.
                 let plan = self.read_ahead_plan(session, route);
                 let max = self.state.routes[route].max_body_bytes;

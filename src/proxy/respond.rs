@@ -116,6 +116,10 @@ pub async fn send_retry_after(
         return;
     }
     session.set_keepalive(None);
+    if super::grpc::is_grpc(session.req_header()) {
+        send_grpc(session, status, body, request_id).await;
+        return;
+    }
     let Ok(mut resp) = ResponseHeader::build(status, Some(5)) else {
         return;
     };
@@ -139,6 +143,26 @@ pub async fn send_retry_after(
             .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
             .await;
     }
+}
+
+/// Answer a gRPC call that fulcrum fails with `status` in the trailers-only form its client
+/// understands ([`super::grpc::error_head`]); `body` becomes the `grpc-message`.
+async fn send_grpc(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    request_id: Option<&HeaderValue>,
+) {
+    let Some(mut resp) = super::grpc::error_head(status, body) else {
+        return;
+    };
+    if let Some(id) = request_id {
+        let _ = resp.insert_header(super::request_id::HEADER, id.clone());
+    }
+    if session.req_header().version < http::Version::HTTP_2 {
+        let _ = resp.insert_header("content-length", 0);
+    }
+    let _ = session.write_response_header(Box::new(resp), true).await;
 }
 
 /// Write a `308 Permanent Redirect` to `location` (method and body are kept by clients).
