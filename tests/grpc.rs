@@ -100,7 +100,8 @@ struct Call {
 
 impl Call {
     /// Start a call of `kind` (`unary`, `server`, `client`, `bidi`) to `target` with
-    /// `requests`; over TLS trusting `ca` when given.
+    /// `requests` (which may include `--method /pkg.Service/Method`); over TLS trusting `ca`
+    /// when given.
     fn start(target: &str, kind: &str, requests: &[&str], ca: Option<&Path>) -> Call {
         let mut cmd = Command::new("python3");
         cmd.arg(PEER).args(["client", target, kind]).args(requests);
@@ -371,4 +372,98 @@ async fn a_backend_killed_mid_stream_fails_the_call() {
     backend.kill().await;
     let o = c.finish().await;
     assert_eq!(o.code, "INTERNAL", "{o:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Calls fulcrum fails itself: a gRPC status, not an HTTP error page
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_backend_that_refuses_connections_is_unavailable() {
+    let port = free_port();
+    let _f = fulcrum(port, None, &one_group(free_port(), "protocol: h2c")).await;
+    let o = call(&format!("127.0.0.1:{port}"), "unary", &["hi"], None).await;
+    assert_eq!(o.code, "UNAVAILABLE", "{o:?}");
+    assert!(o.details.starts_with("502 Bad Gateway"), "{o:?}");
+}
+
+#[tokio::test]
+async fn a_backend_slower_than_stream_idle_is_deadline_exceeded() {
+    let backend = GrpcServer::h2c("b1").await;
+    let port = free_port();
+    let fields = "protocol: h2c, timeouts: {stream_idle: 200ms}, max_tries: 1";
+    let _f = fulcrum(port, None, &one_group(backend.port, fields)).await;
+    let o = call(&format!("127.0.0.1:{port}"), "unary", &["sleep:3000"], None).await;
+    assert_eq!(o.code, "DEADLINE_EXCEEDED", "{o:?}");
+    assert!(o.details.starts_with("504 Gateway Timeout"), "{o:?}");
+}
+
+#[tokio::test]
+async fn rate_and_size_limits_are_resource_exhausted() {
+    let backend = GrpcServer::h2c("b1").await;
+    let bp = backend.port;
+    let port = free_port();
+    let rest = format!(
+        "upstreams:\n  api: {{backends: [{{addr: \"127.0.0.1:{bp}\"}}], protocol: h2c}}\nroutes:\n  - {{path: /fulcrum.test.Echo/Unary, upstream: api, rate_limit: {{requests_per_second: 0.01, burst: 1}}}}\n  - {{path: /fulcrum.test.Echo/ClientStream, upstream: api, max_body_bytes: 64}}\n"
+    );
+    let _f = fulcrum(port, None, &rest).await;
+    let target = format!("127.0.0.1:{port}");
+    let o = call(&target, "unary", &["one"], None).await;
+    assert_eq!(o.code, "OK", "{o:?}");
+    let o = call(&target, "unary", &["two"], None).await;
+    assert_eq!(o.code, "RESOURCE_EXHAUSTED", "{o:?}");
+    assert!(o.details.starts_with("429"), "{o:?}");
+
+    let big = "x".repeat(100);
+    let o = call(&target, "client", &[&big], None).await;
+    assert_eq!(o.code, "RESOURCE_EXHAUSTED", "{o:?}");
+    assert!(o.details.starts_with("413"), "{o:?}");
+}
+
+#[tokio::test]
+async fn every_backend_busy_is_unavailable_and_no_route_is_unimplemented() {
+    let backend = GrpcServer::h2c("b1").await;
+    let bp = backend.port;
+    let port = free_port();
+    let rest = format!(
+        "upstreams:\n  api: {{backends: [{{addr: \"127.0.0.1:{bp}\"}}], protocol: h2c, max_connections: 1, queue: {{size: 0}}}}\nroutes:\n  - {{path: /fulcrum.test.Echo, upstream: api}}\n"
+    );
+    let _f = fulcrum(port, None, &rest).await;
+    let target = format!("127.0.0.1:{port}");
+    let mut holder = Call::start(&target, "server", &["hang"], None);
+    assert_eq!(holder.next_message().await, "b1:0");
+    let o = call(&target, "unary", &["hi"], None).await;
+    assert_eq!(o.code, "UNAVAILABLE", "{o:?}");
+    assert!(o.details.starts_with("503 Service Unavailable"), "{o:?}");
+
+    let o = call(
+        &target,
+        "unary",
+        &["--method", "/other.Service/Call", "hi"],
+        None,
+    )
+    .await;
+    assert_eq!(o.code, "UNIMPLEMENTED", "{o:?}");
+    assert!(o.details.starts_with("404 Not Found"), "{o:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streams and timeouts
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn stream_gaps_longer_than_read_but_within_stream_idle_complete() {
+    let backend = GrpcServer::h2c("b1").await;
+    let port = free_port();
+    let fields = "protocol: h2c, timeouts: {read: 200ms, stream_idle: 20s}";
+    let _f = fulcrum(port, None, &one_group(backend.port, fields)).await;
+    // Each gap (and the wait for the first message's head) is 4 times `read`.
+    let o = call(&format!("127.0.0.1:{port}"), "server", &["3,800"], None).await;
+    assert_eq!(o.code, "OK", "{o:?}");
+    assert_eq!(o.messages, ["b1:0", "b1:1", "b1:2"]);
+    let o = call(&format!("127.0.0.1:{port}"), "unary", &["sleep:800"], None).await;
+    assert_eq!(
+        (o.code.as_str(), o.messages.as_slice()),
+        ("OK", &["b1:sleep:800".to_string()][..])
+    );
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use http::HeaderValue;
+use pingora_core::protocols::http::HttpTask;
 use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -162,7 +163,14 @@ async fn send_grpc(
     if session.req_header().version < http::Version::HTTP_2 {
         let _ = resp.insert_header("content-length", 0);
     }
-    let _ = session.write_response_header(Box::new(resp), true).await;
+    // Straight to the client connection, as one task that ends the stream: over HTTP/2 the
+    // head goes out as a single HEADERS frame with END_STREAM, which is what gRPC clients
+    // read as "trailers only" (a separate empty DATA frame would leave them without a status).
+    let task = HttpTask::Header(Box::new(resp), true);
+    let _ = session
+        .as_downstream_mut()
+        .response_duplex_vec(vec![task])
+        .await;
 }
 
 /// Write a `308 Permanent Redirect` to `location` (method and body are kept by clients).

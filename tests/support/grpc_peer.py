@@ -12,8 +12,9 @@ tests/grpc.rs.
                       "hang": one message, then silence until the call ends.
         ClientStream  answers NAME: and every request joined by "+".
         Bidi          answers each request with NAME:REQUEST.
-  grpc_peer.py client TARGET KIND REQUEST... [--ca CERT] [--timeout SECS]
-      Makes one call (KIND: unary, server, client, bidi) and prints each response message
+  grpc_peer.py client TARGET KIND REQUEST... [--ca CERT] [--timeout SECS] [--method PATH]
+      Makes one call (KIND: unary, server, client, bidi; --method calls another path with
+      KIND's shape) and prints each response message
       as "msg TEXT" as it arrives, then one line "end" + JSON {code, details, trailing}.
 """
 import json
@@ -85,7 +86,7 @@ def serve(name, cert=None, key=None):
         stop.set()
 
 
-def call(target, kind, requests, ca=None, timeout=20.0):
+def call(target, kind, requests, ca=None, timeout=20.0, method=None):
     options = [("grpc.enable_http_proxy", 0), ("grpc.enable_retries", 0)]
     if ca:
         with open(ca, "rb") as f:
@@ -95,23 +96,25 @@ def call(target, kind, requests, ca=None, timeout=20.0):
     else:
         channel = grpc.insecure_channel(target, options=options)
     reqs = [r.encode() for r in requests]
+    names = {"unary": "Unary", "server": "ServerStream", "client": "ClientStream", "bidi": "Bidi"}
+    path = method or f"/{SERVICE}/{names[kind]}"
     code, details, trailing = "OK", "", ()
     try:
         if kind == "unary":
-            resp, c = channel.unary_unary(f"/{SERVICE}/Unary").with_call(reqs[0], timeout=timeout)
+            resp, c = channel.unary_unary(path).with_call(reqs[0], timeout=timeout)
             print("msg " + resp.decode(), flush=True)
             trailing = c.trailing_metadata()
         elif kind == "client":
-            resp, c = channel.stream_unary(f"/{SERVICE}/ClientStream").with_call(
+            resp, c = channel.stream_unary(path).with_call(
                 iter(reqs), timeout=timeout
             )
             print("msg " + resp.decode(), flush=True)
             trailing = c.trailing_metadata()
         else:
             if kind == "server":
-                it = channel.unary_stream(f"/{SERVICE}/ServerStream")(reqs[0], timeout=timeout)
+                it = channel.unary_stream(path)(reqs[0], timeout=timeout)
             else:
-                it = channel.stream_stream(f"/{SERVICE}/Bidi")(iter(reqs), timeout=timeout)
+                it = channel.stream_stream(path)(iter(reqs), timeout=timeout)
             for resp in it:
                 print("msg " + resp.decode(), flush=True)
             trailing = it.trailing_metadata()
@@ -127,11 +130,14 @@ def main(argv):
         serve(*argv[2:5])
         return
     target, kind, rest = argv[2], argv[3], argv[4:]
-    ca, timeout, requests = None, 20.0, []
+    ca, timeout, method, requests = None, 20.0, None, []
     i = 0
     while i < len(rest):
         if rest[i] == "--ca":
             ca = rest[i + 1]
+            i += 2
+        elif rest[i] == "--method":
+            method = rest[i + 1]
             i += 2
         elif rest[i] == "--timeout":
             timeout = float(rest[i + 1])
@@ -139,7 +145,7 @@ def main(argv):
         else:
             requests.append(rest[i])
             i += 1
-    call(target, kind, requests, ca, timeout)
+    call(target, kind, requests, ca, timeout, method)
 
 
 if __name__ == "__main__":
