@@ -291,6 +291,35 @@ async fn te_trailers_from_an_h2_client_reaches_an_h2_backend() {
     assert!(resp.contains("HTTP/2.0 te=-\n"), "{resp}");
 }
 
+#[tokio::test]
+async fn a_post_refused_unprocessed_by_an_h2_backend_goes_to_another() {
+    let refusing = H2Backend::refusing();
+    let good = H2Backend::h2c("good");
+    let (rp, gp) = (refusing.port(), good.port());
+    let port = free_port();
+    let rest = format!(
+        "upstreams:\n  api: {{backends: [{{addr: \"127.0.0.1:{rp}\"}}, {{addr: \"127.0.0.1:{gp}\"}}], protocol: h2c, max_tries: 2}}\nroutes:\n  - upstream: api\n"
+    );
+    let f = fulcrum(port, None, &rest).await;
+    let c = client();
+    // Round robin sends every other request to the refusing backend first.
+    for i in 0..4 {
+        let r = c
+            .post(f.url("/p"))
+            .body("payload")
+            .send()
+            .await
+            .expect("POST through fulcrum");
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "good POST /p HTTP/2.0 te=-\n"),
+            "request {i}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // gRPC through fulcrum
 // ---------------------------------------------------------------------------------------------

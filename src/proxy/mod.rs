@@ -33,6 +33,7 @@ pub mod selection;
 pub mod state;
 pub mod target;
 pub mod transfer_encoding;
+pub mod unprocessed;
 pub mod write_behind;
 
 pub use state::{ListenerInfo, ProxyState};

@@ -29,6 +29,23 @@ impl H2Backend {
         }
     }
 
+    /// A plaintext HTTP/2 backend that resets every stream with `REFUSED_STREAM` (RFC 9113
+    /// 8.7: "not processed, safe to retry"), as one at its stream limit or shutting down does.
+    pub fn refusing() -> H2Backend {
+        let server = Server::start(|stream| async move {
+            let Ok(mut conn) = h2::server::handshake(stream).await else {
+                return;
+            };
+            while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+            }
+        });
+        H2Backend {
+            server,
+            cert_pem: None,
+        }
+    }
+
     /// A TLS backend with a self-signed certificate for `localhost` whose ALPN offers `h2`
     /// only.
     pub fn tls(name: &'static str) -> H2Backend {
