@@ -55,6 +55,7 @@ fn upstream(algorithm: Algorithm, n: usize) -> Upstream {
         backends,
         timeouts: Timeouts::default(),
         tls: None,
+        protocol: Default::default(),
         max_tries: 3,
         max_try_duration: None,
         health_check: None,

@@ -496,3 +496,58 @@ async fn stream_gaps_longer_than_read_but_within_stream_idle_complete() {
         ("OK", &["b1:sleep:800".to_string()][..])
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Access log
+// ---------------------------------------------------------------------------------------------
+
+/// Wait (at most 10 s, polling) until fulcrum's log has a line containing every one of
+/// `parts`; panics with the log otherwise.
+async fn wait_for_log_line(f: &Fulcrum, parts: &[&str]) {
+    for _ in 0..500 {
+        let log = f.stderr();
+        if log.lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no log line with {parts:?} in:\n{}", f.stderr());
+}
+
+#[tokio::test]
+async fn the_access_log_carries_the_grpc_status_next_to_the_http_one() {
+    let backend = GrpcServer::h2c("b1").await;
+    let port = free_port();
+    let f = fulcrum(port, None, &one_group(backend.port, "protocol: h2c")).await;
+    let target = format!("127.0.0.1:{port}");
+    // From the trailers: OK, then NOT_FOUND.
+    assert_eq!(call(&target, "unary", &["hi"], None).await.code, "OK");
+    wait_for_log_line(
+        &f,
+        &["\"POST /fulcrum.test.Echo/Unary HTTP/2\" 200 grpc_status=0 "],
+    )
+    .await;
+    assert_eq!(
+        call(&target, "unary", &["fail"], None).await.code,
+        "NOT_FOUND"
+    );
+    wait_for_log_line(
+        &f,
+        &["\"POST /fulcrum.test.Echo/Unary HTTP/2\" 200 grpc_status=5 "],
+    )
+    .await;
+    // From a trailers-only head: the backend knows no such method.
+    let o = call(
+        &target,
+        "unary",
+        &["--method", "/other.Service/Call", "x"],
+        None,
+    )
+    .await;
+    assert_eq!(o.code, "UNIMPLEMENTED");
+    wait_for_log_line(
+        &f,
+        &["\"POST /other.Service/Call HTTP/2\" 200 grpc_status=12 "],
+    )
+    .await;
+}

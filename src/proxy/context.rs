@@ -42,6 +42,8 @@ pub struct RequestCtx {
     pub aborted: bool,
     /// The request is a gRPC call (see `grpc::is_grpc`).
     pub grpc: bool,
+    /// The `grpc-status` of the backend's response trailers, when they had one.
+    pub grpc_status: Option<u16>,
     /// The request id (see `request_id`).
     pub request_id: Option<http::HeaderValue>,
     /// The group's backends as they were at the first attempt: every attempt of the request

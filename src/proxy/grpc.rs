@@ -2,7 +2,7 @@
 //! client understands (HTTP 200, `content-type: application/grpc`, a `grpc-status` and a
 //! `grpc-message` in a trailers-only response), as Envoy does.
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 /// gRPC status codes fulcrum answers with (from the gRPC spec's `Code` enum).
@@ -35,6 +35,14 @@ pub fn is_grpc(req: &RequestHeader) -> bool {
             ct.strip_prefix("application/grpc")
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
         })
+}
+
+/// The `grpc-status` a header block (a trailers-only head, or trailers) carries, if any.
+pub fn status_in(headers: &HeaderMap) -> Option<u16> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
 }
 
 /// The gRPC status standing for an HTTP status fulcrum would have answered: the gRPC spec's
@@ -123,6 +131,16 @@ mod tests {
         for (http, grpc) in cases {
             assert_eq!(status_for(http), grpc, "{http}");
         }
+    }
+
+    #[test]
+    fn the_status_is_read_from_trailers() {
+        let mut t = HeaderMap::new();
+        assert_eq!(status_in(&t), None);
+        t.insert("grpc-status", HeaderValue::from_static("14"));
+        assert_eq!(status_in(&t), Some(14));
+        t.insert("grpc-status", HeaderValue::from_static("x"));
+        assert_eq!(status_in(&t), None);
     }
 
     #[test]

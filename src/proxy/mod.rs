@@ -9,6 +9,7 @@
 //! client connection when the rest of a response is known, `write_behind`) ->
 //! `upstream_response_filter` judges the answer (`outcome`) ->
 //! `fail_to_proxy` answers 502/503/504 with a short body when something broke (`respond`) ->
+//! `upstream_response_trailer_filter` notes a gRPC status (`grpc`) ->
 //! `logging` counts and logs every request (`report`).
 
 pub mod access_log;
@@ -236,6 +237,16 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         rewrite::response(&self.state, upstream_response, ctx);
         write_behind::on_response_head(session, upstream_response);
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.grpc_status = grpc::status_in(upstream_trailers);
         Ok(())
     }
 
