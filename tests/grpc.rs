@@ -497,6 +497,35 @@ async fn stream_gaps_longer_than_read_but_within_stream_idle_complete() {
     );
 }
 
+#[tokio::test]
+async fn client_stream_gaps_longer_than_body_timeout_but_within_stream_idle_complete() {
+    let backend = GrpcServer::h2c("b1").await;
+    let port = free_port();
+    let rest = format!(
+        "limits: {{body_timeout: 200ms}}\n{}",
+        one_group(
+            backend.port,
+            "protocol: h2c, timeouts: {read: 200ms, stream_idle: 20s}"
+        )
+    );
+    let _f = fulcrum(port, None, &rest).await;
+    let target = format!("127.0.0.1:{port}");
+    let o = call(
+        &target,
+        "client",
+        &["a", "pause:800", "b", "pause:800", "c"],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (o.code.as_str(), o.messages.as_slice()),
+        ("OK", &["b1:a+b+c".to_string()][..])
+    );
+    let o = call(&target, "bidi", &["x", "pause:800", "y"], None).await;
+    assert_eq!(o.code, "OK", "{o:?}");
+    assert_eq!(o.messages, ["b1:x", "b1:y"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Access log
 // ---------------------------------------------------------------------------------------------

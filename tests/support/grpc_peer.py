@@ -14,7 +14,8 @@ tests/grpc.rs.
         Bidi          answers each request with NAME:REQUEST.
   grpc_peer.py client TARGET KIND REQUEST... [--ca CERT] [--timeout SECS] [--method PATH]
       Makes one call (KIND: unary, server, client, bidi; --method calls another path with
-      KIND's shape) and prints each response message
+      KIND's shape; a request "pause:MS" of a client or bidi stream is a silence of MS
+      milliseconds, not a message) and prints each response message
       as "msg TEXT" as it arrives, then one line "end" + JSON {code, details, trailing}.
 """
 import json
@@ -96,6 +97,14 @@ def call(target, kind, requests, ca=None, timeout=20.0, method=None):
     else:
         channel = grpc.insecure_channel(target, options=options)
     reqs = [r.encode() for r in requests]
+
+    def stream():
+        # A request "pause:MS" is no message: the client stays silent for MS milliseconds.
+        for r in reqs:
+            if r.startswith(b"pause:"):
+                time.sleep(int(r[6:]) / 1000)
+            else:
+                yield r
     names = {"unary": "Unary", "server": "ServerStream", "client": "ClientStream", "bidi": "Bidi"}
     path = method or f"/{SERVICE}/{names[kind]}"
     code, details, trailing = "OK", "", ()
@@ -105,16 +114,14 @@ def call(target, kind, requests, ca=None, timeout=20.0, method=None):
             print("msg " + resp.decode(), flush=True)
             trailing = c.trailing_metadata()
         elif kind == "client":
-            resp, c = channel.stream_unary(path).with_call(
-                iter(reqs), timeout=timeout
-            )
+            resp, c = channel.stream_unary(path).with_call(stream(), timeout=timeout)
             print("msg " + resp.decode(), flush=True)
             trailing = c.trailing_metadata()
         else:
             if kind == "server":
                 it = channel.unary_stream(path)(reqs[0], timeout=timeout)
             else:
-                it = channel.stream_stream(path)(iter(reqs), timeout=timeout)
+                it = channel.stream_stream(path)(stream(), timeout=timeout)
             for resp in it:
                 print("msg " + resp.decode(), flush=True)
             trailing = it.trailing_metadata()
