@@ -92,3 +92,57 @@ pub fn for_tunnel(peer: &mut HttpPeer, timeouts: &Timeouts) {
 pub fn for_stream(peer: &mut HttpPeer, timeouts: &Timeouts) {
     peer.options.read_timeout = Some(timeouts.stream_idle);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::protocol::DEFAULT_MAX_H2_STREAMS;
+    use std::time::Duration;
+
+    fn group(protocol: Protocol, streams: usize) -> Upstream {
+        let mut u =
+            crate::balancer::test_upstream(crate::config::model::Algorithm::RoundRobin, &[1]);
+        u.protocol = UpstreamProtocol {
+            protocol,
+            max_h2_streams: streams,
+        };
+        u
+    }
+
+    #[test]
+    fn the_protocol_sets_alpn_and_h2_streams() {
+        let cases = [
+            (Protocol::H1, ALPN::H1, 1),
+            (Protocol::H2c, ALPN::H2, 7),
+            (Protocol::H2, ALPN::H2, 7),
+            (Protocol::Auto, ALPN::H2H1, 7),
+        ];
+        for (protocol, alpn, streams) in cases {
+            let u = group(protocol, 7);
+            let peer = build(1, &u, &u.backends[0]);
+            assert_eq!(peer.options.alpn, alpn, "{protocol:?}");
+            // Pingora's default (1) stays for HTTP/1.1, where it means nothing.
+            assert_eq!(peer.options.max_h2_streams, streams, "{protocol:?}");
+        }
+        assert_eq!(
+            UpstreamProtocol::default().max_h2_streams,
+            DEFAULT_MAX_H2_STREAMS
+        );
+    }
+
+    #[test]
+    fn an_upgrade_offers_only_http1_and_a_grpc_call_waits_stream_idle() {
+        let u = group(Protocol::Auto, 100);
+        let mut peer = build(1, &u, &u.backends[0]);
+        for_tunnel(&mut peer, &u.timeouts);
+        assert_eq!(peer.options.alpn, ALPN::H1);
+        assert_eq!(peer.options.read_timeout, Some(u.timeouts.tunnel));
+
+        let mut timeouts = u.timeouts;
+        timeouts.stream_idle = Duration::from_secs(42);
+        let mut peer = build(1, &u, &u.backends[0]);
+        for_stream(&mut peer, &timeouts);
+        assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(42)));
+        assert_eq!(peer.options.alpn, ALPN::H2H1);
+    }
+}
