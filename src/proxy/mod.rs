@@ -8,8 +8,9 @@
 //! edit the heads (`rewrite`; `response_filter` and `response_body_filter` also tell the
 //! client connection when the rest of a response is known, `write_behind`) ->
 //! `upstream_response_filter` judges the answer (`outcome`) ->
-//! `fail_to_proxy` answers 502/503/504 with a short body when something broke (`respond`) ->
-//! `upstream_response_trailer_filter` notes a gRPC status (`grpc`) ->
+//! `upstream_response_trailer_filter` notes a gRPC call's status (`grpc`) ->
+//! `fail_to_proxy` answers 502/503/504 with a short body when something broke, or a gRPC
+//! status to a gRPC call (`respond`, `grpc`) ->
 //! `logging` counts and logs every request (`report`).
 
 pub mod access_log;

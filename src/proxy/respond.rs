@@ -1,4 +1,5 @@
-//! Short plain-text answers that fulcrum writes itself (no route, no backend, errors).
+//! Short plain-text answers that fulcrum writes itself (no route, no backend, errors); a gRPC
+//! call gets the same answer as a gRPC status instead ([`super::grpc`]).
 
 use bytes::Bytes;
 use http::HeaderValue;
