@@ -292,6 +292,33 @@ async fn te_trailers_from_an_h2_client_reaches_an_h2_backend() {
 }
 
 #[tokio::test]
+async fn http_health_checks_of_an_h2c_group_speak_http2() {
+    // The backend is down at first (its checks fail), then an HTTP/2-only server comes up
+    // on its port: only a check that speaks HTTP/2 with prior knowledge can pass.
+    let bp = free_port();
+    let port = free_port();
+    let fields = "protocol: h2c, health_check: {type: http, path: /health, expect_body: 'GET /health HTTP/2.0', interval: 100ms, timeout: 1s, rise: 1, fall: 1}";
+    let f = fulcrum(port, None, &one_group(bp, fields)).await;
+    let backend = format!("backend 127.0.0.1:{bp}");
+    wait_for_log_line(&f, &["upstream api:", &backend, "is unhealthy"]).await;
+    let _up = H2Backend::h2c_on(bp, "late").await;
+    wait_for_log_line(
+        &f,
+        &[
+            "upstream api:",
+            &backend,
+            "is healthy (health check passed)",
+        ],
+    )
+    .await;
+    let r = get(&client(), &f.url("/x")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "late GET /x HTTP/2.0 te=-\n")
+    );
+}
+
+#[tokio::test]
 async fn a_post_refused_unprocessed_by_an_h2_backend_goes_to_another() {
     let refusing = H2Backend::refusing();
     let good = H2Backend::h2c("good");

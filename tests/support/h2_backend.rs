@@ -29,6 +29,21 @@ impl H2Backend {
         }
     }
 
+    /// Like [`H2Backend::h2c`], on `port` (one [`super::free_port`] handed out earlier, e.g.
+    /// to a config that names the backend before it runs).
+    pub async fn h2c_on(port: u16, name: &'static str) -> H2Backend {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the h2c backend's port");
+        let server = Server::start_on(listener, move |stream| async move {
+            let _ = serve(stream, name).await;
+        });
+        H2Backend {
+            server,
+            cert_pem: None,
+        }
+    }
+
     /// A plaintext HTTP/2 backend that resets every stream with `REFUSED_STREAM` (RFC 9113
     /// 8.7: "not processed, safe to retry"), as one at its stream limit or shutting down does.
     pub fn refusing() -> H2Backend {
