@@ -56,6 +56,7 @@ fn upstream(algorithm: Algorithm, n: usize) -> Upstream {
         backends,
         timeouts: Timeouts::default(),
         tls: None,
+        protocol: Default::default(),
         max_tries: 3,
         max_try_duration: None,
         health_check: None,

@@ -176,6 +176,7 @@ fn checker(upstream: &Upstream, cfg: &CheckConfig) -> Box<dyn HealthCheck + Send
                 crate::peer::apply_tls(&mut peer.options, t);
                 peer.options.verify_hostname &= name_checked;
             }
+            crate::peer::apply_protocol(&mut peer.options, &upstream.protocol);
             match (expect_body, host.is_empty()) {
                 (Some(_), _) | (None, true) => Box::new(BodyCheck {
                     connector: HttpConnector::new(None),

@@ -49,6 +49,30 @@ fn requests_vec() -> &'static IntCounterVec {
     })
 }
 
+fn grpc_vec() -> &'static IntCounterVec {
+    static V: OnceLock<IntCounterVec> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = IntCounterVec::new(
+            Opts::new(
+                "fulcrum_grpc_responses_total",
+                "gRPC calls answered, by route, upstream and gRPC status code (0 OK ... 16).",
+            ),
+            &["route", "upstream", "code"],
+        )
+        .expect("valid metric");
+        let _ = prometheus::register(Box::new(v.clone()));
+        v
+    })
+}
+
+/// The `code` label of a gRPC status: its number, `other` beyond the 17 defined ones.
+fn grpc_code_label(code: u16) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    CODES.get(usize::from(code)).copied().unwrap_or("other")
+}
+
 fn duration_vec() -> &'static HistogramVec {
     static V: OnceLock<HistogramVec> = OnceLock::new();
     V.get_or_init(|| {
@@ -220,6 +244,15 @@ impl RequestMetrics {
             durations.push(duration_vec().with_label_values(&[&label]));
         }
         RequestMetrics { routes, durations }
+    }
+
+    /// Count a finished gRPC call of `route` by its gRPC status `code`.
+    pub fn observe_grpc(&self, route: usize, code: u16) {
+        if let Some(m) = self.routes.get(route + 1) {
+            grpc_vec()
+                .with_label_values(&[&m.label, &m.upstream, grpc_code_label(code)])
+                .inc();
+        }
     }
 
     /// Count a finished request; `backend` is the slot and address of the backend it reached
@@ -433,6 +466,14 @@ mod tests {
         let mut u = crate::balancer::test_upstream(crate::config::model::Algorithm::Random, &[1]);
         u.name = name.to_string();
         vec![Arc::new(UpstreamGroup::new(u))]
+    }
+
+    #[test]
+    fn grpc_codes_are_labelled_by_their_number() {
+        assert_eq!(grpc_code_label(0), "0");
+        assert_eq!(grpc_code_label(14), "14");
+        assert_eq!(grpc_code_label(16), "16");
+        assert_eq!(grpc_code_label(17), "other");
     }
 
     #[test]

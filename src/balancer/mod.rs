@@ -201,6 +201,7 @@ pub(crate) fn test_upstream(
             .collect(),
         timeouts: Timeouts::default(),
         tls: None,
+        protocol: Default::default(),
         max_tries: 3,
         max_try_duration: None,
         health_check: None,

@@ -7,6 +7,7 @@
 pub mod algorithm;
 pub mod error;
 pub mod model;
+pub mod protocol;
 pub mod runtime_files;
 pub mod schema;
 pub mod units;

@@ -395,6 +395,8 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Silence allowed in each direction of an upgraded connection (and for its 101).
     pub tunnel: Duration,
+    /// Silence allowed between the messages of a gRPC call, in each direction.
+    pub stream_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -405,6 +407,7 @@ impl Default for Timeouts {
             write: Duration::from_secs(60),
             idle: Duration::from_secs(60),
             tunnel: Duration::from_secs(3600),
+            stream_idle: Duration::from_secs(300),
         }
     }
 }
@@ -453,6 +456,8 @@ pub struct Upstream {
     pub timeouts: Timeouts,
     /// TLS, when the backends speak HTTPS.
     pub tls: Option<UpstreamTls>,
+    /// The HTTP version spoken to the backends, and HTTP/2's stream limit.
+    pub protocol: crate::config::protocol::UpstreamProtocol,
     /// Backends one request may try (>= 1; static groups: <= backends.len()).
     pub max_tries: usize,
     /// No retry once a request has been trying for this long.

@@ -362,6 +362,12 @@ pub struct UpstreamSpec {
     /// TLS towards these backends; plain HTTP when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsSpec>,
+    /// The HTTP version spoken to the backends: `h1` (default), `h2c`, `h2` or `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Streams one HTTP/2 connection to a backend carries at once; default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_h2_streams: Option<i64>,
     /// How many backends one request may try when connecting fails; default 3 (at most the
     /// number of static backends, unless the group has `discovery`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -504,6 +510,10 @@ pub struct TimeoutsSpec {
     /// `read` and the client's `body_timeout`; default `1h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<String>,
+    /// A gRPC call's silence limit between messages, in each direction, instead of `read`
+    /// and the client's `body_timeout`; default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_idle: Option<String>,
 }
 
 /// TLS towards backends.

@@ -4,6 +4,9 @@
 //! 127.0.0.1:52310 "GET /api/users HTTP/1.1" 200 bytes=512 duration_ms=1.84 upstream=api backend=10.0.0.1:8000 tries=1 request_id=4f2c...
 //! ```
 //!
+//! A gRPC call also gets its gRPC status next to the HTTP one (`200 grpc_status=14`; `-`
+//! when the call ended without one).
+//!
 //! `RUST_LOG=access=off` silences it; nothing is formatted when it is off.
 
 use log::Level;
@@ -28,6 +31,8 @@ pub struct Entry<'a> {
     pub version: &'a str,
     /// Response status; 0 when none was sent.
     pub status: u16,
+    /// For a gRPC call: its `grpc-status`, `-` when it had none; `None` for other requests.
+    pub grpc_status: Option<&'a str>,
     /// Response body bytes sent.
     pub bytes: usize,
     /// Seconds from reading the request head to the end.
@@ -46,17 +51,21 @@ pub struct Entry<'a> {
 
 /// Write the line.
 pub fn write(e: &Entry<'_>) {
+    let status = match e.grpc_status {
+        None => e.status.to_string(),
+        Some(g) => format!("{} grpc_status={g}", e.status),
+    };
     match &e.error {
         None => log::info!(
             target: TARGET,
             "{} \"{} {} {}\" {} bytes={} duration_ms={:.2} upstream={} backend={} tries={} request_id={}",
-            e.client, e.method, e.uri, e.version, e.status, e.bytes, e.seconds * 1000.0,
+            e.client, e.method, e.uri, e.version, status, e.bytes, e.seconds * 1000.0,
             e.upstream, e.backend, e.tries, e.request_id
         ),
         Some(err) => log::info!(
             target: TARGET,
             "{} \"{} {} {}\" {} bytes={} duration_ms={:.2} upstream={} backend={} tries={} request_id={} error=\"{}\"",
-            e.client, e.method, e.uri, e.version, e.status, e.bytes, e.seconds * 1000.0,
+            e.client, e.method, e.uri, e.version, status, e.bytes, e.seconds * 1000.0,
             e.upstream, e.backend, e.tries, e.request_id, err.escape_default()
         ),
     }

@@ -38,6 +38,10 @@ pub struct RequestCtx {
     /// The request failed after part of the backend's response had gone to the client, so
     /// the client side was aborted instead of answered (see `fail_to_proxy`).
     pub aborted: bool,
+    /// The request is a gRPC call (see `grpc::is_grpc`).
+    pub grpc: bool,
+    /// The `grpc-status` of the backend's response trailers, when they had one.
+    pub grpc_status: Option<u16>,
     /// The request id (see `request_id`).
     pub request_id: Option<http::HeaderValue>,
     /// Address of the backend chosen for the current attempt (its slot may go to another

@@ -8,7 +8,9 @@
 //! edit the heads (`rewrite`; `response_filter` and `response_body_filter` also tell the
 //! client connection when the rest of a response is known, `write_behind`) ->
 //! `upstream_response_filter` judges the answer (`outcome`) ->
-//! `fail_to_proxy` answers 502/503/504 with a short body when something broke (`respond`) ->
+//! `upstream_response_trailer_filter` notes a gRPC call's status (`grpc`) ->
+//! `fail_to_proxy` answers 502/503/504 with a short body when something broke, or a gRPC
+//! status to a gRPC call (`respond`, `grpc`) ->
 //! `logging` counts and logs every request (`report`).
 
 pub mod access_log;
@@ -17,6 +19,7 @@ pub mod client;
 pub mod content_length;
 pub mod context;
 pub mod forwarding;
+pub mod grpc;
 pub mod hash_key;
 pub mod head;
 pub mod header_rules;
@@ -32,6 +35,7 @@ pub mod selection;
 pub mod state;
 pub mod target;
 pub mod transfer_encoding;
+pub mod unprocessed;
 pub mod write_behind;
 
 pub use state::{ListenerInfo, ProxyState};
@@ -62,15 +66,17 @@ impl Proxy {
     /// `body_timeout` each (an upgraded connection's client may stay silent for the tunnel
     /// timeout), response body writes at most `send_timeout` each, and idle keep-alive lasts
     /// `keepalive_timeout` (only where keep-alive is on: HTTP/1.0 without
-    /// `Connection: keep-alive` stays off).
-    fn set_client_timeouts(&self, session: &mut Session, route: usize) {
+    /// `Connection: keep-alive` stays off). A gRPC call's client may pause between messages
+    /// for the group's `stream_idle`.
+    fn set_client_timeouts(&self, session: &mut Session, route: usize, grpc: bool) {
         let limits = &self.state.limits;
-        let read = match session.is_upgrade_req() {
-            true => {
-                let group = &self.state.groups[self.state.routes[route].upstream];
-                group.config.timeouts.tunnel
-            }
-            false => limits.body_timeout,
+        let timeouts = &self.state.groups[self.state.routes[route].upstream]
+            .config
+            .timeouts;
+        let read = match (session.is_upgrade_req(), grpc) {
+            (true, _) => timeouts.tunnel,
+            (false, true) => timeouts.stream_idle,
+            (false, false) => limits.body_timeout,
         };
         session.set_read_timeout(Some(read));
         session.set_write_timeout(Some(limits.send_timeout));
@@ -106,6 +112,7 @@ impl ProxyHttp for Proxy {
         }
         let req = session.req_header();
         ctx.request_id = Some(request_id::of(req));
+        ctx.grpc = grpc::is_grpc(req);
         let peer = client::peer_ip(session);
         let admission =
             admission::admit(&self.state, &self.listener, session.req_header_mut(), peer);
@@ -114,7 +121,7 @@ impl ProxyHttp for Proxy {
             Admission::Proceed { route, client } => {
                 ctx.route = Some(route);
                 ctx.client_ip = Some(client);
-                self.set_client_timeouts(session, route);
+                self.set_client_timeouts(session, route, ctx.grpc);
                 // Before a backend is chosen: a slow upload holds no slot.
                 let plan = self.read_ahead_plan(session, route);
                 let max = self.state.routes[route].max_body_bytes;
@@ -231,6 +238,16 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         rewrite::response(&self.state, upstream_response, ctx);
         write_behind::on_response_head(session, upstream_response);
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.grpc_status = grpc::status_in(upstream_trailers);
         Ok(())
     }
 

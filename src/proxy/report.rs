@@ -39,12 +39,28 @@ pub fn request_done(
         .started
         .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
     let counted = if cut { 0 } else { sent };
+    let grpc_status = grpc_status(session, ctx, cut);
+    if let (Some(code), Some(route)) = (grpc_status, ctx.route) {
+        state.metrics.observe_grpc(route, code);
+    }
     state
         .metrics
         .observe(ctx.route, ctx.chosen(), counted, seconds);
     if access_log::enabled() {
         write_access_log(state, session, e, ctx, sent, seconds, cut);
     }
+}
+
+/// A gRPC call's status: from the backend's trailers, else from the response head (a
+/// trailers-only answer, the backend's or fulcrum's own); none for a call cut short.
+fn grpc_status(session: &Session, ctx: &RequestCtx, cut: bool) -> Option<u16> {
+    if !ctx.grpc || cut {
+        return None;
+    }
+    ctx.grpc_status.or_else(|| {
+        let head = session.as_downstream().response_written()?;
+        super::grpc::status_in(&head.headers)
+    })
 }
 
 /// Whether the client took no response bytes for `send_timeout`.
@@ -69,6 +85,9 @@ fn write_access_log(
     seconds: f64,
     cut_after_head: bool,
 ) {
+    let grpc = ctx.grpc.then(|| {
+        grpc_status(session, ctx, cut_after_head).map_or_else(|| "-".to_string(), |c| c.to_string())
+    });
     let req = session.req_header();
     let client = session
         .client_addr()
@@ -88,6 +107,7 @@ fn write_access_log(
         uri,
         version,
         status,
+        grpc_status: grpc.as_deref(),
         bytes: session.as_downstream().body_bytes_sent(),
         seconds,
         upstream: group.map_or("-", |g| g.config.name.as_str()),

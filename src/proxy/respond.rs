@@ -1,7 +1,9 @@
-//! Short plain-text answers that fulcrum writes itself (no route, no backend, errors).
+//! Short plain-text answers that fulcrum writes itself (no route, no backend, errors); a gRPC
+//! call gets the same answer as a gRPC status instead ([`super::grpc`]).
 
 use bytes::Bytes;
 use http::HeaderValue;
+use pingora_core::protocols::http::HttpTask;
 use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -116,6 +118,10 @@ pub async fn send_retry_after(
         return;
     }
     session.set_keepalive(None);
+    if super::grpc::is_grpc(session.req_header()) {
+        send_grpc(session, status, body, request_id).await;
+        return;
+    }
     let Ok(mut resp) = ResponseHeader::build(status, Some(5)) else {
         return;
     };
@@ -139,6 +145,33 @@ pub async fn send_retry_after(
             .write_response_body(Some(Bytes::from_static(body.as_bytes())), true)
             .await;
     }
+}
+
+/// Answer a gRPC call that fulcrum fails with `status` in the trailers-only form its client
+/// understands ([`super::grpc::error_head`]); `body` becomes the `grpc-message`.
+async fn send_grpc(
+    session: &mut Session,
+    status: u16,
+    body: &'static str,
+    request_id: Option<&HeaderValue>,
+) {
+    let Some(mut resp) = super::grpc::error_head(status, body) else {
+        return;
+    };
+    if let Some(id) = request_id {
+        let _ = resp.insert_header(super::request_id::HEADER, id.clone());
+    }
+    if session.req_header().version < http::Version::HTTP_2 {
+        let _ = resp.insert_header("content-length", 0);
+    }
+    // Straight to the client connection, as one task that ends the stream: over HTTP/2 the
+    // head goes out as a single HEADERS frame with END_STREAM, which is what gRPC clients
+    // read as "trailers only" (a separate empty DATA frame would leave them without a status).
+    let task = HttpTask::Header(Box::new(resp), true);
+    let _ = session
+        .as_downstream_mut()
+        .response_duplex_vec(vec![task])
+        .await;
 }
 
 /// Write a `308 Permanent Redirect` to `location` (method and body are kept by clients).

@@ -36,6 +36,9 @@ pub struct Facts {
     /// The error is what a pooled connection the backend closed looks like
     /// ([`stale_connection`]).
     pub stale: bool,
+    /// The backend said it did not process the request (HTTP/2 `REFUSED_STREAM` or a graceful
+    /// `GOAWAY` that left it out; see [`super::unprocessed`]).
+    pub refused: bool,
     /// Attempts made so far, this one included.
     pub tries: usize,
     /// Attempts the group allows.
@@ -52,6 +55,8 @@ pub enum Retry {
     Stale,
     /// On another backend.
     NextBackend,
+    /// On another backend, whatever the method: the backend refused the request unprocessed.
+    Refused,
 }
 
 /// What to do after a failure.
@@ -81,7 +86,20 @@ pub fn after_connect_failure(f: &Facts) -> Decision {
 /// After a connection broke while proxying: retry a stale pooled connection once without
 /// charging the backend; otherwise charge the backend for an upstream failure and move a
 /// replayable request on to another one within `max_tries`.
+///
+/// A request the backend refused unprocessed ([`Facts::refused`]) moves on to another backend
+/// whatever its method (a gRPC call is a POST) while tries, time and its buffered body allow,
+/// and the backend is not charged (a graceful `GOAWAY` is a restart, `REFUSED_STREAM` a full
+/// stream limit).
 pub fn after_proxy_error(f: &Facts) -> Decision {
+    let resendable = f.upstream && !f.body_truncated && !f.response_started && f.within_budget;
+    if f.refused && resendable && f.tries < f.max_tries {
+        return Decision {
+            retry: Retry::Refused,
+            charge: false,
+            release: true,
+        };
+    }
     // Replaying is safe only for an idempotent request whose body still fits Pingora's
     // retry buffer, and only while the client has seen nothing of the response.
     let replayable =
@@ -169,6 +187,7 @@ pub fn on_proxy_error(
         reused,
         reuse_retried: ctx.reuse_retried,
         stale: stale_connection(&e),
+        refused: super::unprocessed::refused_by_backend(&e),
         tries: ctx.tries,
         max_tries: group.map_or(1, |g| g.config.max_tries),
     };
@@ -188,6 +207,12 @@ fn apply(state: &ProxyState, ctx: &mut RequestCtx, d: Decision) -> bool {
     }
     if d.retry == Retry::Stale {
         ctx.reuse_retried = true;
+    }
+    if d.retry == Retry::Refused {
+        // Not a failure of the backend, but this request goes elsewhere.
+        if let Some(i) = ctx.backend {
+            ctx.failed.push(i);
+        }
     }
     if d.release {
         ctx.in_flight = None;
@@ -331,6 +356,44 @@ mod tests {
             ..stale
         };
         assert_eq!(after_proxy_error(&post), STOP);
+    }
+
+    #[test]
+    fn a_request_refused_unprocessed_moves_on_whatever_its_method() {
+        let refused = Facts {
+            refused: true,
+            idempotent: false,
+            ..broke()
+        };
+        let moved = Decision {
+            retry: Retry::Refused,
+            charge: false,
+            release: true,
+        };
+        assert_eq!(after_proxy_error(&refused), moved);
+        // Its body must still be there, and tries and time left.
+        for f in [
+            Facts {
+                body_truncated: true,
+                ..refused
+            },
+            Facts {
+                within_budget: false,
+                ..refused
+            },
+            Facts {
+                tries: 3,
+                ..refused
+            },
+        ] {
+            assert_eq!(after_proxy_error(&f), STOP, "{f:?}");
+        }
+        // A gRPC call (a POST) that broke any other way is never sent twice.
+        let broken_call = Facts {
+            idempotent: false,
+            ..broke()
+        };
+        assert_eq!(after_proxy_error(&broken_call), STOP);
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub async fn next_attempt(
     let mut peer = picked.peer;
     if upgrade {
         peer::for_tunnel(&mut peer, &group.config.timeouts);
+    } else if ctx.grpc {
+        peer::for_stream(&mut peer, &group.config.timeouts);
     }
     Ok(peer)
 }

@@ -9,6 +9,8 @@
 //!   recording, answering) behind both HTTP backends.
 //! * `backend`: [`TestBackend`] (answers with its name, records requests) and
 //!   [`RecordingBackend`] (records every byte and request as received).
+//! * `h2_backend`: [`H2Backend`], an HTTP/2-only server (prior knowledge, or TLS with ALPN
+//!   `h2` only) answering with its name and the request's protocol-relevant headers.
 //! * `ws`: [`WsEchoBackend`], a WebSocket echo server.
 //! * `fulcrum`: [`Fulcrum`] runs the `fulcrum` binary on a YAML config (or quick-mode flags)
 //!   and kills it on drop; [`fulcrum_cmd`] runs it to completion (`-t`, `--print-config`).
@@ -24,6 +26,7 @@ mod dns;
 mod dns_wire;
 mod dns_zone;
 mod fulcrum;
+mod h2_backend;
 mod http1;
 mod ports;
 mod raw;
@@ -35,6 +38,7 @@ pub use backend::*;
 pub use client::*;
 pub use dns::*;
 pub use fulcrum::*;
+pub use h2_backend::*;
 pub use ports::*;
 pub use raw::*;
 pub use request::{RawRequest, RecordedRequest};

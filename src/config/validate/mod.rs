@@ -11,6 +11,7 @@ mod limits;
 mod listeners;
 mod load;
 mod pingora;
+mod protocol;
 mod resolver;
 mod routes;
 mod sticky;

@@ -3,6 +3,7 @@
 use super::discovery::discovery;
 use super::health::{circuit_breaker, health_check};
 use super::load::{read_pem, Load};
+use super::protocol::upstream_protocol;
 use super::sticky::sticky;
 use super::values::int_in;
 use super::Result;
@@ -109,6 +110,7 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Resul
         .as_ref()
         .map(|t| upstream_tls(&format!("{base}.tls"), t, io))
         .transpose()?;
+    let protocol = upstream_protocol(base, spec)?;
     let max_tries = match spec.max_tries {
         Some(0) => {
             return Err(ConfigError::invalid(
@@ -145,6 +147,7 @@ fn upstream(base: &str, name: &str, spec: &UpstreamSpec, io: &dyn Load) -> Resul
         backends,
         timeouts,
         tls,
+        protocol,
         max_tries,
         max_try_duration,
         health_check,
@@ -292,6 +295,7 @@ fn timeouts(base: &str, spec: Option<&TimeoutsSpec>) -> Result<Timeouts> {
         ("write", &spec.write, &mut t.write),
         ("idle", &spec.idle, &mut t.idle),
         ("tunnel", &spec.tunnel, &mut t.tunnel),
+        ("stream_idle", &spec.stream_idle, &mut t.stream_idle),
     ];
     for (key, text, slot) in fields {
         if let Some(text) = text {
