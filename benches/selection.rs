@@ -2,7 +2,7 @@
 //! single-threaded and with two threads contending.
 //!
 //! One iteration is what a request does to choose: read the group's current backends
-//! (`UpstreamGroup::with_members`: the thread's own reference to the snapshot, checked against
+//! (`UpstreamGroup::snapshot`: the thread's own reference to the snapshot, checked against
 //! the group's generation), `Members::select`, and counting the request in flight and
 //! un-counting it (the `InFlight` guard).
 //!
@@ -76,7 +76,8 @@ fn select_once(g: &UpstreamGroup, seq: u32) -> usize {
             .then(|| seq as usize % g.config.backends.len()),
     };
     let chosen = g
-        .with_members(|m| m.select(g.stats, pick, |_| false))
+        .snapshot()
+        .select(g.stats, pick, |_| false)
         .expect("a backend");
     let i = chosen.index;
     let guard = InFlight::start(g.stats, i, chosen.trial);

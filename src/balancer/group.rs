@@ -32,6 +32,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod runtime;
+
 /// Why the runtime API cannot make a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeError {
@@ -164,13 +166,18 @@ impl UpstreamGroup {
     /// which every worker thread would write ([`super::held`]).
     #[inline(always)]
     pub fn with_members<R>(&self, f: impl FnOnce(&Members) -> R) -> R {
+        f(&self.snapshot())
+    }
+
+    /// The current snapshot, borrowed for one synchronous step (see
+    /// [`with_members`](Self::with_members)). The guard is not `Send`, so a request's future
+    /// cannot hold it across an `await`.
+    #[inline(always)]
+    pub fn snapshot(&self) -> super::held::Snapshot {
         let published = self.published.load(Ordering::Acquire);
-        super::held::with(
-            self.group_key as usize,
-            published,
-            || self.members.load_full(),
-            f,
-        )
+        super::held::borrow(self.group_key as usize, published, || {
+            self.members.load_full()
+        })
     }
 
     /// Backends now.
@@ -192,7 +199,7 @@ impl UpstreamGroup {
 
     /// Pick a backend from the current snapshot (see [`Members::select`]).
     pub fn select(&self, pick: Pick<'_>, excluded: impl Fn(usize) -> bool) -> Option<Chosen> {
-        self.with_members(|m| m.select(self.stats, pick, excluded))
+        self.snapshot().select(self.stats, pick, excluded)
     }
 
     /// From now on, backends that join start unhealthy until checked (with health checks)
@@ -226,91 +233,6 @@ impl UpstreamGroup {
         control.api = api;
         control.overrides = overrides;
         self.publish(&mut control);
-    }
-
-    /// Runtime API: add a backend.
-    pub fn add(&self, addr: SocketAddr, weight: u32) -> Result<Changes, ChangeError> {
-        let mut control = self.lock();
-        if control.current.contains_key(&addr) {
-            return Err(ChangeError::Exists(addr));
-        }
-        if control.slots.available(Instant::now()) == 0 {
-            return Err(ChangeError::Full(self.stats.capacity()));
-        }
-        if let Some(o) = control.overrides.get_mut(&addr) {
-            o.deleted = false;
-            o.weight = None;
-            o.state = None;
-        }
-        control.api.retain(|b| b.addr != addr);
-        control.api.push(Backend {
-            addr,
-            host: None,
-            weight,
-        });
-        Ok(self.publish(&mut control))
-    }
-
-    /// Runtime API: change a backend's state and/or weight.
-    pub fn patch(
-        &self,
-        addr: SocketAddr,
-        state: Option<State>,
-        weight: Option<u32>,
-        force: bool,
-    ) -> Result<Changes, ChangeError> {
-        let mut control = self.lock();
-        if !control.current.contains_key(&addr) {
-            return Err(ChangeError::UnknownBackend(addr));
-        }
-        let mut next = control.overrides.get(&addr).copied().unwrap_or_default();
-        if let Some(state) = state {
-            next.state = (state != State::Enabled).then_some(state);
-        }
-        if let Some(weight) = weight {
-            next.weight = Some(weight);
-        }
-        if !force && self.enabled_without(&control, addr, next.state.is_some()) == 0 {
-            return Err(ChangeError::WouldEmpty);
-        }
-        control.overrides.insert(addr, next);
-        Ok(self.publish(&mut control))
-    }
-
-    /// Runtime API: delete a backend (it drains: requests on it finish).
-    pub fn delete(&self, addr: SocketAddr, force: bool) -> Result<Changes, ChangeError> {
-        let mut control = self.lock();
-        if !control.current.contains_key(&addr) {
-            return Err(ChangeError::UnknownBackend(addr));
-        }
-        if !force && self.enabled_without(&control, addr, true) == 0 {
-            return Err(ChangeError::WouldEmpty);
-        }
-        let before = control.api.len();
-        control.api.retain(|b| b.addr != addr);
-        if control.api.len() == before {
-            // Static or discovered: keep it out while its source names it.
-            control.overrides.entry(addr).or_default().deleted = true;
-        } else {
-            control.overrides.remove(&addr);
-        }
-        Ok(self.publish(&mut control))
-    }
-
-    /// Enabled backends once `addr` is taken out (`out`) or left enabled.
-    fn enabled_without(&self, control: &Control, addr: SocketAddr, out: bool) -> usize {
-        control
-            .current
-            .values()
-            .filter(|m| {
-                if m.backend.addr == addr {
-                    return !out;
-                }
-                self.stats
-                    .get(m.slot())
-                    .is_some_and(|s| s.state() == State::Enabled)
-            })
-            .count()
     }
 
     /// Merge the sources, give joining backends slots, drain leaving ones and publish the

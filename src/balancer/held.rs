@@ -52,44 +52,62 @@ thread_local! {
     static KEEP: RefCell<Keep> = const { RefCell::new(Keep(Vec::new())) };
 }
 
-/// Lowers `DEPTH` again when the borrow ends, panic or not.
-struct Borrowed;
+/// A borrowed snapshot: this thread's own reference (counted in `DEPTH` while it lives) or,
+/// on the slow path, an `Arc` of its own. Not `Send`: it lives within one synchronous step.
+pub struct Snapshot {
+    members: *const Members,
+    owned: Option<Arc<Members>>,
+}
 
-impl Drop for Borrowed {
+impl std::ops::Deref for Snapshot {
+    type Target = Members;
+
     #[inline(always)]
-    fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get() - 1));
+    fn deref(&self) -> &Members {
+        // SAFETY: either `owned` holds the snapshot, or it came from an entry whose `Arc` this
+        // thread's KEEP holds, and KEEP cannot change while DEPTH counts this borrow.
+        unsafe { &*self.members }
     }
 }
 
-/// Run `f` on the snapshot that group `key` published as `generation`: this thread's own
-/// reference when it has that generation, otherwise `load()` (the group's current snapshot,
-/// that generation or a newer one), kept for the next calls.
-#[inline(always)]
-pub fn with<R>(
-    key: usize,
-    generation: u64,
-    load: impl FnOnce() -> Arc<Members>,
-    f: impl FnOnce(&Members) -> R,
-) -> R {
-    if key >= FAST_GROUPS {
-        return f(&load());
+impl Drop for Snapshot {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if self.owned.is_none() {
+            DEPTH.with(|d| d.set(d.get() - 1));
+        }
     }
-    // SAFETY: only this thread touches its ENTRIES; the copy is read, nothing borrowed.
-    let entry = ENTRIES.with(|e| unsafe { (*e.get())[key] });
+}
+
+/// The snapshot that group `key` published as `generation`: this thread's own reference when
+/// it has that generation, otherwise `load()` (the group's current snapshot, that generation
+/// or a newer one), kept for the next calls.
+#[inline(always)]
+pub fn borrow(key: usize, generation: u64, load: impl FnOnce() -> Arc<Members>) -> Snapshot {
+    let entry = if key < FAST_GROUPS {
+        // SAFETY: only this thread touches its ENTRIES; the copy is read, nothing borrowed.
+        ENTRIES.with(|e| unsafe { (*e.get())[key] })
+    } else {
+        EMPTY
+    };
     let members = if entry.generation == generation {
         entry.members
     } else {
         match refresh(key, generation, load) {
             Ok(members) => members,
-            Err(loaded) => return f(&loaded),
+            Err(loaded) => {
+                return Snapshot {
+                    members: Arc::as_ptr(&loaded),
+                    owned: Some(loaded),
+                };
+            }
         }
     };
     DEPTH.with(|d| d.set(d.get() + 1));
-    let _borrowed = Borrowed;
-    // SAFETY: `members` came from an entry whose `Arc` this thread's KEEP holds, and KEEP
-    // cannot change while DEPTH is above 0.
-    f(unsafe { &*members })
+    Snapshot {
+        members,
+        owned: None,
+    }
 }
 
 /// Load the snapshot and make it this thread's entry for `key`; the loaded `Arc` itself
@@ -101,7 +119,7 @@ fn refresh(
     load: impl FnOnce() -> Arc<Members>,
 ) -> Result<*const Members, Arc<Members>> {
     let loaded = load();
-    if DEPTH.with(|d| d.get()) != 0 {
+    if key >= FAST_GROUPS || DEPTH.with(|d| d.get()) != 0 {
         return Err(loaded);
     }
     let members = Arc::as_ptr(&loaded);

@@ -57,13 +57,14 @@ pub async fn next_attempt(
     let failed = &ctx.failed;
     let (picked, slot) = match &state.slots[g] {
         None => {
-            let picked = group
-                .with_members(|m| {
-                    let chosen = m.select(group.stats, pick, |i| failed.contains(&i))?;
-                    Picked::of(m, chosen)
-                })
-                .ok_or_else(no_backend)?;
-            (picked, None)
+            let m = group.snapshot();
+            let chosen = m.select(group.stats, pick, |i| failed.contains(&i));
+            (
+                chosen
+                    .and_then(|c| Picked::of(&m, c))
+                    .ok_or_else(no_backend)?,
+                None,
+            )
         }
         Some(slots) => {
             let (picked, slot) =
