@@ -305,6 +305,7 @@ const RUN_TESTS: &[&str] = &[
     "10-production",
     "11-hardening",
     "12-service-discovery",
+    "13-http2-and-grpc",
 ];
 
 fn run(name: &str) {
@@ -393,6 +394,11 @@ fn chapter_11_hardening_runs() {
 #[test]
 fn chapter_12_service_discovery_runs() {
     run("12-service-discovery");
+}
+
+#[test]
+fn chapter_13_http2_and_grpc_runs() {
+    run("13-http2-and-grpc");
 }
 
 // ---------------------------------------------------------------------------------------------

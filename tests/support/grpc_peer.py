@@ -2,9 +2,13 @@
 """A real gRPC server and client (grpcio, generic handlers, raw bytes: no protoc) for
 tests/grpc.rs.
 
-  grpc_peer.py server NAME [CERT KEY]
-      Serves fulcrum.test.Echo on 127.0.0.1 (TLS with ALPN h2 when CERT and KEY are given)
-      and prints "port N" once listening. Methods:
+  grpc_peer.py server NAME [CERT KEY] [--port N] [--health FILE]
+      Serves fulcrum.test.Echo on 127.0.0.1 (TLS with ALPN h2 when CERT and KEY are given;
+      on port N, else on a free port) and prints "port N" once listening. With --health, also
+      serves grpc.health.v1.Health/Check for the server as a whole (service ""): FILE holds
+      SERVING or NOT_SERVING and is read for every call (an empty file, as seen halfway
+      through a rewrite, keeps the last status); another service is answered NOT_FOUND.
+      Methods of fulcrum.test.Echo:
         Unary         answers NAME:REQUEST with trailing metadata x-served-by: NAME;
                       a request "fail" is aborted with NOT_FOUND "no such thing";
                       "sleep:MS" answers after MS milliseconds.
@@ -26,10 +30,33 @@ from concurrent import futures
 
 import grpc
 
+from grpc_health_server import encode_response, requested_service
+
 SERVICE = "fulcrum.test.Echo"
 
+# grpc.health.v1.HealthCheckResponse.ServingStatus values the --health file may name.
+SERVING_STATUSES = {"SERVING": 1, "NOT_SERVING": 2}
 
-def serve(name, cert=None, key=None):
+
+def health_handler(path):
+    """grpc.health.v1.Health/Check answering the status named in the file at `path`."""
+    last = ["SERVING"]
+
+    def check(request, context):
+        if requested_service(request) != "":
+            context.abort(grpc.StatusCode.NOT_FOUND, "unknown service")
+        with open(path, encoding="utf-8") as f:
+            word = f.read().strip()
+        if word:
+            last[0] = word
+        return encode_response(SERVING_STATUSES.get(last[0], 0))
+
+    return grpc.method_handlers_generic_handler(
+        "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+    )
+
+
+def serve(name, cert=None, key=None, port=0, health=None):
     stop = threading.Event()
 
     def unary(request, context):
@@ -73,12 +100,18 @@ def serve(name, cert=None, key=None):
         futures.ThreadPoolExecutor(max_workers=32), options=[("grpc.so_reuseport", 0)]
     )
     server.add_generic_rpc_handlers((handler,))
+    if health:
+        server.add_generic_rpc_handlers((health_handler(health),))
+    addr = f"127.0.0.1:{port}"
     if cert:
         with open(cert, "rb") as c, open(key, "rb") as k:
             creds = grpc.ssl_server_credentials(((k.read(), c.read()),))
-        port = server.add_secure_port("127.0.0.1:0", creds)
+        bound = server.add_secure_port(addr, creds)
     else:
-        port = server.add_insecure_port("127.0.0.1:0")
+        bound = server.add_insecure_port(addr)
+    if bound == 0 or (port and bound != port):
+        sys.exit(f"cannot listen on {addr}")
+    port = bound
     server.start()
     print(f"port {port}", flush=True)
     try:
@@ -134,7 +167,17 @@ def call(target, kind, requests, ca=None, timeout=20.0, method=None):
 
 def main(argv):
     if argv[1] == "server":
-        serve(*argv[2:5])
+        args, port, health = argv[2:], 0, None
+        while "--port" in args or "--health" in args:
+            flag = "--port" if "--port" in args else "--health"
+            i = args.index(flag)
+            value = args[i + 1]
+            del args[i : i + 2]
+            if flag == "--port":
+                port = int(value)
+            else:
+                health = value
+        serve(*args[:3], port=port, health=health)
         return
     target, kind, rest = argv[2], argv[3], argv[4:]
     ca, timeout, method, requests = None, 20.0, None, []
