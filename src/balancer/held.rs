@@ -1,4 +1,4 @@
-//! Each thread's own reference to the current snapshot of each group ([`with`]), so that a
+//! Each thread's own reference to the current snapshot of each group ([`borrow`]), so that a
 //! request reads a group's backends without writing anything another thread also writes.
 //!
 //! Taking an `Arc` per request would write the snapshot's reference count twice per request
@@ -10,9 +10,10 @@
 //! loads the new one.
 //!
 //! Soundness: an entry's pointer is valid while this thread's `KEEP` holds the `Arc` it came
-//! from. `KEEP` is replaced only when no snapshot is borrowed on this thread (`DEPTH` is 0, so
-//! a call made from inside another takes the slow path), and dropping `KEEP` at thread exit
-//! clears every entry first.
+//! from. `KEEP` is replaced only when no snapshot is borrowed on this thread (`DEPTH` counts
+//! the live [`Snapshot`] guards; a borrow taken while another is alive gets an `Arc` of its
+//! own when it needs a newer snapshot), a guard is not `Send` (it holds a raw pointer), and
+//! dropping `KEEP` at thread exit clears every entry first.
 
 use super::members::Members;
 use std::cell::{Cell, RefCell, UnsafeCell};

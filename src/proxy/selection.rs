@@ -59,12 +59,8 @@ pub async fn next_attempt(
         None => {
             let m = group.snapshot();
             let chosen = m.select(group.stats, pick, |i| failed.contains(&i));
-            (
-                chosen
-                    .and_then(|c| Picked::of(&m, c))
-                    .ok_or_else(no_backend)?,
-                None,
-            )
+            let picked = chosen.and_then(|c| Picked::of(&m, c));
+            (picked.ok_or_else(no_backend)?, None)
         }
         Some(slots) => {
             let (picked, slot) =
