@@ -1,7 +1,8 @@
 //! HTTP/2 and gRPC to backends: `protocol: h2c | h2 | auto` reaching HTTP/2-only backends,
 //! gRPC's four call kinds through fulcrum with their trailers (h2c on both sides, and TLS with
-//! ALPN h2 on both sides), a backend dying mid-stream, the gRPC statuses fulcrum answers when
-//! it fails a call itself, and `timeouts.stream_idle` for streams.
+//! ALPN h2 on both sides), a backend dying mid-stream, a backend's graceful GOAWAY draining
+//! its connection, the gRPC statuses fulcrum answers when it fails a call itself, and
+//! `timeouts.stream_idle` for streams.
 //!
 //! The gRPC peers are real: `tests/support/grpc_peer.py` (Python grpcio, installed by
 //! `.ci/install-deps`) as server and client. Everything runs on 127.0.0.1.
@@ -345,6 +346,61 @@ async fn a_post_refused_unprocessed_by_an_h2_backend_goes_to_another() {
             "request {i}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_goaway_from_an_h2_backend_drains_its_connection_without_failing_streams() {
+    let backend = DrainingH2Backend::h2c("drain");
+    let port = free_port();
+    // One try: a failed stream would show as an error, not be hidden by a retry.
+    let fields = "protocol: h2c, max_tries: 1";
+    let f = fulcrum(port, None, &one_group(backend.port(), fields)).await;
+    let c = client();
+    let r = get(&c, &f.url("/warm")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "drain conn=1 GET /warm\n")
+    );
+
+    // The slow request reuses connection 1; the backend answers it with GOAWAY and holds it.
+    let slow = {
+        let (c, url) = (c.clone(), f.url(SLOW_PATH));
+        tokio::spawn(async move { get(&c, &url).await })
+    };
+    backend.wait_goaway_seen(STEP).await;
+
+    // fulcrum has read the GOAWAY: new requests go to a new connection and succeed while
+    // the slow one is still in flight on the old one.
+    for path in ["/after-1", "/after-2"] {
+        let r = get(&c, &f.url(path)).await;
+        let want = format!("drain conn=2 GET {path}\n");
+        assert_eq!((r.status, r.body.as_str()), (200, want.as_str()), "{path}");
+    }
+    assert!(
+        !slow.is_finished(),
+        "the slow request is held by the backend"
+    );
+
+    // The in-flight stream completes, whole, on the connection that sent GOAWAY; then that
+    // connection closes.
+    backend.release_slow();
+    let r = tokio::time::timeout(STEP, slow)
+        .await
+        .expect("the slow request completes")
+        .expect("the slow request's task");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body, DrainingH2Backend::slow_body("drain", 1));
+    backend.wait_closed(1, STEP).await;
+
+    let r = get(&c, &f.url("/after-3")).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "drain conn=2 GET /after-3\n")
+    );
+    assert_eq!(backend.connections(), 2);
+    // Nothing failed on fulcrum's side either: no error in its log.
+    let log = f.stderr();
+    assert!(!log.contains(" ERROR "), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------

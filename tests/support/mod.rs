@@ -11,6 +11,8 @@
 //!   [`RecordingBackend`] (records every byte and request as received).
 //! * `h2_backend`: [`H2Backend`], an HTTP/2-only server (prior knowledge, or TLS with ALPN
 //!   `h2` only) answering with its name and the request's protocol-relevant headers.
+//! * `h2_drain`: [`DrainingH2Backend`], an h2c server that sends a graceful GOAWAY while a
+//!   request is in flight, finishes that request, then closes the connection.
 //! * `ws`: [`WsEchoBackend`], a WebSocket echo server.
 //! * `fulcrum`: [`Fulcrum`] runs the `fulcrum` binary on a YAML config (or quick-mode flags)
 //!   and kills it on drop; [`fulcrum_cmd`] runs it to completion (`-t`, `--print-config`).
@@ -27,6 +29,7 @@ mod dns_wire;
 mod dns_zone;
 mod fulcrum;
 mod h2_backend;
+mod h2_drain;
 mod http1;
 mod ports;
 mod raw;
@@ -39,6 +42,7 @@ pub use client::*;
 pub use dns::*;
 pub use fulcrum::*;
 pub use h2_backend::*;
+pub use h2_drain::*;
 pub use ports::*;
 pub use raw::*;
 pub use request::{RawRequest, RecordedRequest};
