@@ -403,6 +403,34 @@ async fn a_goaway_from_an_h2_backend_drains_its_connection_without_failing_strea
     assert!(!log.contains(" ERROR "), "{log}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_a_few_h2_connections_to_a_backend() {
+    let backend = DrainingH2Backend::h2c("shared");
+    let port = free_port();
+    let f = fulcrum(port, None, &one_group(backend.port(), "protocol: h2c")).await;
+    let c = client();
+    let r = get(&c, &f.url("/warm")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // 64 requests at once, over as many client connections to fulcrum: over HTTP/1.1 to the
+    // backend they would need up to 64 connections; over HTTP/2 they share streams of the
+    // pooled one (a request that finds it between two owners may open another).
+    let calls: Vec<_> = (0..64)
+        .map(|i| {
+            let (c, url) = (c.clone(), f.url(&format!("/c-{i}")));
+            tokio::spawn(async move { get(&c, &url).await })
+        })
+        .collect();
+    for call in calls {
+        let r = call.await.expect("the request's task");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let opened = backend.connections();
+    assert!(
+        opened <= 4,
+        "64 concurrent requests opened {opened} HTTP/2 connections"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // gRPC through fulcrum
 // ---------------------------------------------------------------------------------------------
