@@ -528,6 +528,19 @@ async fn a_backend_that_refuses_connections_is_unavailable() {
 }
 
 #[tokio::test]
+async fn an_http1_request_claiming_grpc_gets_a_plain_502_not_a_200() {
+    // gRPC runs only on HTTP/2: an HTTP/1.1 client that sends the gRPC content type must not
+    // be told "200" about a failure (a monitor would count it a success).
+    let port = free_port();
+    let f = fulcrum(port, None, &one_group(free_port(), "protocol: h2c")).await;
+    let headers = [("content-type", "application/grpc")];
+    let url = f.url("/pkg.Svc/Call");
+    let r = request(&client(), "POST", &url, None, &headers, Some(vec![0; 5])).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.starts_with("502 Bad Gateway"), "{}", r.body);
+}
+
+#[tokio::test]
 async fn a_backend_slower_than_stream_idle_is_deadline_exceeded() {
     let backend = GrpcServer::h2c("b1").await;
     let port = free_port();

@@ -24,17 +24,21 @@ pub enum GrpcStatus {
     Unauthenticated = 16,
 }
 
-/// Whether a request is a gRPC call: its `content-type` is `application/grpc`, alone or with
-/// a `+format` suffix or parameters.
+/// Whether a request is a gRPC call: it came over HTTP/2 (gRPC runs on nothing else) and its
+/// `content-type` is `application/grpc`, alone or with a `+format` suffix or parameters. An
+/// HTTP/1.1 request that claims the type is a plain request: it gets plain timeouts and plain
+/// error statuses, never a `200` carrying an error in a header.
 pub fn is_grpc(req: &RequestHeader) -> bool {
-    req.headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct.trim_start().to_ascii_lowercase();
-            ct.strip_prefix("application/grpc")
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
-        })
+    req.version == http::Version::HTTP_2
+        && req
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.trim_start().to_ascii_lowercase();
+                ct.strip_prefix("application/grpc")
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
+            })
 }
 
 /// The `grpc-status` a header block (a trailers-only head, or trailers) carries, if any.
@@ -96,6 +100,7 @@ mod tests {
 
     fn req(ct: Option<&str>) -> RequestHeader {
         let mut r = RequestHeader::build("POST", b"/pkg.Svc/Call", None).unwrap();
+        r.set_version(http::Version::HTTP_2);
         if let Some(ct) = ct {
             r.insert_header("content-type", ct).unwrap();
         }
@@ -114,6 +119,9 @@ mod tests {
         for ct in [None, Some("application/json"), Some("application/grpc-web")] {
             assert!(!is_grpc(&req(ct)), "{ct:?}");
         }
+        let mut http1 = req(Some("application/grpc"));
+        http1.set_version(http::Version::HTTP_11);
+        assert!(!is_grpc(&http1), "gRPC needs HTTP/2");
     }
 
     #[test]
