@@ -35,9 +35,15 @@ pub fn is_grpc(req: &RequestHeader) -> bool {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| {
-                let ct = ct.trim_start().to_ascii_lowercase();
-                ct.strip_prefix("application/grpc")
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(['+', ';']))
+                // Compared in place: no lowercase copy of the header per request.
+                const TYPE: &str = "application/grpc";
+                let ct = ct.trim_start();
+                ct.get(..TYPE.len())
+                    .is_some_and(|t| t.eq_ignore_ascii_case(TYPE))
+                    && ct[TYPE.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| c == '+' || c == ';')
             })
 }
 
