@@ -156,7 +156,9 @@ async fn silent_tls_handshakes_count_and_are_cut_at_the_header_timeout() {
     let (ca_pem, cert, key) = site_certificate(dir.path());
     let backend = TestBackend::start("app").await;
     let (tls_port, plain_port) = (free_port(), free_port());
-    let limits = "  max_connections: 20\n  header_timeout: 2s";
+    // header_timeout leaves the test room to see the cap full on a loaded machine (the
+    // flood's connections are accepted by the server's own thread, some time after connect).
+    let limits = "  max_connections: 20\n  header_timeout: 4s";
     let yaml = tls_config(tls_port, plain_port, &cert, &key, &backend.addr(), limits);
     let mut f = Fulcrum::start(&yaml, tls_port).await;
     f.wait_listening(plain_port).await;
@@ -181,7 +183,7 @@ async fn silent_tls_handshakes_count_and_are_cut_at_the_header_timeout() {
         flood.push((Instant::now(), c));
     }
     // The plain listener shares the cap: it answers 503 once the flood holds every slot.
-    let full_by = Instant::now() + Duration::from_millis(1500);
+    let full_by = Instant::now() + Duration::from_millis(3000);
     let mut statuses = plain_statuses(plain_port).await;
     while statuses != [503] && Instant::now() < full_by {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -213,13 +215,13 @@ async fn silent_tls_handshakes_count_and_are_cut_at_the_header_timeout() {
     // Every flood connection is closed by the server within header_timeout (+ margin) of
     // connecting, without a byte.
     for (i, (since, c)) in flood.iter_mut().enumerate() {
-        let ended = wait_closed(c, *since, *since + Duration::from_millis(3500)).await;
+        let ended = wait_closed(c, *since, *since + Duration::from_millis(5500)).await;
         let ended = ended.unwrap_or_else(|| {
-            panic!("flood connection {i} still open 3.5 s after connecting (header_timeout 2s)")
+            panic!("flood connection {i} still open 5.5 s after connecting (header_timeout 4s)")
         });
         assert_eq!(ended.bytes, 0, "flood connection {i}: {ended:?}");
     }
-    eprintln!("25 silent handshakes, max_connections 20, header_timeout 2s: all closed");
+    eprintln!("25 silent handshakes, max_connections 20, header_timeout 4s: all closed");
 
     // Normal clients are served again.
     for i in 0..3 {
