@@ -132,7 +132,7 @@ impl Cli {
         );
         spec.routes.push(RouteSpec {
             path: Some("/".into()),
-            upstream: QUICK_UPSTREAM.into(),
+            upstream: Some(QUICK_UPSTREAM.into()),
             ..Default::default()
         });
         Ok(spec)

@@ -144,10 +144,25 @@ pub fn discovery_backends(upstream: &str, n: usize) {
 /// A route's metrics label: `host/path`, or `path` for catch-all routes.
 pub fn route_label(config: &Config, route: usize) -> String {
     let r = &config.routes[route];
-    match &r.host {
+    if let Some(name) = &r.name {
+        return name.clone();
+    }
+    let where_ = |r: &crate::config::model::Route| match &r.host {
         crate::config::model::HostMatch::Any => r.path.clone(),
         crate::config::model::HostMatch::Exact(h) => format!("{h}{}", r.path),
         crate::config::model::HostMatch::Suffix(s) => format!("*{s}{}", r.path),
+    };
+    let label = where_(r);
+    // Routes told apart only by their `match:` conditions: the index keeps their series apart.
+    let shared = config
+        .routes
+        .iter()
+        .filter(|o| o.name.is_none() && where_(o) == label)
+        .count();
+    if shared > 1 {
+        format!("{label}#{route}")
+    } else {
+        label
     }
 }
 
@@ -161,8 +176,9 @@ type BySlot = Vec<Option<(SocketAddr, Arc<Handles>)>>;
 /// Per-request metric handles: resolved once per route and backend, so a request only loads a
 /// pointer and bumps an atomic.
 pub struct RequestMetrics {
-    /// `[route + 1]`; index 0 is "no route".
-    routes: Vec<RouteMetrics>,
+    /// `[route + 1]`, one entry per upstream group the route sends to (a split has several);
+    /// index 0 is "no route".
+    routes: Vec<Vec<(usize, RouteMetrics)>>,
     /// `[route + 1]`.
     durations: Vec<Histogram>,
 }
@@ -235,40 +251,49 @@ impl RouteMetrics {
 impl RequestMetrics {
     /// Handles for every route of a config.
     pub fn new(config: &Config) -> Self {
-        let mut routes = vec![RouteMetrics::new(NONE, NONE)];
+        let mut routes = vec![vec![(usize::MAX, RouteMetrics::new(NONE, NONE))]];
         let mut durations = vec![duration_vec().with_label_values(&[NONE])];
         for (i, r) in config.routes.iter().enumerate() {
             let label = route_label(config, i);
-            let up = &config.upstreams[r.upstream];
-            routes.push(RouteMetrics::new(&label, &up.name));
+            let sides = r
+                .upstreams()
+                .map(|g| (g, RouteMetrics::new(&label, &config.upstreams[g].name)))
+                .collect();
+            routes.push(sides);
             durations.push(duration_vec().with_label_values(&[&label]));
         }
         RequestMetrics { routes, durations }
     }
 
-    /// Count a finished gRPC call of `route` by its gRPC status `code`.
-    pub fn observe_grpc(&self, route: usize, code: u16) {
-        if let Some(m) = self.routes.get(route + 1) {
+    /// The counters of `route` (`None`: no route) and the group `upstream` that served it.
+    fn series(&self, route: Option<usize>, upstream: Option<usize>) -> Option<&RouteMetrics> {
+        let sides = self.routes.get(route.map_or(0, |r| r + 1))?;
+        let side = sides.iter().find(|(g, _)| Some(*g) == upstream);
+        side.or(sides.first()).map(|(_, m)| m)
+    }
+
+    /// Count a finished gRPC call of `route`, served by `upstream`, by its gRPC status `code`.
+    pub fn observe_grpc(&self, route: usize, upstream: Option<usize>, code: u16) {
+        if let Some(m) = self.series(Some(route), upstream) {
             grpc_vec()
                 .with_label_values(&[&m.label, &m.upstream, grpc_code_label(code)])
                 .inc();
         }
     }
 
-    /// Count a finished request; `backend` is the slot and address of the backend it reached
-    /// last.
+    /// Count a finished request of `route`, served by the group `upstream`; `backend` is the
+    /// slot and address of the backend it reached last.
     pub fn observe(
         &self,
-        route: Option<usize>,
+        (route, upstream): (Option<usize>, Option<usize>),
         backend: Option<(usize, SocketAddr)>,
         status: u16,
         seconds: f64,
     ) {
-        let r = route.map_or(0, |r| r + 1);
-        if let Some(m) = self.routes.get(r) {
+        if let Some(m) = self.series(route, upstream) {
             m.count(backend, class(status));
         }
-        if let Some(h) = self.durations.get(r) {
+        if let Some(h) = self.durations.get(route.map_or(0, |r| r + 1)) {
             h.observe(seconds);
         }
     }

@@ -11,11 +11,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use super::algorithm::Algorithm;
+pub use route::{
+    Destination, HostMatch, Matchers, Mirror, Rewrite, Route, Split, SplitSide, ValueMatch,
+    DEFAULT_MIRROR_BODY,
+};
 pub use discovery::{
     Discovery, DiscoverySource, Resolver, API_HEADROOM, DEFAULT_MAX_DISCOVERED, MAX_DISCOVERED,
 };
 
 mod discovery;
+mod route;
 
 /// A complete, validated configuration.
 #[derive(Debug)]
@@ -486,44 +491,6 @@ impl Default for CircuitBreaker {
             slow_response: None,
         }
     }
-}
-
-/// Which hosts a route matches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostMatch {
-    /// Any host (a catch-all route).
-    Any,
-    /// Exactly this host (lowercase, no port).
-    Exact(String),
-    /// Any subdomain of this suffix; holds `.example.com` for `*.example.com`.
-    Suffix(String),
-}
-
-/// A routing rule.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// Host to match.
-    pub host: HostMatch,
-    /// Path prefix, starting with `/`.
-    pub path: String,
-    /// Index into [`Config::upstreams`].
-    pub upstream: usize,
-    /// Remove `path` before forwarding.
-    pub strip_prefix: bool,
-    /// On plain listeners, redirect to HTTPS.
-    pub redirect_to_https: bool,
-    /// Changes to the upstream request.
-    pub request_headers: HeaderEdits,
-    /// Changes to the downstream response.
-    pub response_headers: HeaderEdits,
-    /// Largest request body (413 above), `None` for no limit: the route's own setting, else
-    /// `limits.max_body_bytes`.
-    pub max_body_bytes: Option<u64>,
-    /// Largest request body read whole before a backend is chosen, `0` to stream: the
-    /// route's own setting, else `limits.request_buffering`.
-    pub request_buffering: u64,
-    /// The route's rate limit.
-    pub rate_limit: RouteRateLimit,
 }
 
 /// Header edits, applied in the order remove, set, add.

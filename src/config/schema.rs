@@ -13,8 +13,10 @@ use std::fmt;
 use std::marker::PhantomData;
 
 pub use discovery::{DiscoverySpec, ResolverSpec};
+pub use route::{MatchSpec, MirrorSpec, RewriteSpec, RouteSpec, SplitSideSpec};
 
 mod discovery;
+mod route;
 
 /// Deserialize a map whose keys must be unique (YAML parsers keep the last duplicate silently).
 fn unique_keys<'de, D, V>(de: D) -> Result<BTreeMap<String, V>, D::Error>
@@ -495,40 +497,6 @@ pub struct UpstreamTlsSpec {
     /// Do not verify backend certificates at all. Default false; logged as a warning.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure_skip_verify: bool,
-}
-
-/// A routing rule.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteSpec {
-    /// Host to match (`api.example.com` or `*.example.com`); any host when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// Path prefix, matched on whole segments; default `/`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Name of the upstream group that serves this route.
-    pub upstream: String,
-    /// Remove `path` from the request path before forwarding; default false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub strip_prefix: bool,
-    /// On plain HTTP listeners, answer with a 308 redirect to HTTPS instead; default false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub redirect_to_https: bool,
-    /// Header changes for this route.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub headers: Option<HeaderRulesSpec>,
-    /// Largest request body on this route (`100MiB`, `0` for no limit); default
-    /// `limits.max_body_bytes`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_body_bytes: Option<Value>,
-    /// Largest request body read whole before a backend is chosen (`16KiB`, at most
-    /// `64KiB`; `0` or `off` to stream); default `limits.request_buffering`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_buffering: Option<Value>,
-    /// This route's own per-client rate limit, or `off`; default the top-level `rate_limit`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<RouteRateLimitSpec>,
 }
 
 /// Header changes in both directions.

@@ -9,7 +9,8 @@
 
 use super::respond::{self, Answer};
 use super::state::{ListenerInfo, ProxyState};
-use super::{content_length, forwarding, host, target, transfer_encoding};
+use super::{content_length, forwarding, hash_key, host, rewrite, target, transfer_encoding};
+use crate::config::model::Destination;
 use crate::routing::normalize_host;
 use pingora_http::RequestHeader;
 use std::net::IpAddr;
@@ -22,8 +23,12 @@ pub enum Admission {
     Proceed {
         /// Index of the matched route.
         route: usize,
+        /// The group that serves it: the route's, or the side of its split.
+        upstream: usize,
         /// The client's IP.
         client: IpAddr,
+        /// The path to send upstream, when the route strips its prefix or rewrites.
+        path: Option<String>,
     },
     /// Answer it here.
     Answer {
@@ -89,7 +94,7 @@ pub fn admit(
         return redirect_to_https(req, listener, None);
     }
     let host = host.map(normalize_host);
-    let found = state.router.find(host.as_deref(), target::route_path(req));
+    let found = state.router.find(host.as_deref(), target::route_path(req), req);
     let Some(index) = found else {
         let (status, body) = respond::status_answer(404);
         return Admission::answer(None, status, body);
@@ -118,9 +123,37 @@ pub fn admit(
             return Admission::answer(Some(index), status, body);
         }
     }
+    let path = match rewrite::upstream_path(route, target::route_path(req)) {
+        Ok(path) => path,
+        Err(e) => {
+            let (status, body) = e.answer();
+            return Admission::answer(Some(index), status, body);
+        }
+    };
     Admission::Proceed {
         route: index,
+        upstream: side(state, index, req, client),
         client,
+        path,
+    }
+}
+
+/// The group that serves a request of route `index`: its upstream, or the side its split
+/// chooses (by the request's split key, when the route has one and the request carries it).
+fn side(state: &ProxyState, index: usize, req: &RequestHeader, client: IpAddr) -> usize {
+    match &state.routes[index].destination {
+        Destination::Upstream(g) => *g,
+        Destination::Split(split) => {
+            let Some(splitter) = &state.splitters[index] else {
+                return split.sides[0].upstream;
+            };
+            let key = split
+                .key
+                .as_ref()
+                .and_then(|k| hash_key::extract(k, req, client));
+            let side = splitter.choose(key.as_ref().map(|k| k.as_bytes()));
+            split.sides[side].upstream
+        }
     }
 }
 
@@ -212,7 +245,9 @@ mod tests {
             a,
             Admission::Proceed {
                 route: 0,
-                client: PEER
+                upstream: 0,
+                client: PEER,
+                path: None,
             }
         );
     }
@@ -383,7 +418,12 @@ mod tests {
         let client: IpAddr = "198.51.100.7".parse().unwrap();
         assert_eq!(
             admit_on(&s, l, from("198.51.100.7")),
-            Admission::Proceed { route: 0, client }
+            Admission::Proceed {
+                route: 0,
+                upstream: 0,
+                client,
+                path: None
+            }
         );
         // Another client behind the same proxy has its own bucket.
         assert_eq!(status(&admit_on(&s, l, from("198.51.100.8"))), 0);

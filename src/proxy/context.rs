@@ -10,6 +10,10 @@ use std::time::Instant;
 pub struct RequestCtx {
     /// Index of the matched route.
     pub route: Option<usize>,
+    /// The upstream group serving the request: the route's, or the side its split chose.
+    pub upstream: Option<usize>,
+    /// The path sent upstream when the route strips a prefix or rewrites (query excluded).
+    pub upstream_path: Option<String>,
     /// Slot (in the group's `members`) of the backend chosen for the current attempt.
     pub backend: Option<usize>,
     /// The current attempt counted in its backend's in-flight requests; dropped (un-counted)

@@ -68,11 +68,9 @@ impl Proxy {
     /// `keepalive_timeout` (only where keep-alive is on: HTTP/1.0 without
     /// `Connection: keep-alive` stays off). A gRPC call's client may pause between messages
     /// for the group's `stream_idle`.
-    fn set_client_timeouts(&self, session: &mut Session, route: usize, grpc: bool) {
+    fn set_client_timeouts(&self, session: &mut Session, upstream: usize, grpc: bool) {
         let limits = &self.state.limits;
-        let timeouts = &self.state.groups[self.state.routes[route].upstream]
-            .config
-            .timeouts;
+        let timeouts = &self.state.groups[upstream].config.timeouts;
         let read = match (session.is_upgrade_req(), grpc) {
             (true, _) => timeouts.tunnel,
             (false, true) => timeouts.stream_idle,
@@ -118,10 +116,17 @@ impl ProxyHttp for Proxy {
             admission::admit(&self.state, &self.listener, session.req_header_mut(), peer);
         let id = ctx.request_id.as_ref();
         match admission {
-            Admission::Proceed { route, client } => {
+            Admission::Proceed {
+                route,
+                upstream,
+                client,
+                path,
+            } => {
                 ctx.route = Some(route);
+                ctx.upstream = Some(upstream);
+                ctx.upstream_path = path;
                 ctx.client_ip = Some(client);
-                self.set_client_timeouts(session, route, ctx.grpc);
+                self.set_client_timeouts(session, upstream, ctx.grpc);
                 // Before a backend is chosen: a slow upload holds no slot.
                 let plan = self.read_ahead_plan(session, route);
                 let max = self.state.routes[route].max_body_bytes;

@@ -15,11 +15,7 @@ pub fn record(state: &ProxyState, ctx: &mut RequestCtx, outcome: Outcome) {
         return;
     };
     if let Some(cooldown) = attempt.resolve(outcome) {
-        if let Some(group) = ctx
-            .route
-            .and_then(|r| state.routes.get(r))
-            .map(|r| &state.groups[r.upstream])
-        {
+        if let Some(group) = state.group(ctx) {
             if let Some(addr) = ctx.backend_addr {
                 log::warn!(
                     "upstream {}: backend {} ejected for {:?} after failed requests",

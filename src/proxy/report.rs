@@ -41,11 +41,10 @@ pub fn request_done(
     let counted = if cut { 0 } else { sent };
     let grpc_status = grpc_status(session, ctx, cut);
     if let (Some(code), Some(route)) = (grpc_status, ctx.route) {
-        state.metrics.observe_grpc(route, code);
+        state.metrics.observe_grpc(route, ctx.upstream, code);
     }
-    state
-        .metrics
-        .observe(ctx.route, ctx.chosen(), counted, seconds);
+    let served = (ctx.route, ctx.upstream);
+    state.metrics.observe(served, ctx.chosen(), counted, seconds);
     if access_log::enabled() {
         write_access_log(state, session, e, ctx, sent, seconds, cut);
     }

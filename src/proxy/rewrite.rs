@@ -6,10 +6,32 @@ use super::client::{peer_ip, scheme};
 use super::context::RequestCtx;
 use super::state::ProxyState;
 use super::{content_length, forwarding, head, header_rules, host, request_id};
+use super::target::{normalize_path, TargetError};
+use crate::config::model::Route;
 use crate::routing::strip_prefix;
 use http::{HeaderValue, Uri};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
+
+/// The path `route` sends upstream for the (normalized) request path `path`: the prefix
+/// stripped (`strip_prefix`), then `rewrite` applied, and the result normalized again (a
+/// rewrite that makes the path climb above `/` is an error); `None` when the route changes
+/// neither (nor for `*`).
+pub fn upstream_path(route: &Route, path: &str) -> Result<Option<String>, TargetError> {
+    if path == "*" || !(route.strip_prefix || route.rewrite.is_some()) {
+        return Ok(None);
+    }
+    let stripped = if route.strip_prefix {
+        strip_prefix(&route.path, path)
+    } else {
+        path.into()
+    };
+    let Some(rewrite) = &route.rewrite else {
+        return Ok(Some(stripped.into_owned()));
+    };
+    let rewritten = rewrite.regex.replace(&stripped, rewrite.to.as_str());
+    Ok(Some(normalize_path(&rewritten)?.into_owned()))
+}
 
 /// Rewrite `upstream_request`, the copy of the client's request head that goes to the backend,
 /// in a fixed order: the path, then the forwarding headers, then the request id, then the
@@ -23,11 +45,10 @@ pub fn upstream_request(
     let Some(route) = state.route(ctx) else {
         return;
     };
-    if route.strip_prefix && upstream_request.uri.path() != "*" {
-        let path = strip_prefix(&route.path, upstream_request.uri.path());
+    if let Some(path) = &ctx.upstream_path {
         let new = match upstream_request.uri.query() {
             Some(q) => format!("{path}?{q}"),
-            None => path.into_owned(),
+            None => path.clone(),
         };
         if let Ok(uri) = new.parse::<Uri>() {
             upstream_request.set_uri(uri);

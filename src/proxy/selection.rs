@@ -30,10 +30,9 @@ pub async fn next_attempt(
     upgrade: bool,
     ctx: &mut RequestCtx,
 ) -> Result<Box<HttpPeer>> {
-    let route = state
-        .route(ctx)
+    let g = ctx
+        .upstream
         .ok_or_else(|| Error::explain(ErrorType::InternalError, "request has no route"))?;
-    let g = route.upstream;
     let group = &state.groups[g];
     let client = ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let key = match group.config.algorithm {
@@ -197,6 +196,7 @@ mod tests {
     fn routed() -> RequestCtx {
         RequestCtx {
             route: Some(0),
+            upstream: Some(0),
             ..RequestCtx::default()
         }
     }

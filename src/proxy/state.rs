@@ -7,6 +7,8 @@ use crate::config::model::{Config, Forwarding, Limits, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
 use crate::limits::slots::BackendSlots;
 use crate::metrics::RequestMetrics;
+use crate::config::model::Destination;
+use crate::routing::split::Splitter;
 use crate::routing::Router;
 use std::sync::Arc;
 
@@ -29,6 +31,8 @@ pub struct ProxyState {
     pub(super) rate_limiters: Vec<Option<Arc<RateLimiter>>>,
     /// Per group: backend slots, for groups with `max_connections`.
     pub(super) slots: Vec<Option<Arc<BackendSlots>>>,
+    /// Per route: the side chooser of a `split` route.
+    pub splitters: Vec<Option<Splitter>>,
 }
 
 impl ProxyState {
@@ -63,7 +67,26 @@ impl ProxyState {
                     .map(|l| BackendSlots::new(l, u.capacity()))
             })
             .collect();
+        let splitters = config
+            .routes
+            .iter()
+            .map(|r| match &r.destination {
+                Destination::Upstream(_) => None,
+                Destination::Split(split) => {
+                    let names: Vec<&str> = split
+                        .sides
+                        .iter()
+                        .map(|s| config.upstreams[s.upstream].name.as_str())
+                        .collect();
+                    Some(Splitter::new(
+                        &names,
+                        split.sides.iter().map(|s| s.weight).collect(),
+                    ))
+                }
+            })
+            .collect();
         ProxyState {
+            splitters,
             limits: config.limits.clone(),
             rate_limiters,
             slots,
@@ -80,9 +103,9 @@ impl ProxyState {
         ctx.route.and_then(|i| self.routes.get(i))
     }
 
-    /// The upstream group of the request's route.
+    /// The upstream group serving the request (see [`RequestCtx::upstream`]).
     pub fn group(&self, ctx: &RequestCtx) -> Option<&UpstreamGroup> {
-        self.route(ctx).map(|r| &*self.groups[r.upstream])
+        ctx.upstream.map(|g| &*self.groups[g])
     }
 }
 

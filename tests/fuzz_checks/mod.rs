@@ -91,9 +91,13 @@ pub fn config_text(text: &str) {
 /// A route as validation would hand it to the router, with no header edits.
 pub fn route(host: HostMatch, path: &str) -> Route {
     Route {
+        name: None,
         host,
         path: path.to_string(),
-        upstream: 0,
+        matchers: Default::default(),
+        destination: fulcrum::config::model::Destination::Upstream(0),
+        rewrite: None,
+        mirror: None,
         strip_prefix: false,
         redirect_to_https: false,
         request_headers: HeaderEdits::default(),
@@ -165,7 +169,8 @@ pub fn routes(table: &[(HostMatch, String)], host_header: Option<&str>, path: &s
             "normalize_host({raw:?}) = {host:?} is not part of the input"
         );
     }
-    let found = router.find(host.as_deref(), path);
+    let req = pingora_http::RequestHeader::build("GET", b"/", None).expect("request head");
+    let found = router.find(host.as_deref(), path, &req);
     assert_eq!(
         found,
         reference_find(&routes, host.as_deref(), path),

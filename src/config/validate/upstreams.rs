@@ -171,7 +171,7 @@ fn parse_algorithm(path: &str, name: &str) -> Result<Algorithm> {
     })
 }
 
-fn hash_key(path: &str, text: &str) -> Result<HashKey> {
+pub(super) fn hash_key(path: &str, text: &str) -> Result<HashKey> {
     let bad = || {
         ConfigError::invalid(
             path,

@@ -8,6 +8,10 @@ use crate::config::model::*;
 use crate::config::schema::*;
 use std::collections::HashMap;
 
+mod destination;
+mod matchers;
+
+
 pub(super) fn routes(
     specs: &[RouteSpec],
     names: &HashMap<String, usize>,
@@ -19,7 +23,6 @@ pub(super) fn routes(
             "at least one route is required, e.g. `routes: [{path: /, upstream: NAME}]`",
         ));
     }
-    let mut seen: HashMap<(HostMatch, String), usize> = HashMap::new();
     let mut out = Vec::with_capacity(specs.len());
     for (i, spec) in specs.iter().enumerate() {
         let base = format!("routes[{i}]");
@@ -31,28 +34,30 @@ pub(super) fn routes(
                 format!("expected a path prefix starting with / (no query), found {path:?}"),
             ));
         }
-        let upstream = *names.get(&spec.upstream).ok_or_else(|| {
-            let mut known: Vec<_> = names.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            ConfigError::invalid(
-                format!("{base}.upstream"),
-                format!(
-                    "no upstream named {:?} (defined: {})",
-                    spec.upstream,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            )
-        })?;
-        if let Some(first) = seen.insert((host.clone(), path.clone()), i) {
+        let name = route_name(&base, spec.name.as_deref(), &out)?;
+        let destination = destination::destination(&base, spec, names)?;
+        let matchers = matchers::matchers(&format!("{base}.match"), spec.matches.as_ref())?;
+        // Routes with the same host, path and conditions: the later one can never be chosen.
+        let twin = out.iter().position(|r: &Route| {
+            r.host == host && r.path == path && r.matchers.same_as(&matchers)
+        });
+        if let Some(first) = twin {
             return Err(ConfigError::invalid(
                 base,
-                format!("same host and path as routes[{first}]"),
+                format!(
+                    "same host, path and match conditions as routes[{first}]: no request can \
+                     tell them apart, so this route would never be chosen"
+                ),
             ));
         }
+        let rewrite = match &spec.rewrite {
+            Some(r) => Some(matchers::rewrite(&format!("{base}.rewrite"), r)?),
+            None => None,
+        };
+        let mirror = match &spec.mirror {
+            Some(m) => Some(destination::mirror(&format!("{base}.mirror"), m, names)?),
+            None => None,
+        };
         let (request_headers, response_headers) = match &spec.headers {
             Some(h) => (
                 header_edits(&format!("{base}.headers.request"), h.request.as_ref())?,
@@ -82,9 +87,13 @@ pub(super) fn routes(
             }
         };
         out.push(Route {
+            name,
             host,
             path,
-            upstream,
+            matchers,
+            destination,
+            rewrite,
+            mirror,
             strip_prefix: spec.strip_prefix,
             redirect_to_https: spec.redirect_to_https,
             request_headers,
@@ -95,6 +104,27 @@ pub(super) fn routes(
         });
     }
     Ok(out)
+}
+
+fn route_name(base: &str, name: Option<&str>, before: &[Route]) -> Result<Option<String>> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    let path = format!("{base}.name");
+    let valid = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if name.is_empty() || !name.chars().all(valid) {
+        return Err(ConfigError::invalid(
+            path,
+            format!("expected letters, digits, '-', '_' or '.', found {name:?}"),
+        ));
+    }
+    if let Some(first) = before.iter().position(|r| r.name.as_deref() == Some(name)) {
+        return Err(ConfigError::invalid(
+            path,
+            format!("{name:?} is already the name of routes[{first}]"),
+        ));
+    }
+    Ok(Some(name.to_string()))
 }
 
 fn header_edits(base: &str, spec: Option<&HeaderEditsSpec>) -> Result<HeaderEdits> {
@@ -144,7 +174,8 @@ mod tests {
             (
                 "routes: [{host: API.test, upstream: api}, {host: api.test, path: /, upstream: api}]",
                 "routes[1]",
-                "same host and path as routes[0]",
+                "same host, path and match conditions as routes[0]: no request can tell them \
+                 apart, so this route would never be chosen",
             ),
             (
                 "routes: [{host: 'a b', upstream: api}]",
