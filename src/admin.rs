@@ -15,6 +15,7 @@
 
 mod bearer;
 mod readiness;
+pub mod routes;
 pub mod state_file;
 pub mod upstreams;
 
@@ -287,6 +288,29 @@ impl AdminApp {
         }
     }
 
+    /// A runtime API request under `/routes` (split weights; not saved to the state file).
+    fn routes_api(
+        &self,
+        req: &pingora_http::RequestHeader,
+        target: &routes::Target,
+        body: &[u8],
+    ) -> Response<Vec<u8>> {
+        match routes::handle(&self.state, &req.method, target, body) {
+            Ok((status, answer, changed)) => {
+                if changed {
+                    log::info!(
+                        "runtime API: {} {} -> {}",
+                        req.method,
+                        req.uri.path(),
+                        status
+                    );
+                }
+                json(status, &answer)
+            }
+            Err(e) => api_error(&e),
+        }
+    }
+
     fn health(&self) -> Response<Vec<u8>> {
         let down: Vec<&str> = self
             .state
@@ -322,6 +346,11 @@ impl ServeHttp for AdminApp {
             return r;
         }
         let req = session.req_header();
+        match routes::parse_path(req.uri.path()) {
+            Ok(Some(target)) => return self.routes_api(req, &target, &body),
+            Ok(None) => {}
+            Err(e) => return api_error(&e),
+        }
         match upstreams::parse_path(req.uri.path()) {
             Ok(Some(target)) => return self.runtime_api(req, target, &body),
             Ok(None) => {}

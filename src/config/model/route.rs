@@ -4,6 +4,9 @@ use super::{HashKey, HeaderEdits, RouteRateLimit};
 use http::{HeaderName, Method};
 use regex::Regex;
 
+/// Largest weight of one side of a split (weights 9999 and 1 send 0.01 % to a canary).
+pub const MAX_SPLIT_WEIGHT: i64 = 10_000;
+
 /// Largest request body a mirror copies by default.
 pub const DEFAULT_MIRROR_BODY: u64 = 64 * 1024;
 
@@ -52,7 +55,6 @@ pub struct Route {
     /// The route's rate limit.
     pub rate_limit: RouteRateLimit,
 }
-
 
 impl Route {
     /// Every upstream group the route sends requests to (not its mirror), in config order.

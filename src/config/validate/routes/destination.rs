@@ -3,13 +3,13 @@
 use super::super::upstreams::hash_key;
 use super::super::Result;
 use crate::config::error::ConfigError;
-use crate::config::model::{Destination, Mirror, Split, SplitSide, DEFAULT_MIRROR_BODY};
+use crate::config::model::{
+    Destination, Mirror, Split, SplitSide, DEFAULT_MIRROR_BODY, MAX_SPLIT_WEIGHT,
+};
 use crate::config::schema::{MirrorSpec, RouteSpec};
 use crate::config::units::parse_size;
 use std::collections::HashMap;
 
-/// Largest weight of one side of a split (weights 9999 and 1 send 0.01 % to a canary).
-pub const MAX_SPLIT_WEIGHT: i64 = 10_000;
 /// Largest request body a mirror may copy (copies are held in memory until sent).
 pub const MAX_MIRROR_BODY: u64 = 1024 * 1024;
 

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 mod destination;
 mod matchers;
 
-
 pub(super) fn routes(
     specs: &[RouteSpec],
     names: &HashMap<String, usize>,
@@ -146,7 +145,7 @@ fn header_edits(base: &str, spec: Option<&HeaderEditsSpec>) -> Result<HeaderEdit
 
 #[cfg(test)]
 mod tests {
-    use crate::config::validate::testing::rejects;
+    use crate::config::validate::testing::{accepts, rejects};
 
     #[test]
     fn rules() {
@@ -213,5 +212,201 @@ mod tests {
                 "there is no HTTPS listener (with `tls:`) to redirect to",
             ),
         ]);
+    }
+
+    const TWO: &str = "upstreams: {api: {backends: [{addr: '127.0.0.1:3001'}]}, \
+                       v2: {backends: [{addr: '127.0.0.1:3002'}]}}\n";
+
+    #[test]
+    fn match_rewrite_split_and_mirror_rules() {
+        let cases: Vec<(String, &str, &str)> = vec![
+            (
+                "routes: [{upstream: api, match: {methods: [get]}}]".into(),
+                "routes[0].match.methods[0]",
+                "methods are case-sensitive: write GET, found \"get\"",
+            ),
+            (
+                "routes: [{upstream: api, match: {methods: [GET, GET]}}]".into(),
+                "routes[0].match.methods[1]",
+                "GET is listed twice",
+            ),
+            (
+                "routes: [{upstream: api, match: {methods: ['G T']}}]".into(),
+                "routes[0].match.methods[0]",
+                "\"G T\" is not a valid method name",
+            ),
+            (
+                "routes: [{upstream: api, match: {headers: {'x y': '1'}}}]".into(),
+                "routes[0].match.headers.x y",
+                "\"x y\" is not a valid header name",
+            ),
+            (
+                "routes: [{upstream: api, match: {headers: {x-v: '~a('}}}]".into(),
+                "routes[0].match.headers.x-v",
+                "bad regular expression \"a(\": error: unclosed group",
+            ),
+            (
+                "routes: [{upstream: api, match: {headers: {X-A: '1', x-a: '2'}}}]".into(),
+                "routes[0].match.headers",
+                "header x-a is listed twice (names are case-insensitive)",
+            ),
+            (
+                "routes: [{upstream: api, match: {query: {'a&b': '1'}}}]".into(),
+                "routes[0].match.query.a&b",
+                "\"a&b\" is not a query parameter name",
+            ),
+            (
+                "routes: [{upstream: api, match: {query: {a: '~['}}}]".into(),
+                "routes[0].match.query.a",
+                "bad regular expression \"[\": error: unclosed character class",
+            ),
+            (
+                "routes: [{upstream: api, match: {headers: {x-a: '1'}}}, \
+                 {upstream: api, match: {headers: {X-A: '1'}}}]"
+                    .into(),
+                "routes[1]",
+                "same host, path and match conditions as routes[0]: no request can tell them \
+                 apart, so this route would never be chosen",
+            ),
+            (
+                "routes: [{upstream: api, rewrite: {regex: '^/(', to: '/x'}}]".into(),
+                "routes[0].rewrite.regex",
+                "bad regular expression \"^/(\": error: unclosed group",
+            ),
+            (
+                "routes: [{upstream: api, rewrite: {regex: '^/a/(.*)', to: 'v1/$1'}}]".into(),
+                "routes[0].rewrite.to",
+                "expected a path starting with / (e.g. \"/v1/$1\"), found \"v1/$1\"",
+            ),
+            (
+                "routes: [{upstream: api, rewrite: {regex: '^/a/(.*)', to: '/v1/$2'}}]".into(),
+                "routes[0].rewrite.to",
+                "$2 names no group of the regex (it has 1 numbered groups); write ${1}x to \
+                 follow a group with a letter or digit",
+            ),
+            (
+                "routes: [{upstream: api, rewrite: {regex: '^/a/(.*)', to: '/v1/$1x'}}]".into(),
+                "routes[0].rewrite.to",
+                "$1x names no group of the regex (it has 1 numbered groups); write ${1}x to \
+                 follow a group with a letter or digit",
+            ),
+            (
+                "routes: [{upstream: api, rewrite: {regex: '^/a', to: '/b?c=1'}}]".into(),
+                "routes[0].rewrite.to",
+                "'?' cannot appear in a path (the query is kept as it was), in \"/b?c=1\"",
+            ),
+            (
+                format!(
+                    "{TWO}routes: [{{upstream: api, split: [{{upstream: api, weight: 1}}, \
+                         {{upstream: v2, weight: 1}}]}}]"
+                ),
+                "routes[0]",
+                "give either `upstream` or `split`, not both",
+            ),
+            (
+                "routes: [{path: /}]".into(),
+                "routes[0].upstream",
+                "a route needs an `upstream` (or a `split` between several)",
+            ),
+            (
+                "routes: [{split: [{upstream: api, weight: 1}]}]".into(),
+                "routes[0].split",
+                "a split needs at least two sides (for one group, write `upstream:`)",
+            ),
+            (
+                format!(
+                    "{TWO}routes: [{{split: [{{upstream: api, weight: 1}}, \
+                         {{upstream: v3, weight: 1}}]}}]"
+                ),
+                "routes[0].split[1].upstream",
+                "no upstream named \"v3\" (defined: api, v2)",
+            ),
+            (
+                format!(
+                    "{TWO}routes: [{{split: [{{upstream: api, weight: 1}}, \
+                         {{upstream: api, weight: 1}}]}}]"
+                ),
+                "routes[0].split[1].upstream",
+                "\"api\" is already split[0]",
+            ),
+            (
+                format!(
+                    "{TWO}routes: [{{split: [{{upstream: api, weight: 1}}, \
+                         {{upstream: v2, weight: 10001}}]}}]"
+                ),
+                "routes[0].split[1].weight",
+                "expected an integer from 0 to 10000, found 10001",
+            ),
+            (
+                format!(
+                    "{TWO}routes: [{{split: [{{upstream: api, weight: 0}}, \
+                         {{upstream: v2, weight: 0}}]}}]"
+                ),
+                "routes[0].split",
+                "every weight is 0: at least one side must take traffic",
+            ),
+            (
+                format!(
+                    "{TWO}routes: [{{split: [{{upstream: api, weight: 1}}, \
+                         {{upstream: v2, weight: 1}}], split_key: 'cookie:'}}]"
+                ),
+                "routes[0].split_key",
+                "expected client_ip, path, header:NAME, cookie:NAME or query:NAME, found \
+                 \"cookie:\"",
+            ),
+            (
+                "routes: [{upstream: api, split_key: client_ip}]".into(),
+                "routes[0].split_key",
+                "split_key needs a `split` to choose a side of",
+            ),
+            (
+                "routes: [{upstream: api, mirror: {upstream: shadow}}]".into(),
+                "routes[0].mirror.upstream",
+                "no upstream named \"shadow\" (defined: api)",
+            ),
+            (
+                "routes: [{upstream: api, mirror: {upstream: api, percent: 0}}]".into(),
+                "routes[0].mirror.percent",
+                "expected a share above 0 and at most 100 (e.g. 10 or 0.5), found 0",
+            ),
+            (
+                "routes: [{upstream: api, mirror: {upstream: api, percent: 101}}]".into(),
+                "routes[0].mirror.percent",
+                "expected a share above 0 and at most 100 (e.g. 10 or 0.5), found 101",
+            ),
+            (
+                "routes: [{upstream: api, mirror: {upstream: api, max_body_bytes: 2MiB}}]".into(),
+                "routes[0].mirror.max_body_bytes",
+                "expected a size up to 1MiB (copies are held in memory until sent), found \
+                 2097152 bytes",
+            ),
+            (
+                "routes: [{upstream: api, name: 'a b'}]".into(),
+                "routes[0].name",
+                "expected letters, digits, '-', '_' or '.', found \"a b\"",
+            ),
+            (
+                "routes: [{upstream: api, name: a}, {upstream: api, path: /x, name: a}]".into(),
+                "routes[1].name",
+                "\"a\" is already the name of routes[0]",
+            ),
+        ];
+        let cases: Vec<(&str, &str, &str)> =
+            cases.iter().map(|(s, p, m)| (s.as_str(), *p, *m)).collect();
+        rejects(&cases);
+    }
+
+    #[test]
+    fn routes_told_apart_by_conditions_are_accepted() {
+        let config = accepts(&format!(
+            "{TWO}routes: [{{path: /api, upstream: api}}, \
+             {{path: /api, upstream: v2, match: {{headers: {{x-canary: 'true'}}, methods: [GET]}}}}, \
+             {{path: /api, upstream: v2, match: {{methods: [GET], headers: {{x-canary: '~^t'}}}}}}, \
+             {{path: /b, split: [{{upstream: api, weight: 95}}, {{upstream: v2, weight: 5}}], \
+               split_key: 'cookie:user_id', mirror: {{upstream: v2, percent: 10}}, \
+               rewrite: {{regex: '^/b/(?P<rest>.*)$', to: '/v1/${{rest}}'}}}}]"
+        ));
+        assert_eq!(config.routes.len(), 4);
+        assert_eq!(config.routes[1].matchers.count(), 2);
     }
 }
