@@ -401,6 +401,11 @@ fn chapter_13_http2_and_grpc_runs() {
     run("13-http2-and-grpc");
 }
 
+#[test]
+fn chapter_14_canary_releases_runs() {
+    run("14-canary-releases");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checks themselves catch drift
 // ---------------------------------------------------------------------------------------------
