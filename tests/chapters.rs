@@ -306,6 +306,7 @@ const RUN_TESTS: &[&str] = &[
     "11-hardening",
     "12-service-discovery",
     "13-http2-and-grpc",
+    "14-canary-releases",
 ];
 
 fn run(name: &str) {
