@@ -7,19 +7,6 @@ mod support;
 
 use support::*;
 
-/// One single-backend upstream per name.
-fn upstreams(backends: &[&TestBackend]) -> String {
-    let mut s = String::from("upstreams:\n");
-    for b in backends {
-        s.push_str(&format!(
-            "  {name}:\n    backends:\n      - addr: \"{addr}\"\n",
-            name = b.name(),
-            addr = b.addr()
-        ));
-    }
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_prefix_matches_whole_segments_and_longest_wins() {
     let api = TestBackend::start("api").await;
@@ -39,7 +26,7 @@ routes:
   - path: /
     upstream: root
 "#,
-        ups = upstreams(&[&api, &v2, &root])
+        ups = upstreams_of(&[&api, &v2, &root])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -82,7 +69,7 @@ routes:
   - path: /api
     upstream: api
 "#,
-        ups = upstreams(&[&api])
+        ups = upstreams_of(&[&api])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -114,7 +101,7 @@ routes:
     upstream: keep
     strip_prefix: true
 "#,
-        ups = upstreams(&[&api, &keep])
+        ups = upstreams_of(&[&api, &keep])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -161,7 +148,7 @@ routes:
     upstream: wild
   - upstream: any
 "#,
-        ups = upstreams(&[&app, &wild, &any])
+        ups = upstreams_of(&[&app, &wild, &any])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -203,7 +190,7 @@ routes:
     upstream: app
   - upstream: any
 "#,
-        ups = upstreams(&[&app, &any])
+        ups = upstreams_of(&[&app, &any])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -232,7 +219,7 @@ routes:
   - host: api.example.com
     upstream: exact
 "#,
-        ups = upstreams(&[&exact, &wild])
+        ups = upstreams_of(&[&exact, &wild])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -266,7 +253,7 @@ routes:
     path: /api
     upstream: hostapi
 "#,
-        ups = upstreams(&[&host_api, &any_root, &any_long])
+        ups = upstreams_of(&[&host_api, &any_root, &any_long])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -303,7 +290,7 @@ routes:
     path: /api
     upstream: app
 "#,
-        ups = upstreams(&[&app])
+        ups = upstreams_of(&[&app])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -338,7 +325,7 @@ listeners:
 routes:
   - upstream: app
 "#,
-        ups = upstreams(&[&app])
+        ups = upstreams_of(&[&app])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -427,7 +414,7 @@ routes:
     upstream: v1
     strip_prefix: true
 "#,
-        ups = upstreams(&[&public, &admin, &v1])
+        ups = upstreams_of(&[&public, &admin, &v1])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let cases: [(&str, &TestBackend, &str); 11] = [
@@ -494,7 +481,7 @@ routes:
     upstream: app
     rate_limit: off
 "#,
-        ups = upstreams(&[&app])
+        ups = upstreams_of(&[&app])
     );
     let _f = Fulcrum::start(&yaml, port).await;
     assert_eq!(raw_get(port, "/login", Some("a"), "HTTP/1.1").await.0, 200);
@@ -536,7 +523,7 @@ routes:
   - path: /
     upstream: open
 "#,
-        ups = upstreams(&[&secret, &open])
+        ups = upstreams_of(&[&secret, &open])
     );
     let _f = Fulcrum::start(&yaml, port).await;
     for bad in [
@@ -600,7 +587,7 @@ routes:
   - path: /admin
     upstream: admin
 "#,
-        ups = upstreams(&[&public, &admin])
+        ups = upstreams_of(&[&public, &admin])
     );
     let _f = Fulcrum::start(&yaml, port).await;
     for (path, want) in [

@@ -10,19 +10,6 @@ use fulcrum::routing::split::{keyed_side, side_seed};
 use std::collections::HashMap;
 use support::*;
 
-/// One single-backend upstream per backend, named after it.
-fn upstreams(backends: &[&TestBackend]) -> String {
-    let mut s = String::from("upstreams:\n");
-    for b in backends {
-        s.push_str(&format!(
-            "  {name}:\n    backends:\n      - addr: \"{addr}\"\n",
-            name = b.name(),
-            addr = b.addr()
-        ));
-    }
-    s
-}
-
 /// A request (method, path, headers) and the backend that must answer it.
 type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str);
 
@@ -51,7 +38,7 @@ routes:
     match: {{methods: [GET, HEAD], headers: {{x-version: "~^v[0-9]+$", x-team: "*"}}}}
     upstream: reads
 "#,
-        ups = upstreams(&[&stable, &canary, &beta, &reads])
+        ups = upstreams_of(&[&stable, &canary, &beta, &reads])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -119,7 +106,7 @@ routes:
     rewrite: {{regex: "^/dots/x(.)(.)y$", to: "/a/$1$2/b"}}
     upstream: api
 "#,
-        ups = upstreams(&[&api])
+        ups = upstreams_of(&[&api])
     );
     let f = Fulcrum::start(&yaml, port).await;
     let c = client();
@@ -169,7 +156,7 @@ routes:
       - {{upstream: v1, weight: 95}}
       - {{upstream: v2, weight: 5}}
 "#,
-        ups = upstreams(&[&v1, &v2])
+        ups = upstreams_of(&[&v1, &v2])
     );
     let f = Fulcrum::start(&yaml, port).await;
     // 10,000 requests from 8 clients at once: the turns are shared by every worker thread.
@@ -229,7 +216,7 @@ routes:
       - {{upstream: v2, weight: 10}}
     split_key: cookie:user_id
 "#,
-        ups = upstreams(&[&v1, &v2])
+        ups = upstreams_of(&[&v1, &v2])
     );
     let mut f = Fulcrum::start(&yaml, port).await;
     f.wait_listening(admin).await;
@@ -319,7 +306,7 @@ routes:
       - {{upstream: v1, weight: 3}}
       - {{upstream: v2, weight: 1}}
 "#,
-        ups = upstreams(&[&v1, &v2])
+        ups = upstreams_of(&[&v1, &v2])
     );
     let mut f = Fulcrum::start(&yaml, port).await;
     f.wait_listening(admin).await;

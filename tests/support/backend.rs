@@ -247,3 +247,16 @@ impl RecordingBackend {
         self.core.clear();
     }
 }
+
+/// An `upstreams:` section with one single-backend group per backend, named after it.
+pub fn upstreams_of(backends: &[&TestBackend]) -> String {
+    let mut s = String::from("upstreams:\n");
+    for b in backends {
+        s.push_str(&format!(
+            "  {name}:\n    backends:\n      - addr: \"{addr}\"\n",
+            name = b.name(),
+            addr = b.addr()
+        ));
+    }
+    s
+}
