@@ -341,3 +341,100 @@ async fn a_refusing_or_failing_mirror_leaves_the_client_answers_unchanged() {
     assert_eq!(mirrored(&c, admin, "failing", "error").await, 0.0);
     assert_eq!(failing.count(), 20);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_reach_http2_mirrors_in_plain_text_and_over_tls() {
+    let primary = TestBackend::start("primary").await;
+    let h2c = H2Backend::h2c("h2c-mirror");
+    let tls = H2Backend::tls("tls-mirror");
+    let (port, admin) = (free_port(), free_port());
+    let routes = r#"  - name: to-h2c
+    path: /h2c
+    upstream: primary
+    mirror: {upstream: h2c}
+  - name: to-tls
+    path: /tls
+    upstream: primary
+    mirror: {upstream: tls}
+"#;
+    let groups = [
+        group("primary", &primary.addr()),
+        format!(
+            "  h2c:\n    protocol: h2c\n    backends:\n      - addr: \"127.0.0.1:{}\"\n",
+            h2c.port()
+        ),
+        format!(
+            "  tls:\n    protocol: h2\n    tls: {{sni: localhost, insecure_skip_verify: true}}\n    \
+             backends:\n      - addr: \"127.0.0.1:{}\"\n",
+            tls.port()
+        ),
+    ];
+    let f = start(&config(port, admin, &groups, routes), port, admin).await;
+    let c = client();
+    for path in ["/h2c/a?q=1", "/tls/b"] {
+        for _ in 0..3 {
+            let r = get(&c, &f.url(path)).await;
+            assert_eq!((r.status, r.body.as_str()), (200, "primary"));
+        }
+    }
+    // These backends speak only HTTP/2: an answer (`ok`) means the copy went out as HTTP/2.
+    for route in ["to-h2c", "to-tls"] {
+        assert_eq!(
+            wait_mirrored(&c, admin, route, "ok", 3.0).await,
+            3.0,
+            "{route}"
+        );
+        assert_eq!(mirrored(&c, admin, route, "error").await, 0.0, "{route}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_slower_than_its_timeouts_counts_timeout() {
+    let primary = TestBackend::start("primary").await;
+    let slow = TestBackend::start_delayed("slow", Duration::from_secs(3)).await;
+    let (port, admin) = (free_port(), free_port());
+    let routes = "  - {name: timed, path: /, upstream: primary, mirror: {upstream: slow}}\n";
+    let groups = [
+        group("primary", &primary.addr()),
+        format!(
+            "  slow:\n    timeouts: {{connect: 1s, read: 300ms}}\n    backends:\n      - addr: \"{}\"\n",
+            slow.addr()
+        ),
+    ];
+    let f = start(&config(port, admin, &groups, routes), port, admin).await;
+    let c = client();
+    for _ in 0..3 {
+        let r = get(&c, &f.url("/t")).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "primary"));
+    }
+    assert_eq!(wait_mirrored(&c, admin, "timed", "timeout", 3.0).await, 3.0);
+    assert_eq!(mirrored(&c, admin, "timed", "ok").await, 0.0);
+}
+
+/// Copies still in flight fill the process-wide bound (256); the copies beyond it are not
+/// sent. The mirror holds every copy for 60 s, past the 30 s a copy may take at most, so no
+/// place is given back while the 300 requests run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_beyond_the_in_flight_bound_are_dropped() {
+    let primary = TestBackend::start("primary").await;
+    let stuck = TestBackend::start_delayed("stuck", Duration::from_secs(60)).await;
+    let (port, admin) = (free_port(), free_port());
+    let routes = "  - {name: bounded, path: /, upstream: primary, mirror: {upstream: stuck}}\n";
+    let groups = [
+        group("primary", &primary.addr()),
+        group("stuck", &stuck.addr()),
+    ];
+    let f = start(&config(port, admin, &groups, routes), port, admin).await;
+    let c = client();
+    let n = 300;
+    for i in 0..n {
+        let r = get(&c, &f.url(&format!("/b/{i}"))).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "primary"));
+    }
+    let dropped = (n - 256) as f64;
+    assert_eq!(
+        wait_mirrored(&c, admin, "bounded", "dropped", dropped).await,
+        dropped
+    );
+    assert_eq!(wait_count(&stuck, 256).await, 256);
+}
