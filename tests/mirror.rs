@@ -7,8 +7,12 @@
 #[allow(dead_code, unused_imports)]
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
 
 /// An upstream group named `name` with one backend at `addr`.
 fn group(name: &str, addr: &str) -> String {
@@ -437,4 +441,112 @@ async fn copies_beyond_the_in_flight_bound_are_dropped() {
         dropped
     );
     assert_eq!(wait_count(&stuck, 256).await, 256);
+}
+
+/// A backend that reads a request's head and body (up to `marker`), then closes without an
+/// answer; counts the requests it read.
+async fn closing_backend(marker: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = Arc::clone(&count);
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !got.windows(marker.len()).any(|w| w == marker) {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A request retried on another backend after its body was complete is copied once (the
+/// copy went out when the body was complete; the retry sends no second one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_is_copied_once_with_its_body_once() {
+    let (closer, closed) = closing_backend(b"payload-end").await;
+    let good = TestBackend::start("good").await;
+    let shadow = TestBackend::start("shadow").await;
+    let (port, admin) = (free_port(), free_port());
+    let routes = "  - {name: retried, path: /, upstream: primary, mirror: {upstream: shadow}}\n";
+    let groups = [
+        format!(
+            "  primary:\n    circuit_breaker: {{max_fails: 0}}\n    backends:\n      \
+             - addr: \"{closer}\"\n      - addr: \"{}\"\n",
+            good.addr()
+        ),
+        group("shadow", &shadow.addr()),
+    ];
+    let f = start(&config(port, admin, &groups, routes), port, admin).await;
+    let c = client();
+    let body = b"the payload-end".to_vec();
+    let n = 4;
+    for _ in 0..n {
+        let r = request(&c, "PUT", &f.url("/r"), None, &[], Some(body.clone())).await;
+        assert_eq!((r.status, r.body.as_str()), (200, "good"));
+    }
+    assert!(closed.load(Ordering::SeqCst) >= 1, "no request was retried");
+    assert_eq!(wait_count(&shadow, n).await, n);
+    for copy in shadow.requests() {
+        assert_eq!(copy.method, "PUT");
+        assert_eq!(copy.body, body);
+    }
+    let n = n as f64;
+    assert_eq!(wait_mirrored(&c, admin, "retried", "ok", n).await, n);
+}
+
+/// A streamed body whose first backend breaks mid-body: the retry sends Pingora's buffered
+/// part again and streams the rest; the copy has each byte once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_retried_mid_stream_is_copied_once() {
+    let (closer, closed) = closing_backend(b"first-part").await;
+    let good = TestBackend::start("good").await;
+    let shadow = TestBackend::start("shadow").await;
+    let (port, admin) = (free_port(), free_port());
+    let routes = "  - {name: midway, path: /, upstream: primary, request_buffering: 0, \
+                  mirror: {upstream: shadow}}\n";
+    let groups = [
+        format!(
+            "  primary:\n    algorithm: first\n    circuit_breaker: {{max_fails: 0}}\n    \
+             backends:\n      - addr: \"{closer}\"\n      - addr: \"{}\"\n",
+            good.addr()
+        ),
+        group("shadow", &shadow.addr()),
+    ];
+    let f = start(&config(port, admin, &groups, routes), port, admin).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", f.port()))
+        .await
+        .expect("connect");
+    use tokio::io::AsyncWriteExt;
+    let head = "PUT /m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                Transfer-Encoding: chunked\r\n\r\na\r\nfirst-part\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The first backend reads the first part and closes; wait until it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while closed.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(closed.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(b"b\r\nsecond-part\r\n0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert!(answer.ends_with("good"), "{answer}");
+    assert_eq!(
+        good.last_request().unwrap().body_string(),
+        "first-partsecond-part"
+    );
+    assert_eq!(wait_count(&shadow, 1).await, 1);
+    assert_eq!(shadow.requests()[0].body_string(), "first-partsecond-part");
 }
