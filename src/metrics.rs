@@ -65,6 +65,29 @@ fn grpc_vec() -> &'static IntCounterVec {
     })
 }
 
+fn mirror_vec() -> &'static IntCounterVec {
+    static V: OnceLock<IntCounterVec> = OnceLock::new();
+    V.get_or_init(|| {
+        let v = IntCounterVec::new(
+            Opts::new(
+                "fulcrum_mirror_requests_total",
+                "Mirrored copies of requests, by route, mirror upstream and result \
+                 (ok, error, timeout, too_large, dropped).",
+            ),
+            &["route", "upstream", "result"],
+        )
+        .expect("valid metric");
+        let _ = prometheus::register(Box::new(v.clone()));
+        v
+    })
+}
+
+/// The counter of mirrored copies of `route` sent to the group `upstream` that ended with
+/// `result` (see `proxy::mirror::MirrorResult`); resolved once per route at start-up.
+pub fn mirror_counter(route: &str, upstream: &str, result: &str) -> IntCounter {
+    mirror_vec().with_label_values(&[route, upstream, result])
+}
+
 /// The `code` label of a gRPC status: its number, `other` beyond the 17 defined ones.
 fn grpc_code_label(code: u16) -> &'static str {
     const CODES: [&str; 17] = [

@@ -51,6 +51,8 @@ pub struct RequestCtx {
     /// Address of the backend chosen for the current attempt (its slot may go to another
     /// backend once the attempt ends, so later looks check the address).
     pub backend_addr: Option<SocketAddr>,
+    /// Where the request stands with its mirror copy (`mirror:` routes).
+    pub mirror: super::mirror::Capture,
 }
 
 impl RequestCtx {

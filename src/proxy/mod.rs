@@ -7,6 +7,8 @@
 //! decide whether to try another (`retry`) -> `upstream_request_filter` and `response_filter`
 //! edit the heads (`rewrite`; `response_filter` and `response_body_filter` also tell the
 //! client connection when the rest of a response is known, `write_behind`) ->
+//! `upstream_request_filter` and `request_body_filter` also copy the request for a route's
+//! `mirror:` and send the copy once the client's body is complete (`mirror`) ->
 //! `upstream_response_filter` judges the answer (`outcome`) ->
 //! `upstream_response_trailer_filter` notes a gRPC call's status (`grpc`) ->
 //! `fail_to_proxy` answers 502/503/504 with a short body when something broke, or a gRPC
@@ -24,6 +26,7 @@ pub mod hash_key;
 pub mod head;
 pub mod header_rules;
 pub mod host;
+pub mod mirror;
 pub mod outcome;
 pub mod prebuffer;
 pub mod report;
@@ -150,19 +153,19 @@ impl ProxyHttp for Proxy {
         &self,
         _session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let Some(chunk) = body else {
-            return Ok(());
-        };
-        ctx.body_bytes += chunk.len() as u64;
-        let max = self.state.route(ctx).and_then(|r| r.max_body_bytes);
-        if max.is_some_and(|max| ctx.body_bytes > max) {
-            // A streamed (chunked) body outgrew the limit: stop here, answer 413 if nothing
-            // was answered yet, and close.
-            return Err(prebuffer::body_too_large());
+        if let Some(chunk) = body {
+            ctx.body_bytes += chunk.len() as u64;
+            let max = self.state.route(ctx).and_then(|r| r.max_body_bytes);
+            if max.is_some_and(|max| ctx.body_bytes > max) {
+                // A streamed (chunked) body outgrew the limit: stop here, answer 413 if nothing
+                // was answered yet, and close.
+                return Err(prebuffer::body_too_large());
+            }
         }
+        mirror::on_body(&self.state, ctx, body.as_ref(), end_of_stream);
         Ok(())
     }
 
@@ -214,6 +217,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         rewrite::upstream_request(&self.state, session, upstream_request, ctx);
+        mirror::on_upstream_request(&self.state, session, upstream_request, ctx);
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! from the validated config, and [`ListenerInfo`], what one listener adds to it.
 
 use super::context::RequestCtx;
+use super::mirror::RouteMirror;
 use crate::balancer::UpstreamGroup;
 use crate::config::model::Destination;
 use crate::config::model::{Config, Forwarding, Limits, Route, RouteRateLimit};
@@ -33,6 +34,8 @@ pub struct ProxyState {
     pub(super) slots: Vec<Option<Arc<BackendSlots>>>,
     /// Per route: the side chooser of a `split` route.
     pub splitters: Vec<Option<Splitter>>,
+    /// Per route: its mirror (`mirror:`), with its sampler and counters.
+    pub(super) mirrors: Vec<Option<Arc<RouteMirror>>>,
 }
 
 impl ProxyState {
@@ -87,6 +90,7 @@ impl ProxyState {
             .collect();
         ProxyState {
             splitters,
+            mirrors: RouteMirror::for_routes(config),
             limits: config.limits.clone(),
             rate_limiters,
             slots,
