@@ -39,7 +39,7 @@ pub fn percent(part: u64, total: u64) -> String {
 pub fn size(bytes: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (unit, name) in UNITS {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{name}", bytes / unit);
         }
     }
@@ -156,7 +156,10 @@ pub fn body_limit(route: &Route) -> String {
 pub fn buffering(route: &Route) -> String {
     match route.request_buffering {
         0 => "off (bodies are streamed)".into(),
-        n => format!("bodies up to {} read whole before a backend is chosen", size(n)),
+        n => format!(
+            "bodies up to {} read whole before a backend is chosen",
+            size(n)
+        ),
     }
 }
 

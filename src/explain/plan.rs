@@ -10,9 +10,9 @@ use std::fmt::Write;
 pub fn render(config: &Config) -> String {
     let router = Router::new(&config.routes);
     let mut out = String::from(
-        "routing plan: a request's exact host first, then wildcard hosts (longest first), \
-         then any host;\nin each, routes in this order (longest path, then most conditions, \
-         then config order), first match wins:\n",
+        "routing plan: a request tries its exact host's routes, then wildcard hosts' (longest \
+         first), then any host's;\nin each table in this order (longest path, most conditions, \
+         config order); the first that matches serves it:\n",
     );
     for (tier, routes) in router.tiers() {
         let _ = writeln!(out, "  {tier}");
@@ -29,11 +29,7 @@ pub fn render(config: &Config) -> String {
         for (n, &i) in routes.iter().enumerate() {
             let route = &config.routes[i];
             let label = crate::metrics::route_label(config, i);
-            let mut line = format!(
-                "    {:>2}. {label:<w$}  {:<w_path$}",
-                n + 1,
-                route.path
-            );
+            let mut line = format!("    {:>2}. {label:<w$}  {:<w_path$}", n + 1, route.path);
             let conditions = describe::conditions(route);
             if !conditions.is_empty() {
                 let _ = write!(line, "  if {conditions}");
@@ -79,9 +75,15 @@ mod tests {
         let lines: Vec<&str> = plan.lines().skip(2).map(str::trim_end).collect();
         assert_eq!(lines[0], "  host api.example.com");
         assert!(lines[1].starts_with("     1. canary  /api  if header x-canary: \"true\"  -> split 95% a, 5% b by cookie:user"), "{plan}");
-        assert!(lines[2].starts_with("     2. api     /api  -> b  [strip_prefix /api]"), "{plan}");
+        assert!(
+            lines[2].starts_with("     2. api     /api  -> b  [strip_prefix /api]"),
+            "{plan}"
+        );
         assert_eq!(lines[3], "  host *.example.com");
-        assert!(lines[4].contains("-> a  mirror b (10% of requests"), "{plan}");
+        assert!(
+            lines[4].contains("-> a  mirror b (10% of requests"),
+            "{plan}"
+        );
         assert_eq!(lines[5], "  any host");
         assert!(lines[6].starts_with("     1. /  /  -> a"), "{plan}");
     }

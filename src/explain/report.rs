@@ -151,7 +151,10 @@ pub fn choose_listener(config: &Config, tls: bool, port: Option<u16>) -> (Listen
                     .find(|l| l.tls.is_some())
                     .map(|l| l.addr.port()),
             };
-            (info, format!("none ({kind}: the config has no such listener; assumed)"))
+            (
+                info,
+                format!("none ({kind}: the config has no such listener; assumed)"),
+            )
         }
     }
 }
@@ -186,7 +189,10 @@ pub fn explain(
         Admission::Answer { route: Some(r), .. } | Admission::Redirect { route: Some(r), .. } => {
             (true, Some(*r))
         }
-        Admission::Answer { route: None, answer } => (answer.status == 404, None),
+        Admission::Answer {
+            route: None,
+            answer,
+        } => (answer.status == 404, None),
         Admission::Redirect { route: None, .. } => (false, None),
     };
     let not_routed = (!routed).then(|| match &admission {
@@ -240,7 +246,9 @@ pub fn explain(
         details: details(config, state, i, req, &admission),
     });
     let upstream_request = match (&admission, matched) {
-        (Admission::Proceed { .. }, Some(i)) => upstream_head(state, &state.routes[i], req, peer, listener.tls, &outcome),
+        (Admission::Proceed { .. }, Some(i)) => {
+            upstream_head(state, &state.routes[i], req, peer, listener.tls, &outcome)
+        }
         _ => Vec::new(),
     };
 
@@ -348,10 +356,7 @@ fn chosen_side(route: &Route, req: &RequestHeader, client: Option<IpAddr>) -> Si
     let client = client.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     match hash_key::extract(key, req, client) {
         Some(_) => SideChoice::Deterministic,
-        None => SideChoice::Turns(format!(
-            "the request has no {}",
-            describe::hash_key(key)
-        )),
+        None => SideChoice::Turns(format!("the request has no {}", describe::hash_key(key))),
     }
 }
 
@@ -416,10 +421,7 @@ fn details(
             }
             SideChoice::Turns(why) => add(
                 "split side",
-                format!(
-                    "weighted turn ({why}): {}",
-                    split_shares(config, route)
-                ),
+                format!("weighted turn ({why}): {}", split_shares(config, route)),
             ),
         }
     }
@@ -529,7 +531,10 @@ fn upstream_head(
     header_rules::edit(&route.request_headers, head);
     let mut out = vec![format!("{} {path} HTTP/1.1", req.method)];
     for (name, value) in fields.iter() {
-        out.push(format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())));
+        out.push(format!(
+            "{name}: {}",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
     }
     out
 }
@@ -581,7 +586,11 @@ pub fn render(e: &Explanation) -> String {
             format!("fulcrum answers 308 Permanent Redirect, Location: {location}")
         }
     };
-    kv(&mut out, "result", &format!("{result} (exit {})", e.exit_code()));
+    kv(
+        &mut out,
+        "result",
+        &format!("{result} (exit {})", e.exit_code()),
+    );
     out
 }
 

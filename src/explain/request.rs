@@ -93,7 +93,9 @@ pub fn parse(words: &[String], headers: &[String]) -> Result<RequestSpec, Reques
     let headers = headers
         .iter()
         .map(|h| match h.split_once(':') {
-            Some((n, v)) if !n.trim().is_empty() => Ok((n.trim().to_string(), v.trim().to_string())),
+            Some((n, v)) if !n.trim().is_empty() => {
+                Ok((n.trim().to_string(), v.trim().to_string()))
+            }
             _ => Err(RequestError::Header(h.clone())),
         })
         .collect::<Result<Vec<_>, _>>()?;

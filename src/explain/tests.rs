@@ -115,7 +115,9 @@ fn a_keyed_split_names_the_side_the_hash_gives() {
         assert_eq!(path, "/a");
         let text = render(&e);
         assert!(
-            text.contains(&format!("split side         {side} (split_key cookie:user = \"{user}\"")),
+            text.contains(&format!(
+                "split side         {side} (split_key cookie:user = \"{user}\""
+            )),
             "{text}"
         );
     }
@@ -147,7 +149,10 @@ fn requests_fulcrum_answers_itself() {
     c2.routes.remove(0);
     let s2 = ProxyState::new(&c2);
     let e = run(&c2, &s2, "GET http://api.example.com/web", &[]);
-    assert!(matches!(e.outcome, Outcome::Answered { status: 404, .. }), "{e:?}");
+    assert!(
+        matches!(e.outcome, Outcome::Answered { status: 404, .. }),
+        "{e:?}"
+    );
     assert_eq!(e.candidates.len(), 2);
     assert!(e.candidates.iter().all(|c| !c.matched));
 
@@ -169,12 +174,20 @@ fn requests_fulcrum_answers_itself() {
 fn the_upstream_head_has_forwarding_headers() {
     let c = config();
     let s = ProxyState::new(&c);
-    let e = run(&c, &s, "GET http://admin.example.com/x", &["x-request-id: abc"]);
+    let e = run(
+        &c,
+        &s,
+        "GET http://admin.example.com/x",
+        &["x-request-id: abc"],
+    );
     let head = e.upstream_request.join("\n");
     assert!(head.starts_with("GET /x HTTP/1.1\n"), "{head}");
     assert!(head.contains("x-forwarded-for: 127.0.0.1"), "{head}");
     assert!(head.contains("x-forwarded-proto: http"), "{head}");
-    assert!(head.contains("x-forwarded-host: admin.example.com"), "{head}");
+    assert!(
+        head.contains("x-forwarded-host: admin.example.com"),
+        "{head}"
+    );
     assert!(head.contains("via: 1.1 fulcrum"), "{head}");
     assert!(head.contains("x-request-id: abc"), "{head}");
 }
