@@ -73,17 +73,19 @@ pub fn run(args: &RouteArgs) -> ExitCode {
     let state = ProxyState::new(&config);
     let listener = report::choose_listener(&config, spec.https == Some(true), spec.port);
     let e = report::explain(&config, &state, spec.line(), listener, head, args.client_ip);
-    if args.json {
+    let text = if args.json {
         match serde_json::to_string_pretty(&e) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => text + "\n",
             Err(err) => {
                 eprintln!("fulcrum route: {err}");
                 return ExitCode::FAILURE;
             }
         }
     } else {
-        print!("{}", report::render(&e));
-    }
+        report::render(&e)
+    };
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     ExitCode::from(e.exit_code())
 }
 

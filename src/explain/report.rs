@@ -31,7 +31,7 @@ pub struct Explanation {
     pub host: Option<String>,
     /// The normalized path routed on, when the target is acceptable.
     pub path: Option<String>,
-    /// The path as sent, when normalization changed it.
+    /// The path as sent, when normalization changed or refused it.
     pub path_as_sent: Option<String>,
     /// Why no route was looked for, when the request is answered before routing.
     pub not_routed: Option<String>,
@@ -179,10 +179,10 @@ pub fn explain(
     let admission = admit(state, &listener, &mut req, peer);
     let req = &req;
     let host = host::raw(req).map(|h| normalize_host(h).into_owned());
-    let path_as_sent = path
-        .as_ref()
-        .filter(|p| **p != as_sent && as_sent != "*")
-        .map(|_| as_sent.clone());
+    let path_as_sent = match &path {
+        Some(p) if *p == as_sent || as_sent == "*" => None,
+        _ => Some(as_sent.clone()),
+    };
 
     let (routed, matched) = match &admission {
         Admission::Proceed { route, .. } => (true, Some(*route)),
@@ -552,7 +552,14 @@ pub fn render(e: &Explanation) -> String {
     match (&e.path, &e.path_as_sent) {
         (Some(p), Some(sent)) => kv(&mut out, "path", &format!("{p} (normalized from {sent})")),
         (Some(p), None) => kv(&mut out, "path", p),
-        (None, _) => kv(&mut out, "path", "(not acceptable, see the result)"),
+        (None, sent) => {
+            let sent = sent.as_deref().unwrap_or("");
+            kv(
+                &mut out,
+                "path",
+                &format!("{sent} (refused, see the result)"),
+            )
+        }
     }
     if let Some(why) = &e.not_routed {
         let _ = writeln!(out, "\nno route looked up: {why}");

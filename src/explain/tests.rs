@@ -137,6 +137,7 @@ fn requests_fulcrum_answers_itself() {
     );
     assert!(e.candidates.is_empty());
     assert_eq!(e.path, None);
+    assert!(render(&e).contains("path               /../x (refused, see the result)\n"));
     assert_eq!(e.exit_code(), 3);
 
     let e = run(&c, &s, "GET http://admin.example.com/a/./b//c", &[]);
@@ -190,4 +191,46 @@ fn the_upstream_head_has_forwarding_headers() {
     );
     assert!(head.contains("via: 1.1 fulcrum"), "{head}");
     assert!(head.contains("x-request-id: abc"), "{head}");
+}
+
+#[test]
+fn an_https_only_listener_redirects_before_routing() {
+    let c = config();
+    let s = ProxyState::new(&c);
+    let spec = request::parse(&["GET http://admin.example.com/a".to_string()], &[]).unwrap();
+    let listener = crate::proxy::ListenerInfo {
+        tls: false,
+        redirect_to_https: true,
+        https_port: Some(8443),
+    };
+    let listener = (listener, "test listener".to_string());
+    let peer = "127.0.0.1".parse().unwrap();
+    let e = explain(&c, &s, spec.line(), listener, spec.head().unwrap(), peer);
+    assert_eq!(
+        e.outcome,
+        Outcome::Redirected {
+            location: "https://admin.example.com:8443/a".into()
+        }
+    );
+    assert!(e.candidates.is_empty() && e.route.is_none());
+    let text = render(&e);
+    assert!(
+        text.contains("no route looked up: the listener redirects every request to HTTPS"),
+        "{text}"
+    );
+    assert_eq!(e.exit_code(), 3);
+}
+
+#[test]
+fn the_listener_follows_the_scheme_and_port() {
+    let c = config();
+    let (info, text) = choose_listener(&c, false, Some(9999));
+    assert!(!info.tls);
+    assert_eq!(text, "127.0.0.1:8080 (http)");
+    let (info, text) = choose_listener(&c, true, None);
+    assert!(info.tls);
+    assert_eq!(
+        text,
+        "none (https: the config has no such listener; assumed)"
+    );
 }
