@@ -14,6 +14,8 @@
 
 pub mod describe;
 pub mod plan;
+mod policies;
+pub mod render;
 pub mod report;
 pub mod request;
 
@@ -82,7 +84,7 @@ pub fn run(args: &RouteArgs) -> ExitCode {
             }
         }
     } else {
-        report::render(&e)
+        render::render(&e)
     };
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());

@@ -1,6 +1,7 @@
 //! `fulcrum route` on configs parsed from text: verdicts, outcomes and the split side.
 
-use super::report::{choose_listener, explain, render, Explanation, Outcome};
+use super::render::render;
+use super::report::{choose_listener, explain, Explanation, Outcome};
 use super::request;
 use crate::config::model::Config;
 use crate::proxy::ProxyState;
