@@ -53,6 +53,18 @@ pub struct Cli {
     /// Accepted and ignored, like Pingora does, for `cargo test` runs.
     #[arg(long, hide = true)]
     pub nocapture: bool,
+    /// A subcommand instead of running the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// fulcrum's subcommands.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Explain how fulcrum handles one request: the routes tried and why each did or did not
+    /// match, the matched route's destination, split side, upstream path, headers and policies.
+    /// Exit code 0: proxied; 1: invalid config; 2: bad command line; 3: fulcrum answers itself.
+    Route(crate::explain::RouteArgs),
 }
 
 /// Why the command line cannot give a config.

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod explain;
 pub mod health;
 pub mod lifecycle;
 pub mod limits;

@@ -13,6 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if let Some(fulcrum::cli::Command::Route(args)) = &cli.command {
+        return fulcrum::explain::run(args);
+    }
     if cli.reload {
         let file = cli.conf.clone().unwrap_or_default();
         let announce = |s: &fulcrum::reload::Serving| {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
                 p.display().to_string()
             });
         println!("fulcrum: {what} is valid");
+        print!("{}", fulcrum::explain::plan::render(&config));
         return ExitCode::SUCCESS;
     }
     // Before daemonizing, so that a refusal reaches the caller; an upgrade (-u) takes over the

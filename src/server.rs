@@ -149,20 +149,12 @@ pub fn build(config: Config, opt: Opt) -> Result<Server, BootstrapError> {
     mark.add_dependency(&bootstrap);
     mark.add_dependencies(&health);
 
-    // The first HTTPS listener's port is where plain listeners redirect to.
-    let https_port = listeners
-        .iter()
-        .find(|l| l.tls.is_some())
-        .map(|l| l.addr.port());
     // Client connections are counted over all listeners together.
     let connections = ConnectionCount::new(state.limits.max_connections);
     // One proxy service per listener: each knows whether it is HTTPS and whether it redirects.
     for l in &listeners {
-        let info = ListenerInfo {
-            tls: l.tls.is_some(),
-            redirect_to_https: l.redirect_to_https,
-            https_port,
-        };
+        // Plain listeners redirect to the first HTTPS listener's port.
+        let info = ListenerInfo::of(l, &listeners);
         let name = format!("fulcrum proxy {}", l.addr);
         let mut app =
             pingora_proxy::http_proxy(&server.configuration, Proxy::new(Arc::clone(&state), info));

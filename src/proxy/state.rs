@@ -5,7 +5,7 @@ use super::context::RequestCtx;
 use super::mirror::RouteMirror;
 use crate::balancer::UpstreamGroup;
 use crate::config::model::Destination;
-use crate::config::model::{Config, Forwarding, Limits, Route, RouteRateLimit};
+use crate::config::model::{Config, Forwarding, Limits, Listener, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
 use crate::limits::slots::BackendSlots;
 use crate::metrics::RequestMetrics;
@@ -122,4 +122,19 @@ pub struct ListenerInfo {
     pub redirect_to_https: bool,
     /// Port of the HTTPS listener redirects go to.
     pub https_port: Option<u16>,
+}
+
+impl ListenerInfo {
+    /// What the proxy service of `listener` knows, `listeners` being all of them: plain
+    /// listeners redirect to the first HTTPS listener's port.
+    pub fn of(listener: &Listener, listeners: &[Listener]) -> Self {
+        ListenerInfo {
+            tls: listener.tls.is_some(),
+            redirect_to_https: listener.redirect_to_https,
+            https_port: listeners
+                .iter()
+                .find(|l| l.tls.is_some())
+                .map(|l| l.addr.port()),
+        }
+    }
 }

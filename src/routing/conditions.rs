@@ -62,6 +62,99 @@ pub fn first_unmet(m: &Matchers, req: &RequestHeader) -> Option<Unmet> {
     None
 }
 
+/// An unmet condition with what the request carried instead, for `fulcrum route`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Which condition.
+    pub unmet: Unmet,
+    /// The condition as written: the method list (`GET, HEAD`) or the value (`*`, an exact
+    /// value, `~regex`).
+    pub wanted: String,
+    /// What the request had: its method, or every value of the header or parameter (empty
+    /// when it has none), lossily decoded as UTF-8.
+    pub found: Vec<String>,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (what, name) = match &self.unmet {
+            Unmet::Method => {
+                let method = self.found.first().map_or("", String::as_str);
+                return write!(f, "method {method} not in [{}]", self.wanted);
+            }
+            Unmet::Header(h) => ("header", h),
+            Unmet::Query(q) => ("query", q),
+        };
+        let wanted = if self.wanted.starts_with('~') {
+            format!("regex {}", &self.wanted[1..])
+        } else {
+            format!("{:?}", self.wanted)
+        };
+        match self.found.as_slice() {
+            [] => write!(f, "{what} {name}: missing"),
+            [one] => write!(f, "{what} {name}: value {one:?} does not match {wanted}"),
+            many => {
+                let values: Vec<String> = many.iter().map(|v| format!("{v:?}")).collect();
+                write!(
+                    f,
+                    "{what} {name}: values {} do not match {wanted}",
+                    values.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// The first condition of `m` that `req` does not meet (see [`first_unmet`]), with the values
+/// the request carried for it. Slower than [`holds`]: for explaining, not for routing.
+pub fn explain_unmet(m: &Matchers, req: &RequestHeader) -> Option<Mismatch> {
+    let unmet = first_unmet(m, req)?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (wanted, found) = match &unmet {
+        Unmet::Method => {
+            let listed: Vec<&str> = m.methods.iter().map(http::Method::as_str).collect();
+            (listed.join(", "), vec![req.method.to_string()])
+        }
+        Unmet::Header(name) => {
+            let wanted = m
+                .headers
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map_or(String::new(), |(_, c)| c.text().into_owned());
+            let found = req
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .map(|v| text(v.as_bytes()))
+                .collect();
+            (wanted, found)
+        }
+        Unmet::Query(name) => {
+            let wanted = m
+                .query
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(String::new(), |(_, c)| c.text().into_owned());
+            let found = req
+                .uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    (!k.is_empty() && decode(k) == name.as_bytes()).then(|| text(&decode(v)))
+                })
+                .collect();
+            (wanted, found)
+        }
+    };
+    Some(Mismatch {
+        unmet,
+        wanted,
+        found,
+    })
+}
+
 fn query_meets(query: &str, name: &str, condition: &ValueMatch) -> bool {
     query.split('&').any(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -153,6 +246,56 @@ mod tests {
         assert!(!holds(&m, &req("GET", "/?t", &[("x-v", "v2x")])));
         assert!(holds(&m, &req("GET", "/?a=1&t=", &[("x-v", "v10")])));
         assert!(!holds(&m, &req("GET", "/?tt=1", &[("x-v", "v10")])));
+    }
+
+    #[test]
+    fn mismatches_say_what_the_request_had() {
+        let m = Matchers {
+            methods: vec![Method::GET, Method::HEAD],
+            headers: vec![
+                (
+                    HeaderName::from_static("x-canary"),
+                    ValueMatch::Exact("true".into()),
+                ),
+                (HeaderName::from_static("x-v"), re("^v[0-9]+$")),
+            ],
+            query: vec![("beta".into(), ValueMatch::Present)],
+        };
+        let why = |r: RequestHeader| explain_unmet(&m, &r).map(|w| w.to_string());
+        assert_eq!(
+            why(req("POST", "/", &[])).as_deref(),
+            Some("method POST not in [GET, HEAD]")
+        );
+        assert_eq!(
+            why(req("GET", "/", &[])).as_deref(),
+            Some("header x-canary: missing")
+        );
+        assert_eq!(
+            why(req("GET", "/", &[("x-canary", "false")])).as_deref(),
+            Some("header x-canary: value \"false\" does not match \"true\"")
+        );
+        let two = req(
+            "GET",
+            "/",
+            &[("x-canary", "true"), ("x-v", "a"), ("x-v", "b")],
+        );
+        assert_eq!(
+            why(two).as_deref(),
+            Some("header x-v: values \"a\", \"b\" do not match regex ^v[0-9]+$")
+        );
+        let no_beta = req("GET", "/?b%65tax=1", &[("x-canary", "true"), ("x-v", "v1")]);
+        assert_eq!(why(no_beta).as_deref(), Some("query beta: missing"));
+        let ok = req("GET", "/?b%65ta", &[("x-canary", "true"), ("x-v", "v1")]);
+        assert_eq!(why(ok), None);
+        let m = Matchers {
+            query: vec![("beta".into(), ValueMatch::Exact("1".into()))],
+            ..Matchers::default()
+        };
+        let r = req("GET", "/?beta=%32", &[]);
+        assert_eq!(
+            explain_unmet(&m, &r).map(|w| w.to_string()).as_deref(),
+            Some("query beta: value \"2\" does not match \"1\"")
+        );
     }
 
     #[test]

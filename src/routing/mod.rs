@@ -160,6 +160,50 @@ impl Router {
         out.extend(self.any.iter().map(|e| e.route));
         out
     }
+
+    /// The tables, in the order a request meets them: exact hosts (by name), wildcard suffixes
+    /// (longest first), then catch-all; each with its routes in the order they are tried.
+    /// What `fulcrum -t` prints as the routing plan.
+    pub fn tiers(&self) -> Vec<(Tier, Vec<usize>)> {
+        let routes = |t: &[Entry]| t.iter().map(|e| e.route).collect::<Vec<_>>();
+        let mut exact: Vec<_> = self.exact.iter().collect();
+        exact.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out: Vec<(Tier, Vec<usize>)> = exact
+            .into_iter()
+            .map(|(h, t)| (Tier::Exact(h.clone()), routes(t)))
+            .collect();
+        out.extend(
+            self.wildcard
+                .iter()
+                .map(|(s, t)| (Tier::Suffix(s.clone()), routes(t))),
+        );
+        if !self.any.is_empty() {
+            out.push((Tier::Any, routes(&self.any)));
+        }
+        out
+    }
+}
+
+/// One table of the router: the routes of one exact host, of one wildcard suffix, or the
+/// catch-all routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tier {
+    /// Routes for exactly this host.
+    Exact(String),
+    /// Routes for subdomains of this suffix (`.example.com` for `*.example.com`).
+    Suffix(String),
+    /// Routes for any host.
+    Any,
+}
+
+impl std::fmt::Display for Tier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tier::Exact(h) => write!(f, "host {h}"),
+            Tier::Suffix(s) => write!(f, "host *{s}"),
+            Tier::Any => write!(f, "any host"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +318,28 @@ mod tests {
         post.remove_header("x-canary");
         assert_eq!(r.find(None, "/api", &post), Some(3));
         assert_eq!(r.candidates(None), vec![4, 2, 1, 3, 0]);
+    }
+
+    #[test]
+    fn tiers_list_exact_then_wildcard_then_any() {
+        let r = Router::new(&[
+            route(HostMatch::Any, "/"),
+            route(HostMatch::Exact("b.example.com".into()), "/"),
+            route(HostMatch::Suffix(".example.com".into()), "/"),
+            route(HostMatch::Exact("a.example.com".into()), "/"),
+            route(HostMatch::Exact("a.example.com".into()), "/api"),
+            route(HostMatch::Suffix(".x.example.com".into()), "/"),
+        ]);
+        assert_eq!(
+            r.tiers(),
+            vec![
+                (Tier::Exact("a.example.com".into()), vec![4, 3]),
+                (Tier::Exact("b.example.com".into()), vec![1]),
+                (Tier::Suffix(".x.example.com".into()), vec![5]),
+                (Tier::Suffix(".example.com".into()), vec![2]),
+                (Tier::Any, vec![0]),
+            ]
+        );
     }
 
     #[test]
