@@ -11,7 +11,6 @@ use std::collections::HashMap;
 mod destination;
 mod matchers;
 
-
 pub(super) fn routes(
     specs: &[RouteSpec],
     names: &HashMap<String, usize>,
