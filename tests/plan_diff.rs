@@ -316,6 +316,7 @@ async fn consistent_group_keys_move_as_diff_says_when_a_backend_goes_and_one_com
         }
     }
     let measured = moved_percent(&before, &middle);
+    eprintln!("removing b4: measured {measured:.2}%, diff said {removed_share:.2}%");
     assert!(
         (measured - removed_share).abs() <= TOLERANCE,
         "removing b4: measured {measured:.2}%, diff said {removed_share:.2}%"
@@ -332,6 +333,7 @@ async fn consistent_group_keys_move_as_diff_says_when_a_backend_goes_and_one_com
         }
     }
     let measured = moved_percent(&middle, &after);
+    eprintln!("adding b5: measured {measured:.2}%, diff said {added_share:.2}%");
     assert!(
         (measured - added_share).abs() <= TOLERANCE,
         "adding b5: measured {measured:.2}%, diff said {added_share:.2}%"
@@ -377,6 +379,7 @@ async fn split_key_sides_move_as_diff_says_when_weights_change() {
         }
     }
     let measured = moved_percent(&before, &after);
+    eprintln!("split 90/10 -> 70/30: measured {measured:.2}%, diff said {share:.2}%");
     assert!(
         (measured - share).abs() <= TOLERANCE,
         "measured {measured:.2}%, diff said {share:.2}%"

@@ -11,12 +11,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use super::algorithm::Algorithm;
-pub use discovery::{
-    Discovery, DiscoverySource, Resolver, API_HEADROOM, DEFAULT_MAX_DISCOVERED, MAX_DISCOVERED,
-};
 pub use route::{
     Destination, HostMatch, Matchers, Mirror, Rewrite, Route, Split, SplitSide, ValueMatch,
     DEFAULT_MIRROR_BODY,
+};
+pub use discovery::{
+    Discovery, DiscoverySource, Resolver, API_HEADROOM, DEFAULT_MAX_DISCOVERED, MAX_DISCOVERED,
 };
 
 mod discovery;

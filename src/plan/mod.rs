@@ -232,6 +232,34 @@ routes:
     }
 
     #[test]
+    fn other_route_settings_are_listed_without_a_repoint() {
+        let new = OLD.replace(
+            "  - {path: /api, upstream: api}",
+            "  - {path: /api, upstream: api, rewrite: {regex: \"^/v1/\", to: /}, \
+             mirror: {upstream: web, percent: 5}, strip_prefix: true}",
+        );
+        let plan = Plan::between(&load(OLD), &load(&new));
+        let text = render::render(&plan);
+        assert_eq!(
+            text,
+            "routes:\n  ~ route /api\n      changed: rewrite, mirror, strip_prefix\n\
+             plan: routes: 1 changed; upstreams: no changes\n"
+        );
+    }
+
+    #[test]
+    fn a_cookie_group_without_a_secret_is_noted_not_changed() {
+        let yaml = OLD.replace(
+            "  v1: {backends",
+            "  s:\n    algorithm: cookie\n    backends: [{addr: \"127.0.0.1:4040\"}]\n  v1: {backends",
+        );
+        let plan = Plan::between(&load(&yaml), &load(&yaml));
+        assert!(!plan.has_changes(), "{plan:?}");
+        assert_eq!(plan.notes.len(), 1, "{:?}", plan.notes);
+        assert!(plan.notes[0].starts_with("upstream s: sticky.secret is not set"));
+    }
+
+    #[test]
     fn routes_are_known_by_name_or_by_host_path_and_conditions() {
         let new = OLD.replace(
             "  - {path: /api, upstream: api}",

@@ -94,9 +94,7 @@ pub fn admit(
         return redirect_to_https(req, listener, None);
     }
     let host = host.map(normalize_host);
-    let found = state
-        .router
-        .find(host.as_deref(), target::route_path(req), req);
+    let found = state.router.find(host.as_deref(), target::route_path(req), req);
     let Some(index) = found else {
         let (status, body) = respond::status_answer(404);
         return Admission::answer(None, status, body);

@@ -44,9 +44,7 @@ pub fn request_done(
         state.metrics.observe_grpc(route, ctx.upstream, code);
     }
     let served = (ctx.route, ctx.upstream);
-    state
-        .metrics
-        .observe(served, ctx.chosen(), counted, seconds);
+    state.metrics.observe(served, ctx.chosen(), counted, seconds);
     if access_log::enabled() {
         write_access_log(state, session, e, ctx, sent, seconds, cut);
     }

@@ -5,8 +5,8 @@
 use super::client::{peer_ip, scheme};
 use super::context::RequestCtx;
 use super::state::ProxyState;
-use super::target::{normalize_path, TargetError};
 use super::{content_length, forwarding, head, header_rules, host, request_id};
+use super::target::{normalize_path, TargetError};
 use crate::config::model::Route;
 use crate::routing::strip_prefix;
 use http::{HeaderValue, Uri};

@@ -3,11 +3,11 @@
 
 use super::context::RequestCtx;
 use crate::balancer::UpstreamGroup;
-use crate::config::model::Destination;
 use crate::config::model::{Config, Forwarding, Limits, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
 use crate::limits::slots::BackendSlots;
 use crate::metrics::RequestMetrics;
+use crate::config::model::Destination;
 use crate::routing::split::Splitter;
 use crate::routing::Router;
 use std::sync::Arc;

@@ -114,10 +114,7 @@ mod tests {
     fn methods_headers_and_query() {
         let m = Matchers {
             methods: vec![Method::GET, Method::HEAD],
-            headers: vec![(
-                HeaderName::from_static("x-canary"),
-                ValueMatch::Exact("true".into()),
-            )],
+            headers: vec![(HeaderName::from_static("x-canary"), ValueMatch::Exact("true".into()))],
             query: vec![("beta".into(), ValueMatch::Exact("1".into()))],
         };
         let ok = req("GET", "/a?x=2&beta=1", &[("X-Canary", "true")]);
@@ -125,15 +122,9 @@ mod tests {
         let post = req("POST", "/a?beta=1", &[("x-canary", "true")]);
         assert_eq!(first_unmet(&m, &post), Some(Unmet::Method));
         let wrong = req("HEAD", "/a?beta=1", &[("x-canary", "True")]);
-        assert_eq!(
-            first_unmet(&m, &wrong),
-            Some(Unmet::Header("x-canary".into()))
-        );
+        assert_eq!(first_unmet(&m, &wrong), Some(Unmet::Header("x-canary".into())));
         let no_query = req("GET", "/a", &[("x-canary", "true")]);
-        assert_eq!(
-            first_unmet(&m, &no_query),
-            Some(Unmet::Query("beta".into()))
-        );
+        assert_eq!(first_unmet(&m, &no_query), Some(Unmet::Query("beta".into())));
         // Percent-encoded names and values are the same parameter.
         let encoded = req("GET", "/a?b%65ta=%31", &[("x-canary", "true")]);
         assert_eq!(first_unmet(&m, &encoded), None);
@@ -146,10 +137,7 @@ mod tests {
             query: vec![("t".into(), ValueMatch::Present)],
             ..Matchers::default()
         };
-        assert!(holds(
-            &m,
-            &req("GET", "/?t", &[("x-v", "beta"), ("x-v", "v2")])
-        ));
+        assert!(holds(&m, &req("GET", "/?t", &[("x-v", "beta"), ("x-v", "v2")])));
         assert!(!holds(&m, &req("GET", "/?t", &[("x-v", "v2x")])));
         assert!(holds(&m, &req("GET", "/?a=1&t=", &[("x-v", "v10")])));
         assert!(!holds(&m, &req("GET", "/?tt=1", &[("x-v", "v10")])));

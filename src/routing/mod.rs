@@ -101,9 +101,7 @@ impl Router {
             }
             r.matchers.push(route.matchers.clone());
         }
-        r.exact
-            .values_mut()
-            .for_each(|v| sort_most_specific_first(v));
+        r.exact.values_mut().for_each(|v| sort_most_specific_first(v));
         r.wildcard
             .iter_mut()
             .for_each(|(_, v)| sort_most_specific_first(v));
@@ -234,12 +232,8 @@ mod tests {
 
     fn with_header(mut r: Route, name: &'static str, value: &str) -> Route {
         let name = http::HeaderName::from_static(name);
-        r.matchers
-            .headers
-            .push((name, ValueMatch::Exact(value.into())));
-        r.matchers
-            .headers
-            .sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        r.matchers.headers.push((name, ValueMatch::Exact(value.into())));
+        r.matchers.headers.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         r
     }
 

@@ -230,10 +230,7 @@ mod tests {
         // c's share goes from 5 % to 10/105: the keys that move are that difference.
         let expected = 10.0 / 105.0 - 0.05;
         let share = moved as f64 / n as f64;
-        assert!(
-            (share - expected).abs() < 0.005,
-            "moved {share}, expected {expected}"
-        );
+        assert!((share - expected).abs() < 0.005, "moved {share}, expected {expected}");
     }
 
     #[test]

@@ -53,6 +53,7 @@ pub struct Route {
     pub rate_limit: RouteRateLimit,
 }
 
+
 impl Route {
     /// Every upstream group the route sends requests to (not its mirror), in config order.
     pub fn upstreams(&self) -> impl Iterator<Item = usize> + '_ {

@@ -60,6 +60,7 @@ pub struct RouteSpec {
     pub rate_limit: Option<RouteRateLimitSpec>,
 }
 
+
 /// `match:`: conditions on the request beyond host and path; all must hold.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

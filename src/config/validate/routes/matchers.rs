@@ -42,19 +42,15 @@ pub(super) fn matchers(base: &str, spec: Option<&MatchSpec>) -> Result<Matchers>
             ));
         }
         if methods.contains(&method) {
-            return Err(ConfigError::invalid(
-                &path,
-                format!("{text} is listed twice"),
-            ));
+            return Err(ConfigError::invalid(&path, format!("{text} is listed twice")));
         }
         methods.push(method);
     }
     let mut headers = Vec::with_capacity(spec.headers.len());
     for (name, value) in &spec.headers {
         let path = format!("{base}.headers.{name}");
-        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            ConfigError::invalid(&path, format!("{name:?} is not a valid header name"))
-        })?;
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| ConfigError::invalid(&path, format!("{name:?} is not a valid header name")))?;
         let condition = value_match(&path, value)?;
         if let ValueMatch::Exact(v) = &condition {
             if HeaderValue::from_str(v).is_err() {
@@ -71,10 +67,7 @@ pub(super) fn matchers(base: &str, spec: Option<&MatchSpec>) -> Result<Matchers>
     if let Some(w) = headers.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(ConfigError::invalid(
             format!("{base}.headers"),
-            format!(
-                "header {} is listed twice (names are case-insensitive)",
-                w[0].0
-            ),
+            format!("header {} is listed twice (names are case-insensitive)", w[0].0),
         ));
     }
     let query = query(base, &spec.query)?;

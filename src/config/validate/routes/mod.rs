@@ -11,6 +11,7 @@ use std::collections::HashMap;
 mod destination;
 mod matchers;
 
+
 pub(super) fn routes(
     specs: &[RouteSpec],
     names: &HashMap<String, usize>,
