@@ -50,6 +50,13 @@ pub struct Cli {
     /// `-d`, the new process runs in the background.
     #[arg(long, requires = "conf", conflicts_with_all = ["test", "upgrade", "print_config"])]
     pub reload: bool,
+    /// With `--reload`: print what the reload would change (the plan of `fulcrum diff`, from
+    /// the config the running fulcrum loaded to FILE) and change nothing; exits like `diff`.
+    #[arg(long, requires = "reload")]
+    pub dry_run: bool,
+    /// A subcommand instead of running the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Accepted and ignored, like Pingora does, for `cargo test` runs.
     #[arg(long, hide = true)]
     pub nocapture: bool,
@@ -63,8 +70,11 @@ pub struct Cli {
 pub enum Command {
     /// Explain how fulcrum handles one request: the routes tried and why each did or did not
     /// match, the matched route's destination, split side, upstream path, headers and policies.
-    /// Exit code 0: proxied; 1: invalid config; 2: bad command line; 3: fulcrum answers itself.
+    /// Exit code 0: proxied; 1: invalid config or command line; 3: fulcrum answers itself.
     Route(crate::explain::RouteArgs),
+    /// Compare two config files: what changing from OLD to NEW does (routes, upstream groups,
+    /// and the share of keys that move). Exit status: 0 no changes, 2 changes, 1 error.
+    Diff(crate::plan::DiffArgs),
 }
 
 /// Why the command line cannot give a config.
@@ -152,15 +162,23 @@ impl Cli {
 
     /// Load the config from the file or the quick-mode flags.
     pub fn load(&self) -> Result<(FileConfig, Config), CliError> {
+        self.load_keeping_text()
+            .map(|(spec, config, _)| (spec, config))
+    }
+
+    /// [`load`](Self::load), also giving the file's text as read (`None` in quick mode).
+    pub fn load_keeping_text(&self) -> Result<(FileConfig, Config, Option<String>), CliError> {
         if let Some(path) = &self.conf {
-            return config::load_file(path).map_err(CliError::Config);
+            let text = config::read_file(path).map_err(CliError::Config)?;
+            let (spec, config) = config::load_text(path, &text).map_err(CliError::Config)?;
+            return Ok((spec, config, Some(text)));
         }
         if self.backends.is_empty() {
             return Err(CliError::NoConfig);
         }
         let spec = self.quick_spec().map_err(CliError::Config)?;
         match config::validate::validate(&spec) {
-            Ok(c) => Ok((spec, c)),
+            Ok(c) => Ok((spec, c, None)),
             Err(mut e) => {
                 e.path = quick_flag_path(&e.path);
                 Err(CliError::Config(e))

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod open_files;
 pub mod peer;
+pub mod plan;
 pub mod preflight;
 pub mod procfs;
 pub mod proxy;

@@ -12,9 +12,27 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: `diff` and `--reload --dry-run` exit 2 for "changes".
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     if let Some(fulcrum::cli::Command::Route(args)) = &cli.command {
         return fulcrum::explain::run(args);
+    }
+    if let Some(fulcrum::cli::Command::Diff(args)) = &cli.command {
+        return plan_exit(fulcrum::plan::diff_files(&args.old, &args.new), "diff");
+    }
+    if cli.reload && cli.dry_run {
+        let file = cli.conf.clone().unwrap_or_default();
+        return plan_exit(fulcrum::plan::dry_run(&file), "reload --dry-run");
     }
     if cli.reload {
         let file = cli.conf.clone().unwrap_or_default();
@@ -43,7 +61,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let (spec, config) = match cli.load() {
+    let (spec, config, text) = match cli.load_keeping_text() {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("fulcrum: {e}");
@@ -75,7 +93,12 @@ fn main() -> ExitCode {
     }
     // Before daemonizing, so that a warning reaches the terminal; the limit is inherited.
     fulcrum::open_files::raise_for(&config);
-    let server = match fulcrum::server::build(config, cli.pingora_opt()) {
+    let copy = text.map(|text| fulcrum::plan::saved::SaveConfig {
+        path: fulcrum::plan::saved::path_for(&config.server.pid_file),
+        text,
+        source: cli.conf.clone(),
+    });
+    let server = match fulcrum::server::build_saving(config, cli.pingora_opt(), copy) {
         Ok(server) => server,
         Err(e) => {
             eprintln!("fulcrum: {e}");
@@ -83,4 +106,18 @@ fn main() -> ExitCode {
         }
     };
     server.run_forever()
+}
+
+/// Print a plan and exit as `diff` does: 0 no changes, 2 changes, 1 an error.
+fn plan_exit(result: Result<(String, u8), fulcrum::plan::PlanError>, what: &str) -> ExitCode {
+    match result {
+        Ok((text, status)) => {
+            print!("{text}");
+            ExitCode::from(status)
+        }
+        Err(e) => {
+            eprintln!("fulcrum: {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

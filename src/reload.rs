@@ -157,6 +157,24 @@ fn serving(pid_file: &Path, old_pid: i32, listeners: &[SocketAddr]) -> Option<Se
     })
 }
 
+/// The running fulcrum a reload to `cfg` would replace: the live process `cfg`'s `pid_file`
+/// names, a fulcrum listening on at least one of `cfg`'s listeners (see the module doc).
+/// `fulcrum --reload --dry-run` finds it the same way.
+pub fn find_running(cfg: &config::Config) -> Result<i32, ReloadError> {
+    let pid_file = PathBuf::from(&cfg.server.pid_file);
+    let listeners: Vec<SocketAddr> = cfg.listeners.iter().map(|l| l.addr).collect();
+    let pid = read_pid(&pid_file)
+        .ok_or_else(|| ReloadError::NotRunning(format!("cannot read {}", pid_file.display())))?;
+    if !alive(pid) {
+        return Err(ReloadError::NotRunning(format!(
+            "pid {pid} from {} is not running",
+            pid_file.display()
+        )));
+    }
+    check_old_process(&pid_file, pid, &listeners)?;
+    Ok(pid)
+}
+
 /// Run the reload for config `file`; `daemon` starts the new process with `-d`. `on_serving`
 /// is called as soon as the new process serves, before the old one has exited.
 pub fn run(
@@ -172,15 +190,7 @@ pub fn run(
         + cfg.server.graceful_shutdown_timeout_seconds.unwrap_or(0);
 
     // (2) The process to replace.
-    let old_pid = read_pid(&pid_file)
-        .ok_or_else(|| ReloadError::NotRunning(format!("cannot read {}", pid_file.display())))?;
-    if !alive(old_pid) {
-        return Err(ReloadError::NotRunning(format!(
-            "pid {old_pid} from {} is not running",
-            pid_file.display()
-        )));
-    }
-    check_old_process(&pid_file, old_pid, &listeners)?;
+    let old_pid = find_running(&cfg)?;
 
     // (3) The new process.
     let exe = std::env::current_exe()

@@ -58,6 +58,17 @@ fn server_options(h2c: bool, keepalive_secs: u64) -> HttpServerOptions {
 
 /// Build a ready-to-run server. Binds nothing until `run_forever`.
 pub fn build(config: Config, opt: Opt) -> Result<Server, BootstrapError> {
+    build_saving(config, opt, None)
+}
+
+/// [`build`], with the copy of the config text the process keeps for
+/// `--reload --dry-run` ([`crate::plan::saved`]): written once the process owns its sockets,
+/// before the pid file.
+pub fn build_saving(
+    config: Config,
+    opt: Opt,
+    copy: Option<crate::plan::saved::SaveConfig>,
+) -> Result<Server, BootstrapError> {
     let state = Arc::new(ProxyState::new(&config));
     // The runtime API's changes from the last run (restart or reload), before the first
     // discovery answer; a missing or corrupt file changes nothing.
@@ -99,11 +110,18 @@ pub fn build(config: Config, opt: Opt) -> Result<Server, BootstrapError> {
         "drain watch",
         crate::lifecycle::DrainWatch::new(phases),
     ));
+    let saved = copy.map(|copy| {
+        let handle = server.add_service(background_service("config copy", copy));
+        handle.add_dependency(&bootstrap);
+        handle
+    });
     if !server.configuration.daemon {
         let pid_file = crate::lifecycle::PidFile(server.configuration.pid_file.clone());
-        server
-            .add_service(background_service("pid file", pid_file))
-            .add_dependency(&bootstrap);
+        let handle = server.add_service(background_service("pid file", pid_file));
+        handle.add_dependency(&bootstrap);
+        if let Some(saved) = &saved {
+            handle.add_dependency(saved);
+        }
     }
 
     // `/health` answers 503 until the proxy services start (after the first health-check

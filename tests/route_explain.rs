@@ -238,9 +238,9 @@ fn route_explains_each_verdict_the_rewrite_and_the_policies() {
     );
     assert!(text.contains("fulcrum answers 404 itself"), "{text}");
 
-    // A bad command line: 2; a bad config: 1, with the key path.
+    // A bad command line: 1, like a bad config (with the key path).
     let out = route(&file, "GET /", &["no colon"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let bad = write_file(
         dir.path(),
         "bad.yaml",

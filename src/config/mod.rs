@@ -22,12 +22,22 @@ use std::path::Path;
 /// Read, parse and validate a config file. Binds nothing. The default `pid_file` and
 /// `upgrade_sock` are this file's own ([`runtime_files::RuntimeFiles::for_config_file`]).
 pub fn load_file(path: &Path) -> Result<(FileConfig, Config), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+    load_text(path, &read_file(path)?)
+}
+
+/// The text of the config file at `path`, as read.
+pub fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: Some(path.to_path_buf()),
         path: String::new(),
         kind: ConfigErrorKind::Read(e.to_string()),
-    })?;
-    let spec = parse_yaml(&text).map_err(|e| e.in_file(path))?;
+    })
+}
+
+/// Parse and validate `text`, read from the file at `path` ([`load_file`] without the read:
+/// errors name `path`, and the default runtime files are `path`'s).
+pub fn load_text(path: &Path, text: &str) -> Result<(FileConfig, Config), ConfigError> {
+    let spec = parse_yaml(text).map_err(|e| e.in_file(path))?;
     let files = runtime_files::RuntimeFiles::for_config_file(path);
     let config = validate::validate_with(&spec, &files).map_err(|e| e.in_file(path))?;
     Ok((spec, config))

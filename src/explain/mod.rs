@@ -27,8 +27,9 @@ use std::process::ExitCode;
 
 /// Exit code for an invalid config.
 pub const EXIT_CONFIG: u8 = 1;
-/// Exit code for a command line that does not describe a request (clap's own, for usage).
-pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a command line that does not describe a request (as for every usage error:
+/// 2 means "changes" to `fulcrum diff`).
+pub const EXIT_USAGE: u8 = 1;
 
 /// `fulcrum route`: explain how fulcrum routes one request.
 #[derive(clap::Args, Debug, Clone)]
