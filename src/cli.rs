@@ -54,9 +54,6 @@ pub struct Cli {
     /// the config the running fulcrum loaded to FILE) and change nothing; exits like `diff`.
     #[arg(long, requires = "reload")]
     pub dry_run: bool,
-    /// A subcommand instead of running the proxy.
-    #[command(subcommand)]
-    pub command: Option<Command>,
     /// Accepted and ignored, like Pingora does, for `cargo test` runs.
     #[arg(long, hide = true)]
     pub nocapture: bool,
