@@ -286,8 +286,10 @@ async fn a_slow_mirror_does_not_delay_the_client() {
         }
     }
     let (p_with, p_without) = (p99(with), p99(without));
+    // Generous: a loaded 2-core machine has hiccups; a client that waited for the mirror
+    // would wait 2 s.
     assert!(
-        p_with < p_without * 3 + Duration::from_millis(50),
+        p_with < p_without * 3 + Duration::from_millis(250),
         "p99 with the slow mirror {p_with:?}, without {p_without:?}"
     );
     // Far below the 2 s each copy takes.
