@@ -90,11 +90,15 @@ pub fn write(path: &Path, text: &str, source: Option<&Path>) -> std::io::Result<
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".{}.tmp", std::process::id()));
     let tmp = PathBuf::from(tmp);
+    // The copy may hold secrets and may live in a shared directory such as /tmp: the
+    // temporary file is created anew (O_EXCL, which never follows a symbolic link), so a file
+    // or link someone placed at its name is never written through, and its mode is 0600 from
+    // the start.
+    let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         file.write_all(text.as_bytes())?;
@@ -169,5 +173,22 @@ mod tests {
             read(&dir.path().join("none.yaml"), 7),
             Err(SavedError::Missing { pid: 7, .. })
         ));
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let path = dir.path().join("f.config.yaml");
+        let tmp = dir
+            .path()
+            .join(format!("f.config.yaml.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write(&path, "secret: 1\n", None).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "secret: 1\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
