@@ -278,7 +278,7 @@ impl AdminApp {
                         req.uri.path(),
                         answer.status.as_u16()
                     );
-                    if let Err(e) = self.state_file.save(&self.state.groups) {
+                    if let Err(e) = self.state_file.save(&self.state) {
                         log::warn!("runtime API: state file not saved: {e}");
                     }
                 }
@@ -288,7 +288,8 @@ impl AdminApp {
         }
     }
 
-    /// A runtime API request under `/routes` (split weights; not saved to the state file).
+    /// A runtime API request under `/routes`; a change of split weights is saved to the state
+    /// file.
     fn routes_api(
         &self,
         req: &pingora_http::RequestHeader,
@@ -304,6 +305,9 @@ impl AdminApp {
                         req.uri.path(),
                         status
                     );
+                    if let Err(e) = self.state_file.save(&self.state) {
+                        log::warn!("runtime API: state file not saved: {e}");
+                    }
                 }
                 json(status, &answer)
             }

@@ -73,7 +73,7 @@ pub fn build_saving(
     // The runtime API's changes from the last run (restart or reload), before the first
     // discovery answer; a missing or corrupt file changes nothing.
     if let Some(admin) = &config.admin {
-        crate::admin::state_file::restore_at_start(&admin.state_file, &state.groups);
+        crate::admin::state_file::restore_at_start(&admin.state_file, &state);
     }
     let resolver = Arc::new(Resolver::new(&config.resolver));
     let refreshers: Vec<Refresher> = state

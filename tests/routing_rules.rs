@@ -340,3 +340,92 @@ routes:
         "{metrics}"
     );
 }
+
+/// A split route `web` (v1/v2 with `weights`, keyed by the `user_id` cookie) behind an admin
+/// listener whose state file is `state`.
+fn split_config(
+    port: u16,
+    admin: u16,
+    state: &std::path::Path,
+    ups: &str,
+    weights: (u32, u32),
+) -> String {
+    format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+admin:
+  addr: "127.0.0.1:{admin}"
+  state_file: "{state}"
+{ups}
+routes:
+  - path: /
+    name: web
+    split:
+      - {{upstream: v1, weight: {w1}}}
+      - {{upstream: v2, weight: {w2}}}
+    split_key: cookie:user_id
+"#,
+        state = state.display(),
+        w1 = weights.0,
+        w2 = weights.1,
+    )
+}
+
+/// The weights of route `web` now, as the runtime API shows them.
+async fn weights_now(admin: u16) -> Vec<u64> {
+    let body = get(&client(), &format!("http://127.0.0.1:{admin}/routes/web"))
+        .await
+        .body;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["split"]
+        .as_array()
+        .expect("a split")
+        .iter()
+        .map(|s| s["weight"].as_u64().expect("weight"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_weights_set_at_run_time_survive_a_restart_unless_the_config_changed_them() {
+    let v1 = TestBackend::start("v1").await;
+    let v2 = TestBackend::start("v2").await;
+    let ups = upstreams_of(&[&v1, &v2]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    let (port, admin) = (free_port(), free_port());
+    let mut f = Fulcrum::start(&split_config(port, admin, &state, &ups, (90, 10)), port).await;
+    f.wait_listening(admin).await;
+    let url = format!("http://127.0.0.1:{admin}/routes/web/split");
+    let patch = r#"{"weights": {"v2": 30, "v1": 70}}"#;
+    let r = request(&client(), "PATCH", &url, None, &[], Some(patch.into())).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let moved = answers(&f, 300).await;
+    f.kill();
+
+    // The same config: the runtime weights come back, and every key is where it was.
+    let (port, admin) = (free_port(), free_port());
+    let mut f = Fulcrum::start(&split_config(port, admin, &state, &ups, (90, 10)), port).await;
+    f.wait_listening(admin).await;
+    assert_eq!(
+        weights_now(admin).await,
+        [70, 30],
+        "{}\n{}",
+        std::fs::read_to_string(&state).unwrap_or_default(),
+        f.stderr()
+    );
+    assert_eq!(answers(&f, 300).await, moved);
+    f.kill();
+
+    // The config's split changed since: the config is the newer decision.
+    let (port, admin) = (free_port(), free_port());
+    let mut f = Fulcrum::start(&split_config(port, admin, &state, &ups, (80, 20)), port).await;
+    f.wait_listening(admin).await;
+    assert_eq!(weights_now(admin).await, [80, 20]);
+    assert!(
+        f.stderr()
+            .contains("route web: the config's split changed since (the config wins)"),
+        "{}",
+        f.stderr()
+    );
+}

@@ -10,8 +10,8 @@
 //! or all sides of the split by group name; sides it does not name keep their weight; at
 //! least one side must keep a weight above 0. Changed weights apply to the next request; with
 //! `split_key`, only the keys that must move to honour the new weights move (see
-//! `routing::split`). They last until the process stops: the next start or reload uses the
-//! config's weights. Errors are `{"error": "..."}`: 400 bad body or weight, 404 unknown
+//! `routing::split`). They are saved in the state file and come back at the next start or
+//! reload unless the config's split changed since (see `state_file::splits`). Errors are `{"error": "..."}`: 400 bad body or weight, 404 unknown
 //! route, or a route without a split, 405 wrong method.
 
 use super::upstreams::{percent_decode, ApiError};

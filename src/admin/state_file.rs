@@ -8,11 +8,16 @@
 //! still exists takes its state back. A file that cannot be read or parsed is ignored with a
 //! warning: fulcrum never refuses to start because of it. Deleting the file clears it.
 
+mod splits;
+
+pub use splits::SplitState;
+
 use crate::balancer::group::Override;
 use crate::balancer::stats::State;
 use crate::balancer::UpstreamGroup;
 use crate::config::model::Backend;
 use crate::config::validate::MAX_WEIGHT;
+use crate::proxy::state::ProxyState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +25,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// The format version written in the file.
 pub const VERSION: u32 = 1;
@@ -33,6 +38,9 @@ pub struct StateFile {
     pub version: u32,
     /// Runtime state by upstream group name.
     pub upstreams: BTreeMap<String, GroupState>,
+    /// Split weights changed through `PATCH /routes/ID/split`, by route ID.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub splits: BTreeMap<String, SplitState>,
 }
 
 /// One group's runtime state.
@@ -178,15 +186,18 @@ impl GroupState {
 }
 
 impl StateFile {
-    /// The runtime state of every group now (groups without any left out).
-    pub fn of(groups: &[Arc<UpstreamGroup>]) -> StateFile {
+    /// The runtime state of every group now (groups without any left out), and the splits
+    /// whose weights were changed.
+    pub fn of(state: &ProxyState) -> StateFile {
         StateFile {
             version: VERSION,
-            upstreams: groups
+            upstreams: state
+                .groups
                 .iter()
                 .map(|g| (g.config.name.clone(), GroupState::of(g)))
                 .filter(|(_, s)| !s.is_empty())
                 .collect(),
+            splits: splits::of(state),
         }
     }
 
@@ -222,11 +233,13 @@ impl StateFile {
             .unwrap_or_default();
         // One temporary name per process: during a reload, old and new may both write.
         let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        // Created anew (O_EXCL never follows a link), so nothing placed at the temporary name in
+        // a shared directory is written through.
+        let _ = std::fs::remove_file(&tmp);
         let result = (|| {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
                 .open(&tmp)?;
             f.write_all(&bytes)?;
@@ -239,8 +252,16 @@ impl StateFile {
         result.map_err(io)
     }
 
-    /// Give each group that still exists its state back; the others are named in a warning.
-    pub fn restore(&self, groups: &[Arc<UpstreamGroup>], path: &Path) {
+    /// Give each group that still exists its state back, and each split whose config did not
+    /// change its weights; the others are named in a warning.
+    pub fn restore(&self, proxy: &ProxyState, path: &Path) {
+        for reason in splits::restore(proxy, &self.splits) {
+            log::warn!(
+                "state file {}: {reason}; its runtime weights are dropped",
+                path.display()
+            );
+        }
+        let groups = &proxy.groups;
         for (name, state) in &self.upstreams {
             let Some(group) = groups.iter().find(|g| &g.config.name == name) else {
                 log::warn!(
@@ -270,9 +291,9 @@ impl StateFile {
 
 /// At start: restore the groups from the state file at `path` if there is one. Never fails:
 /// an unreadable or corrupt file is reported and ignored.
-pub fn restore_at_start(path: &Path, groups: &[Arc<UpstreamGroup>]) {
+pub fn restore_at_start(path: &Path, state: &ProxyState) {
     match StateFile::read(path) {
-        Ok(Some(file)) => file.restore(groups, path),
+        Ok(Some(file)) => file.restore(state, path),
         Ok(None) => {}
         Err(e) => log::warn!("runtime API state file ignored: {e}"),
     }
@@ -299,10 +320,10 @@ impl StateWriter {
         &self.path
     }
 
-    /// Write the groups' state now. The lock makes the last writer's snapshot the newest.
-    pub fn save(&self, groups: &[Arc<UpstreamGroup>]) -> Result<(), StateFileError> {
+    /// Write the runtime state now. The lock makes the last writer's snapshot the newest.
+    pub fn save(&self, state: &ProxyState) -> Result<(), StateFileError> {
         let _one = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        StateFile::of(groups).write(&self.path)
+        StateFile::of(state).write(&self.path)
     }
 }
 
@@ -335,9 +356,18 @@ mod tests {
                 ],
             },
         );
+        let mut splits = BTreeMap::new();
+        splits.insert(
+            "api".to_string(),
+            SplitState {
+                config: [("v1".to_string(), 90), ("v2".to_string(), 10)].into(),
+                weights: [("v1".to_string(), 70), ("v2".to_string(), 30)].into(),
+            },
+        );
         StateFile {
             version: VERSION,
             upstreams,
+            splits,
         }
     }
 
