@@ -112,14 +112,26 @@ pub fn handle(
     }
 }
 
-/// The route a path's `ID` names: a route name, else an index.
-fn find(state: &ProxyState, id: &str) -> Result<usize, ApiError> {
+/// The index of the route an `ID` names: a route name, else an index.
+pub fn route_index(state: &ProxyState, id: &str) -> Option<usize> {
     let by_name = state
         .routes
         .iter()
         .position(|r| r.name.as_deref() == Some(id));
-    let by_index = id.parse::<usize>().ok().filter(|&i| i < state.routes.len());
-    by_name.or(by_index).ok_or_else(|| {
+    by_name.or_else(|| id.parse::<usize>().ok().filter(|&i| i < state.routes.len()))
+}
+
+/// The `ID` of route `index`: its name, else its index.
+pub fn route_id(state: &ProxyState, index: usize) -> String {
+    state.routes[index]
+        .name
+        .clone()
+        .unwrap_or_else(|| index.to_string())
+}
+
+/// The route a path's `ID` names, or a 404.
+fn find(state: &ProxyState, id: &str) -> Result<usize, ApiError> {
+    route_index(state, id).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no route named {id:?} (nor with that index)"),

@@ -6,6 +6,7 @@
 //! name, else its index) still splits between the same groups with the same config weights:
 //! a config that changed the split since is the newer decision, and wins (logged).
 
+use crate::admin::routes::{route_id, route_index};
 use crate::config::model::{Destination, MAX_SPLIT_WEIGHT};
 use crate::proxy::state::ProxyState;
 use serde::{Deserialize, Serialize};
@@ -19,14 +20,6 @@ pub struct SplitState {
     pub config: BTreeMap<String, u32>,
     /// The weights in use.
     pub weights: BTreeMap<String, u32>,
-}
-
-/// The route's ID in the runtime API: its name, else its index.
-fn route_id(state: &ProxyState, index: usize) -> String {
-    state.routes[index]
-        .name
-        .clone()
-        .unwrap_or_else(|| index.to_string())
 }
 
 /// The config's weights and the weights in use of route `index`, by group name, if it splits.
@@ -68,11 +61,7 @@ pub fn of(state: &ProxyState) -> BTreeMap<String, SplitState> {
 pub fn restore(state: &ProxyState, splits: &BTreeMap<String, SplitState>) -> Vec<String> {
     let mut dropped = Vec::new();
     for (id, saved) in splits {
-        let index = state
-            .routes
-            .iter()
-            .position(|r| r.name.as_deref() == Some(id.as_str()))
-            .or_else(|| id.parse::<usize>().ok().filter(|&i| i < state.routes.len()));
+        let index = route_index(state, id);
         let Some((index, (config, _))) = index.and_then(|i| Some((i, weights_of(state, i)?)))
         else {
             dropped.push(format!("route {id}: no longer a split route"));
