@@ -11,6 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use super::algorithm::Algorithm;
+pub use cache::{
+    CacheKeyPart, CacheStore, Compression, RouteCache, DEFAULT_CACHE_LOCK_TIMEOUT,
+    DEFAULT_CACHE_OBJECT_SIZE, DEFAULT_CACHE_SIZE, DEFAULT_COMPRESSION_MIN_SIZE,
+};
 pub use discovery::{
     Discovery, DiscoverySource, Resolver, API_HEADROOM, DEFAULT_MAX_DISCOVERED, MAX_DISCOVERED,
 };
@@ -19,6 +23,7 @@ pub use route::{
     DEFAULT_MIRROR_BODY, MAX_SPLIT_WEIGHT,
 };
 
+mod cache;
 mod discovery;
 mod route;
 
@@ -45,6 +50,8 @@ pub struct Config {
     pub rate_limit: Option<RateLimit>,
     /// Where discovery sends its DNS queries.
     pub resolver: Resolver,
+    /// The in-memory response cache that routes with a `cache` policy share.
+    pub cache: CacheStore,
 }
 
 /// Largest `request_buffering`: the body rides in Pingora's retry buffer, a fixed 64 KiB.

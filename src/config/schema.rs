@@ -12,9 +12,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
+pub use cache::{CacheSpec, CompressionSpec, RouteCacheSpec};
 pub use discovery::{DiscoverySpec, ResolverSpec};
 pub use route::{MatchSpec, MirrorSpec, RewriteSpec, RouteSpec, SplitSideSpec};
 
+mod cache;
 mod discovery;
 mod route;
 
@@ -84,6 +86,9 @@ pub struct FileConfig {
     /// The DNS servers `discovery` asks; default: those of `/etc/resolv.conf`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<ResolverSpec>,
+    /// The in-memory response cache shared by routes with `cache:`; defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheSpec>,
 }
 
 /// Limits on client requests and connections.

@@ -227,6 +227,8 @@ mod tests {
             max_body_bytes: None,
             request_buffering: 0,
             rate_limit: Default::default(),
+            cache: None,
+            compression: None,
         }
     }
 

@@ -54,6 +54,10 @@ pub struct Route {
     pub request_buffering: u64,
     /// The route's rate limit.
     pub rate_limit: RouteRateLimit,
+    /// Response caching; `None` where the route does not cache.
+    pub cache: Option<super::RouteCache>,
+    /// Response compression; `None` where the route does not compress.
+    pub compression: Option<super::Compression>,
 }
 
 impl Route {

@@ -1,6 +1,6 @@
 //! The `routes:` section as written in YAML.
 
-use super::{HeaderRulesSpec, RouteRateLimitSpec};
+use super::{CompressionSpec, HeaderRulesSpec, RouteCacheSpec, RouteRateLimitSpec};
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -58,6 +58,12 @@ pub struct RouteSpec {
     /// This route's own per-client rate limit, or `off`; default the top-level `rate_limit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RouteRateLimitSpec>,
+    /// Store this route's responses in the shared cache (RFC 9111 rules); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<RouteCacheSpec>,
+    /// Compress this route's responses for clients that accept it; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression: Option<CompressionSpec>,
 }
 
 /// `match:`: conditions on the request beyond host and path; all must hold.

@@ -4,6 +4,7 @@
 //! sections share are in [`values`]. The I/O validation does (reading certificate files,
 //! resolving backend host names) goes through [`Load`].
 
+mod cache;
 mod discovery;
 mod forwarding;
 mod health;
@@ -27,6 +28,7 @@ use super::error::ConfigError;
 use super::model::*;
 use super::runtime_files::RuntimeFiles;
 use super::schema::*;
+use cache::cache_store;
 use forwarding::forwarding;
 use limits::{limits, rate_limit};
 use listeners::{admin, demo_backends, listeners};
@@ -84,6 +86,7 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
     }
     let forwarding = forwarding(spec.forwarding.as_ref())?;
     let resolver = resolver(spec.resolver.as_ref())?;
+    let cache = cache_store(spec.cache.as_ref())?;
     let admin = spec
         .admin
         .as_ref()
@@ -100,5 +103,6 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
         limits,
         rate_limit,
         resolver,
+        cache,
     })
 }

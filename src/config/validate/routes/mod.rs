@@ -1,5 +1,6 @@
 //! The `routes:` section: which requests go to which upstream, and how they are rewritten.
 
+use super::cache::{compression, route_cache};
 use super::limits::rate_limit;
 use super::values::{body_limit, header_name, header_pairs, host_match, request_buffering};
 use super::Result;
@@ -100,6 +101,8 @@ pub(super) fn routes(
             max_body_bytes,
             request_buffering,
             rate_limit,
+            cache: route_cache(&format!("{base}.cache"), spec.cache.as_ref())?,
+            compression: compression(&format!("{base}.compression"), spec.compression.as_ref())?,
         });
     }
     Ok(out)
