@@ -105,6 +105,8 @@ pub fn route(host: HostMatch, path: &str) -> Route {
         max_body_bytes: None,
         request_buffering: 0,
         rate_limit: Default::default(),
+        cache: None,
+        compression: None,
     }
 }
 
