@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod balancer;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod discovery;

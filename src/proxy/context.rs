@@ -53,6 +53,8 @@ pub struct RequestCtx {
     pub backend_addr: Option<SocketAddr>,
     /// Where the request stands with its mirror copy (`mirror:` routes).
     pub mirror: super::mirror::Capture,
+    /// The encoding the response body is compressed with (see `crate::compress`).
+    pub compressed: Option<crate::compress::negotiate::Encoding>,
 }
 
 impl RequestCtx {

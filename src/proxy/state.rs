@@ -4,6 +4,7 @@
 use super::context::RequestCtx;
 use super::mirror::RouteMirror;
 use crate::balancer::UpstreamGroup;
+use crate::compress::RouteCompressor;
 use crate::config::model::Destination;
 use crate::config::model::{Config, Forwarding, Limits, Listener, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
@@ -36,6 +37,8 @@ pub struct ProxyState {
     pub splitters: Vec<Option<Splitter>>,
     /// Per route: its mirror (`mirror:`), with its sampler and counters.
     pub(super) mirrors: Vec<Option<Arc<RouteMirror>>>,
+    /// Per route: its response compression (`compression:`), with its counters.
+    pub(crate) compression: Vec<Option<RouteCompressor>>,
 }
 
 impl ProxyState {
@@ -91,6 +94,7 @@ impl ProxyState {
         ProxyState {
             splitters,
             mirrors: RouteMirror::for_routes(config),
+            compression: RouteCompressor::for_routes(config),
             limits: config.limits.clone(),
             rate_limiters,
             slots,
