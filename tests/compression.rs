@@ -541,3 +541,114 @@ async fn compressed_responses_and_bytes_are_counted() {
     assert_eq!(bytes("br", "in"), body.len() as u64);
     assert_eq!(bytes("br", "out"), br_out);
 }
+
+#[tokio::test]
+async fn error_pages_are_compressed_and_http10_clients_are_not() {
+    let body = text_body(6000);
+    let mut missing = Content::new("text/html", body.clone());
+    missing.status = 404;
+    let app = ContentBackend::start(vec![
+        ("/page", Content::new("text/html", body.clone())),
+        ("/missing", missing),
+    ])
+    .await;
+    let f = fulcrum_for(&app, ALL_ON, "").await;
+    let dir = tempfile::tempdir().unwrap();
+
+    let r = curl(
+        dir.path(),
+        &["-H", "Accept-Encoding: gzip"],
+        &f.url("/missing"),
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-encoding").as_deref(), Some("gzip"));
+    assert!(python_decode("gzip", &r.body) == body);
+
+    // HTTP/1.0 has no chunked framing: the body goes as it is, with its length.
+    let text = raw_http(
+        f.port(),
+        b"GET /page HTTP/1.0\r\nHost: a\r\nAccept-Encoding: gzip, br\r\n\r\n",
+    )
+    .await;
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a whole response");
+    let head = head.to_ascii_lowercase();
+    assert_eq!(raw_status(&text), 200, "{head}");
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    assert!(rest.as_bytes() == body);
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_carries_one_compressed_answer_after_another() {
+    let body = text_body(50_000);
+    let app = ContentBackend::start(vec![
+        ("/a", Content::new("text/plain", body.clone())),
+        ("/b", Content::new("text/plain", body.clone()).chunked(4096)),
+    ])
+    .await;
+    let f = fulcrum_for(&app, ALL_ON, "").await;
+    // reqwest without its decoders: the bytes arrive as fulcrum sent them.
+    let c = client();
+    for (i, (path, enc)) in [("/a", "br"), ("/b", "gzip"), ("/a", "zstd"), ("/b", "br")]
+        .iter()
+        .enumerate()
+    {
+        let r = c
+            .get(f.url(path))
+            .header("accept-encoding", *enc)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-encoding"].to_str().unwrap(),
+            *enc,
+            "request {i}"
+        );
+        let bytes = r.bytes().await.expect("body");
+        assert!(
+            python_decode(enc, &bytes) == body,
+            "request {i} ({path}, {enc})"
+        );
+    }
+    assert_eq!(app.requests().len(), 4);
+}
+
+#[tokio::test]
+async fn a_body_that_ends_with_trailers_is_finished() {
+    // An HTTP/2 backend that ends every body with trailers: the body's end reaches fulcrum as
+    // trailers, not as a last piece, and the encoder must still write its last bytes.
+    let backend = H2Backend::h2c("h2only");
+    let port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+upstreams:
+  app:
+    backends:
+      - addr: "127.0.0.1:{bp}"
+    protocol: h2c
+routes:
+  - upstream: app
+    compression: {{gzip: 6, brotli: 4, zstd: 3, min_size: 0}}
+"#,
+        bp = backend.port()
+    );
+    let f = Fulcrum::start(&yaml, port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let expected = b"h2only GET /x HTTP/2.0 te=-\n".to_vec();
+    let plain = curl(dir.path(), &[], &f.url("/x")).await;
+    assert_eq!(plain.body, expected);
+    for enc in ["gzip", "br", "zstd"] {
+        let ae = format!("Accept-Encoding: {enc}");
+        let r = curl(dir.path(), &["-H", &ae], &f.url("/x")).await;
+        assert_eq!(r.header("content-encoding").as_deref(), Some(enc));
+        assert_eq!(python_decode(enc, &r.body), expected, "{enc}");
+    }
+}
