@@ -188,30 +188,23 @@ pub fn on_response_head(
         return;
     };
     let mut decision = decide(&rc.settings, session.req_header(), resp);
-    let mut encoder = None;
     if let Decision::Encode(e) = decision {
-        encoder = encoder::new(e, e.level(&rc.settings));
-        let has_module = session
-            .downstream_modules_ctx
-            .get_mut::<BodyEncoder>()
-            .is_some();
-        if encoder.is_none() || !has_module {
-            decision = Decision::VaryOnly;
+        let encoder = encoder::new(e, e.level(&rc.settings));
+        let module = session.downstream_modules_ctx.get_mut::<BodyEncoder>();
+        match (encoder, module) {
+            (Some(encoder), Some(module)) => {
+                module.start(encoder, rc.tallies.of(e).clone());
+                ctx.compressed = Some(e);
+                // Chunked framing needs HTTP/1.1 (an HTTP/1.0 backend's answer says 1.0).
+                resp.set_version(Version::HTTP_11);
+            }
+            // No encoder after all: the body goes as it is.
+            _ => decision = Decision::VaryOnly,
         }
     }
-    if decision == Decision::Untouched {
-        return;
-    }
-    head::edit_response(resp, state.forwarding.preserve_header_case, |h| {
-        apply(decision, h)
-    });
-    if let (Decision::Encode(e), Some(enc)) = (decision, encoder) {
-        // Chunked framing needs HTTP/1.1 (an HTTP/1.0 backend's answer says 1.0).
-        resp.set_version(Version::HTTP_11);
-        if let Some(m) = session.downstream_modules_ctx.get_mut::<BodyEncoder>() {
-            m.start(enc, rc.tallies.of(e).clone());
-        }
-        ctx.compressed = Some(e);
+    if decision != Decision::Untouched {
+        let preserve_case = state.forwarding.preserve_header_case;
+        head::edit_response(resp, preserve_case, |h| apply(decision, h));
     }
 }
 
