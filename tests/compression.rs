@@ -437,6 +437,26 @@ async fn a_chunked_backend_answer_is_compressed() {
 }
 
 #[tokio::test]
+async fn an_http10_backend_answer_goes_out_chunked_as_http11() {
+    let body = text_body(20_000);
+    let app = ContentBackend::start(vec![(
+        "/old",
+        Content::new("text/plain", body.clone()).http10(),
+    )])
+    .await;
+    let f = fulcrum_for(&app, ALL_ON, "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let r = curl(dir.path(), &["-H", "Accept-Encoding: gzip"], &f.url("/old")).await;
+    assert_eq!(
+        r.version, "1.1",
+        "chunked framing needs an HTTP/1.1 status line"
+    );
+    assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
+    assert_eq!(r.header("content-encoding").as_deref(), Some("gzip"));
+    assert!(python_decode("gzip", &r.body) == body);
+}
+
+#[tokio::test]
 async fn http2_clients_over_tls_get_compressed_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["site.test".to_string()]).unwrap();

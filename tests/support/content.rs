@@ -23,6 +23,8 @@ pub struct Content {
     /// `Some(n)`: chunked, in pieces of `n` bytes, without `Content-Length`; `None`:
     /// `Content-Length`.
     pub chunked: Option<usize>,
+    /// Answer with an `HTTP/1.0` status line (use with `Content-Length` framing).
+    pub http10: bool,
 }
 
 impl Content {
@@ -33,12 +35,19 @@ impl Content {
             headers: vec![("content-type".into(), content_type.into())],
             body: body.into(),
             chunked: None,
+            http10: false,
         }
     }
 
     /// The same with one more header.
     pub fn with_header(mut self, name: &str, value: &str) -> Content {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The same with an `HTTP/1.0` status line.
+    pub fn http10(mut self) -> Content {
+        self.http10 = true;
         self
     }
 
@@ -92,9 +101,11 @@ fn answer(req: &RawRequest, contents: &HashMap<String, Content>) -> Vec<u8> {
         headers: Vec::new(),
         body: Vec::new(),
         chunked: None,
+        http10: false,
     };
     let c = contents.get(path).unwrap_or(&not_found);
-    let mut head = format!("HTTP/1.1 {} X\r\n", c.status);
+    let version = if c.http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+    let mut head = format!("{version} {} X\r\n", c.status);
     for (k, v) in &c.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
