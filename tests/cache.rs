@@ -179,6 +179,23 @@ impl Proxy {
         r.body
     }
 
+    /// Polls `/metrics` (at most [`POLL_LIMIT`]) until `done` holds for its text, and returns
+    /// that text; the last text when it never does (the caller's asserts then say why). A
+    /// response is stored as its last byte goes out, so the gauges may lag the client by a
+    /// moment.
+    async fn metrics_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let tries = (POLL_LIMIT.as_millis() / POLL_EVERY.as_millis()) as usize;
+        let mut text = self.metrics().await;
+        for _ in 0..tries {
+            if done(&text) {
+                break;
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+            text = self.metrics().await;
+        }
+        text
+    }
+
     /// Waits (polling, at most 10 s) until fulcrum's log has a line containing every one of
     /// `parts`; panics with the log otherwise.
     async fn wait_for_log_line(&self, parts: &[&str]) {
@@ -835,14 +852,18 @@ async fn purge_by_route_path_prefix_and_everything() {
     p.expect("/static/a?v=1", &[], "HIT", "/static/a").await;
 
     // A route by name: /static/a?v=1, /static/ab, /static/b/c.
+    p.expect("/static/b/c", &[], "HIT", "/static/b/c").await;
     assert_eq!(p.purge("?route=static").await, 3);
     p.expect("/other/x", &[], "HIT", "/other/x").await;
     p.expect("/static/ab", &[], "MISS", "/static/ab").await;
 
-    // Everything: /other/x, /static/ab.
+    // Everything: /other/x, /static/ab (a HIT shows each is stored).
+    p.expect("/static/ab", &[], "HIT", "/static/ab").await;
     assert_eq!(p.purge("").await, 2);
     p.expect("/other/x", &[], "MISS", "/other/x").await;
     p.expect("/static/ab", &[], "MISS", "/static/ab").await;
+    p.expect("/other/x", &[], "HIT", "/other/x").await;
+    p.expect("/static/ab", &[], "HIT", "/static/ab").await;
     assert_eq!(p.purge("").await, 2);
     assert_eq!(p.purge("").await, 0);
 }
@@ -886,8 +907,17 @@ async fn memory_stays_within_max_size_by_evicting_old_objects() {
         let size = metric(&p.metrics().await, "fulcrum_cache_size_bytes", &[]);
         let size = size.expect("fulcrum_cache_size_bytes");
         assert!(size <= MAX, "after {path}: {size} bytes held");
+        // m0 is used after every other object is stored: it stays the most recently used.
+        if i > 0 {
+            p.expect("/static/m0", &[], "HIT", &want).await;
+        }
     }
-    let text = p.metrics().await;
+    let held_or_evicted = |text: &str| {
+        let objects = metric(text, "fulcrum_cache_objects", &[]).unwrap_or(0.0);
+        let evictions = metric(text, "fulcrum_cache_evictions_total", &[]).unwrap_or(0.0);
+        objects + evictions == OBJECTS as f64
+    };
+    let text = p.metrics_when(held_or_evicted).await;
     let objects = metric(&text, "fulcrum_cache_objects", &[]).expect("fulcrum_cache_objects");
     let evictions =
         metric(&text, "fulcrum_cache_evictions_total", &[]).expect("fulcrum_cache_evictions_total");
@@ -897,11 +927,13 @@ async fn memory_stays_within_max_size_by_evicting_old_objects() {
         OBJECTS as f64,
         "every object stored, then kept or evicted"
     );
-    // The last one is still there, the first ones are gone.
+    // The least recently used ones are gone; the last one and m0 are still there.
     p.expect(&format!("/static/m{}", OBJECTS - 1), &[], "HIT", &want)
         .await;
-    p.expect("/static/m0", &[], "MISS", &want).await;
+    p.expect("/static/m0", &[], "HIT", &want).await;
     p.expect("/static/m1", &[], "MISS", &want).await;
+    p.expect("/static/m2", &[], "MISS", &want).await;
+    assert_eq!(origin.count("/static/m0"), 1);
 
     // Larger than max_object_size: passed through, never stored.
     for _ in 0..2 {
@@ -943,18 +975,18 @@ async fn metrics_count_every_cache_status_and_what_is_held() {
     assert_eq!(seen.get("EXPIRED"), Some(&1.0), "{seen:?}");
     assert_eq!(seen.get("MISS"), Some(&2.0), "{seen:?}");
 
-    let text = p.metrics().await;
-    for (status, n) in &seen {
+    let text = p
+        .metrics_when(|t| metric(t, "fulcrum_cache_objects", &[]) == Some(2.0))
+        .await;
+    // Every status has its series from the start; each counts what the client saw.
+    for status in ["HIT", "MISS", "EXPIRED", "STALE", "REVALIDATED", "BYPASS"] {
+        let labels = [
+            ("route", "static"),
+            ("status", &*status.to_ascii_lowercase()),
+        ];
         assert_eq!(
-            metric(
-                &text,
-                "fulcrum_cache_requests_total",
-                &[
-                    ("route", "static"),
-                    ("status", &status.to_ascii_lowercase())
-                ]
-            ),
-            Some(*n),
+            metric(&text, "fulcrum_cache_requests_total", &labels),
+            Some(seen.get(status).copied().unwrap_or(0.0)),
             "{status}:\n{text}"
         );
     }
