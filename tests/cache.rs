@@ -49,7 +49,23 @@ impl Proxy {
     /// Starts fulcrum with the top-level `cache:` section `store` (flow-style YAML, empty for
     /// none) and the given `routes:` entries (see [`route`]), all to `origin`.
     async fn start(origin: &CountingOrigin, store: &str, routes: &[String]) -> Proxy {
+        Proxy::start_with(origin, store, "", routes).await
+    }
+
+    /// Like [`Proxy::start`], with `upstream` (flow-style YAML keys, e.g.
+    /// `timeouts: {read: 1s}`) added to the origin's upstream group.
+    async fn start_with(
+        origin: &CountingOrigin,
+        store: &str,
+        upstream: &str,
+        routes: &[String],
+    ) -> Proxy {
         let (port, admin) = (free_port(), free_port());
+        let upstream = if upstream.is_empty() {
+            String::new()
+        } else {
+            format!("    {upstream}\n")
+        };
         let store = if store.is_empty() {
             String::new()
         } else {
@@ -58,7 +74,7 @@ impl Proxy {
         let yaml = format!(
             "listeners:\n  - addr: \"127.0.0.1:{port}\"\n\
              admin:\n  addr: \"127.0.0.1:{admin}\"\n  token: \"{TOKEN}\"\n\
-             upstreams:\n  origin:\n    backends: [{{addr: \"{}\"}}]\n\
+             upstreams:\n  origin:\n    backends: [{{addr: \"{}\"}}]\n{upstream}\
              {store}routes:\n{}",
             origin.addr(),
             routes.concat()
@@ -272,6 +288,14 @@ async fn a_fresh_copy_is_a_hit_and_an_expired_one_is_fetched_again() {
 
     p.expect("/static/page", &[], "MISS", "v1").await;
     p.expect("/static/page", &[], "HIT", "v1").await;
+    // The client's own Cache-Control and Pragma are ignored.
+    for h in [
+        ("cache-control", "no-cache"),
+        ("cache-control", "max-age=0"),
+        ("pragma", "no-cache"),
+    ] {
+        p.expect("/static/page", &[h], "HIT", "v1").await;
+    }
     assert_eq!(origin.count("/static/page"), 1);
 
     // The origin's answer changes; the stored copy is served until it expires, then refetched.
@@ -683,9 +707,11 @@ async fn a_stale_copy_is_served_when_the_backend_fails() {
     origin.set("/static/a", Reply::cc("old a", "max-age=1"));
     origin.set("/static/b", Reply::cc("old b", "max-age=1"));
     origin.set("/strict/c", Reply::cc("old c", "max-age=1"));
-    let p = Proxy::start(
+    origin.set("/static/t", Reply::cc("old t", "max-age=1"));
+    let p = Proxy::start_with(
         &origin,
         "",
+        "timeouts: {read: 1s}",
         &[
             route("static", "/static/", "{stale_if_error: 5m}"),
             route("strict", "/strict/", "{}"),
@@ -695,6 +721,18 @@ async fn a_stale_copy_is_served_when_the_backend_fails() {
     p.expect("/static/a", &[], "MISS", "old a").await;
     p.expect("/static/b", &[], "MISS", "old b").await;
     p.expect("/strict/c", &[], "MISS", "old c").await;
+    p.expect("/static/t", &[], "MISS", "old t").await;
+
+    // The backend times out.
+    origin.set(
+        "/static/t",
+        Reply::cc("new t", "max-age=60").delay(Duration::from_secs(3)),
+    );
+    let r = p.poll_until_not("/static/t", "HIT").await;
+    assert_eq!(
+        (r.status, cache_status(&r).as_str(), r.body.as_str()),
+        (200, "STALE", "old t")
+    );
 
     // The backend answers 500.
     origin.fail_with(500);
