@@ -40,6 +40,8 @@ pub struct Cache {
     predictor: &'static Predictor<PREDICTOR_SHARDS>,
     max_object_size: usize,
     lock_timeout: std::time::Duration,
+    /// `cache.max_size`.
+    pub max_size: u64,
 }
 
 impl Cache {
@@ -54,6 +56,7 @@ impl Cache {
             predictor: Box::leak(Box::new(Predictor::new(PREDICTOR_KEYS_PER_SHARD, None))),
             max_object_size: settings.max_object_size as usize,
             lock_timeout: settings.lock_timeout,
+            max_size: settings.max_size,
         };
         Box::leak(Box::new(cache))
     }
