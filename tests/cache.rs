@@ -718,6 +718,10 @@ async fn a_stale_copy_is_served_when_the_backend_fails() {
         ],
     )
     .await;
+    // A new connection per request: a connection that served a stale copy on an error may be
+    // closed afterwards (see the keep-alive test below).
+    let mut p = p;
+    p.http = client_no_pool();
     p.expect("/static/a", &[], "MISS", "old a").await;
     p.expect("/static/b", &[], "MISS", "old b").await;
     p.expect("/strict/c", &[], "MISS", "old c").await;
@@ -752,6 +756,83 @@ async fn a_stale_copy_is_served_when_the_backend_fails() {
     assert_eq!(
         (r.status, cache_status(&r).as_str(), r.body.as_str()),
         (200, "STALE", "old b")
+    );
+}
+
+/// Sends raw `GET path` requests, one connection each, until `X-Cache-Status` is not `HIT`;
+/// returns that exchange (its connection read until closed or idle for 300 ms).
+async fn raw_poll_until_not_hit(port: u16, path: &str) -> (RawExchange, RawResponse) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let tries = (POLL_LIMIT.as_millis() / 300) as usize;
+    for _ in 0..tries {
+        let ex = raw_exchange(port, req.as_bytes(), Duration::from_millis(300)).await;
+        let resp = ex.responses().into_iter().next();
+        let resp = resp.unwrap_or_else(|| panic!("GET {path}: no response: {}", ex.summary()));
+        if resp.header("x-cache-status").as_deref() != Some("HIT") {
+            return (ex, resp);
+        }
+    }
+    panic!("GET {path} stayed HIT for {POLL_LIMIT:?}");
+}
+
+#[tokio::test]
+async fn a_stale_copy_served_on_an_error_keeps_or_announces_closing_the_connection() {
+    let origin = CountingOrigin::start().await;
+    origin.set("/static/e", Reply::cc("old e", "max-age=1"));
+    origin.set("/static/t", Reply::cc("old t", "max-age=1"));
+    let p = Proxy::start_with(
+        &origin,
+        "",
+        "timeouts: {read: 1s}",
+        &[route("static", "/static/", "{stale_if_error: 5m}")],
+    )
+    .await;
+    p.expect("/static/e", &[], "MISS", "old e").await;
+    p.expect("/static/t", &[], "MISS", "old t").await;
+    origin.fail_with(500);
+    let (ex, resp) = raw_poll_until_not_hit(p.fulcrum.port(), "/static/e").await;
+    assert_eq!(
+        (resp.status, resp.header("x-cache-status").as_deref()),
+        (200, Some("STALE"))
+    );
+    let announced = resp.header("connection").as_deref() == Some("close");
+    assert!(
+        announced || !ex.closed,
+        "500: closed after a keep-alive answer: {}",
+        ex.summary()
+    );
+
+    origin.recover();
+    origin.set(
+        "/static/t",
+        Reply::cc("new t", "max-age=60").delay(Duration::from_secs(3)),
+    );
+    let (ex, resp) = raw_poll_until_not_hit(p.fulcrum.port(), "/static/t").await;
+    assert_eq!(
+        (resp.status, resp.header("x-cache-status").as_deref()),
+        (200, Some("STALE"))
+    );
+    // A keep-alive answer must not be followed by a close: a client sending its next request
+    // on the connection meanwhile gets a reset.
+    let announced = resp.header("connection").as_deref() == Some("close");
+    assert!(
+        announced || !ex.closed,
+        "timeout: closed after a keep-alive answer: {}",
+        ex.summary()
+    );
+
+    // Connections refused: /static/e is still stale.
+    origin.stop().await;
+    let (ex, resp) = raw_poll_until_not_hit(p.fulcrum.port(), "/static/e").await;
+    assert_eq!(
+        (resp.status, resp.header("x-cache-status").as_deref()),
+        (200, Some("STALE"))
+    );
+    let announced = resp.header("connection").as_deref() == Some("close");
+    assert!(
+        announced || !ex.closed,
+        "refused: closed after a keep-alive answer: {}",
+        ex.summary()
     );
 }
 
@@ -884,10 +965,14 @@ async fn purge_by_route_path_prefix_and_everything() {
     p.expect("/static/b/c", &[], "MISS", "/static/b/c").await;
     p.expect("/static/ab", &[], "HIT", "/static/ab").await;
 
-    // A route by its label (it has no name).
+    // A route by its label (it has no name), as in the metrics.
     assert_eq!(p.purge("?route=/other/").await, 2);
     p.expect("/other/x", &[], "MISS", "/other/x").await;
     p.expect("/static/a?v=1", &[], "HIT", "/static/a").await;
+    // By its index in `routes:`, as in GET /routes.
+    p.expect("/other/x", &[], "HIT", "/other/x").await;
+    assert_eq!(p.purge("?route=1").await, 1);
+    p.expect("/other/x", &[], "MISS", "/other/x").await;
 
     // A route by name: /static/a?v=1, /static/ab, /static/b/c.
     p.expect("/static/b/c", &[], "HIT", "/static/b/c").await;
@@ -1013,17 +1098,26 @@ async fn metrics_count_every_cache_status_and_what_is_held() {
     assert_eq!(seen.get("EXPIRED"), Some(&1.0), "{seen:?}");
     assert_eq!(seen.get("MISS"), Some(&2.0), "{seen:?}");
 
-    let text = p
-        .metrics_when(|t| metric(t, "fulcrum_cache_objects", &[]) == Some(2.0))
-        .await;
-    // Every status has its series from the start; each counts what the client saw.
-    for status in ["HIT", "MISS", "EXPIRED", "STALE", "REVALIDATED", "BYPASS"] {
+    // A request is counted as it is logged, just after its last byte went out: poll.
+    let statuses = ["HIT", "MISS", "EXPIRED", "STALE", "REVALIDATED", "BYPASS"];
+    let count = |text: &str, status: &str| {
         let labels = [
             ("route", "static"),
             ("status", &*status.to_ascii_lowercase()),
         ];
+        metric(text, "fulcrum_cache_requests_total", &labels)
+    };
+    let settled = |t: &str| {
+        metric(t, "fulcrum_cache_objects", &[]) == Some(2.0)
+            && statuses
+                .iter()
+                .all(|s| count(t, s) == Some(seen.get(*s).copied().unwrap_or(0.0)))
+    };
+    let text = p.metrics_when(settled).await;
+    // Every status has its series from the start; each counts what the client saw.
+    for status in statuses {
         assert_eq!(
-            metric(&text, "fulcrum_cache_requests_total", &labels),
+            count(&text, status),
             Some(seen.get(status).copied().unwrap_or(0.0)),
             "{status}:\n{text}"
         );
