@@ -255,9 +255,19 @@ impl HandleMiss for Fill {
     }
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        let weight = self.body.len() + self.meta.weight() + OBJECT_OVERHEAD;
+        let mut meta = self.meta;
+        // The whole body is here, so its length is known even when the backend sent it
+        // chunked: a hit states it (and a Range request on it gets its 206).
+        let status = meta.header.status;
+        if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+            meta.header.remove_header(&http::header::TRANSFER_ENCODING);
+            let _ = meta
+                .header
+                .insert_header(http::header::CONTENT_LENGTH, self.body.len());
+        }
+        let weight = self.body.len() + meta.weight() + OBJECT_OVERHEAD;
         let object = Object {
-            meta: RwLock::new(self.meta),
+            meta: RwLock::new(meta),
             body: self.body.freeze(),
             origin: self.origin,
             key: self.key,
