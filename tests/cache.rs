@@ -708,6 +708,10 @@ async fn a_stale_copy_is_served_when_the_backend_fails() {
     origin.set("/static/b", Reply::cc("old b", "max-age=1"));
     origin.set("/strict/c", Reply::cc("old c", "max-age=1"));
     origin.set("/static/t", Reply::cc("old t", "max-age=1"));
+    origin.set(
+        "/static/mr",
+        Reply::cc("old mr", "max-age=1, must-revalidate"),
+    );
     let p = Proxy::start_with(
         &origin,
         "",
@@ -726,6 +730,7 @@ async fn a_stale_copy_is_served_when_the_backend_fails() {
     p.expect("/static/b", &[], "MISS", "old b").await;
     p.expect("/strict/c", &[], "MISS", "old c").await;
     p.expect("/static/t", &[], "MISS", "old t").await;
+    p.expect("/static/mr", &[], "MISS", "old mr").await;
 
     // The backend times out.
     origin.set(
@@ -746,9 +751,15 @@ async fn a_stale_copy_is_served_when_the_backend_fails() {
         (200, "STALE", "old a")
     );
     assert_eq!(origin.count("/static/a"), 2, "the origin was asked first");
-    // Without stale_if_error the error goes through.
+    // Without stale_if_error the error goes through; so it does for `must-revalidate`.
     let r = p.poll_until_not("/strict/c", "HIT").await;
     assert_eq!((r.status, r.body.as_str()), (500, "failing"));
+    let r = p.poll_until_not("/static/mr", "HIT").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (500, "failing"),
+        "must-revalidate"
+    );
 
     // The backend is gone: connections are refused.
     origin.stop().await;
@@ -862,6 +873,37 @@ async fn a_stale_copy_is_served_while_one_background_refresh_runs() {
         "the background refresh stored the new answer"
     );
     assert_eq!(origin.count("/static/swr"), 2, "one refresh");
+
+    // Many requests for a stale copy at once, while a slow refresh runs: one refresh.
+    origin.set("/static/slow", Reply::cc("s1", "max-age=1"));
+    p.expect("/static/slow", &[], "MISS", "s1").await;
+    origin.set(
+        "/static/slow",
+        Reply::cc("s2", "max-age=60").delay(Duration::from_millis(500)),
+    );
+    let r = p.poll_until_not("/static/slow", "HIT").await;
+    assert_eq!(
+        (cache_status(&r).as_str(), r.body.as_str()),
+        ("STALE", "s1")
+    );
+    let url = p.fulcrum.url("/static/slow");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (c, url) = (p.http.clone(), url.clone());
+        tasks.push(tokio::spawn(async move { get(&c, &url).await }));
+    }
+    for t in tasks {
+        let r = t.await.expect("client task");
+        assert_eq!((r.status, r.body.as_str()), (200, "s1"));
+        assert_eq!(cache_status(&r), "STALE");
+    }
+    let r = p.poll_until_not("/static/slow", "STALE").await;
+    assert_eq!((cache_status(&r).as_str(), r.body.as_str()), ("HIT", "s2"));
+    assert_eq!(
+        origin.count("/static/slow"),
+        2,
+        "one refresh for 22 stale answers"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -893,6 +935,19 @@ async fn head_and_ranges_are_served_from_a_stored_get() {
     );
 
     let reqs = origin.requests("/static/file");
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].method, "GET");
+
+    // A HEAD for a cold object fetches (and stores) the whole GET.
+    origin.set("/static/cold", Reply::cc("", "max-age=60").sized(50));
+    let r = p.send("HEAD", "/static/cold", None, &[]).await;
+    assert_eq!(
+        (r.status, cache_status(&r).as_str(), r.body.as_str()),
+        (200, "MISS", "")
+    );
+    assert_eq!(r.header("content-length").as_deref(), Some("50"));
+    p.expect("/static/cold", &[], "HIT", &pattern(50)).await;
+    let reqs = origin.requests("/static/cold");
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].method, "GET");
 }
@@ -1011,6 +1066,14 @@ async fn memory_stays_within_max_size_by_evicting_old_objects() {
         "/static/huge",
         Reply::cc("", "max-age=600").sized(300 * 1024),
     );
+    origin.set(
+        "/static/huge-chunked",
+        Reply::cc("", "max-age=600").sized(300 * 1024).chunked(),
+    );
+    origin.set(
+        "/static/small-chunked",
+        Reply::cc("", "max-age=600").sized(100 * 1024).chunked(),
+    );
     let p = Proxy::start(
         &origin,
         "{max_size: 1MiB, max_object_size: 256KiB}",
@@ -1058,13 +1121,24 @@ async fn memory_stays_within_max_size_by_evicting_old_objects() {
     p.expect("/static/m2", &[], "MISS", &want).await;
     assert_eq!(origin.count("/static/m0"), 1);
 
-    // Larger than max_object_size: passed through, never stored.
-    for _ in 0..2 {
-        let r = p.get("/static/huge").await;
-        assert_eq!((r.status, cache_status(&r).as_str()), (200, "MISS"));
-        assert_eq!(r.body.len(), 300 * 1024);
+    // Larger than max_object_size: passed through whole, never stored; also when the size
+    // is known only at the end (chunked). A chunked object within the limit is stored.
+    let huge = pattern(300 * 1024);
+    for path in ["/static/huge", "/static/huge-chunked"] {
+        for _ in 0..2 {
+            let r = p.get(path).await;
+            assert_eq!(
+                (r.status, cache_status(&r).as_str()),
+                (200, "MISS"),
+                "{path}"
+            );
+            assert!(r.body == huge, "{path}: body of {} bytes", r.body.len());
+        }
+        assert_eq!(origin.count(path), 2, "{path}");
     }
-    assert_eq!(origin.count("/static/huge"), 2);
+    let small = pattern(100 * 1024);
+    p.expect("/static/small-chunked", &[], "MISS", &small).await;
+    p.expect("/static/small-chunked", &[], "HIT", &small).await;
     let size = metric(&p.metrics().await, "fulcrum_cache_size_bytes", &[]).unwrap();
     assert!(size <= MAX, "{size} bytes held");
 }
@@ -1179,4 +1253,19 @@ async fn the_access_log_names_the_cache_status() {
         "a route without cache: {}",
         plain[0]
     );
+}
+
+#[tokio::test]
+async fn a_chunked_response_is_stored_like_any_other() {
+    let origin = CountingOrigin::start().await;
+    origin.set(
+        "/static/c",
+        Reply::cc("", "max-age=60").sized(1000).chunked(),
+    );
+    let p = Proxy::start(&origin, "", &[route("static", "/static/", "{}")]).await;
+    p.expect("/static/c", &[], "MISS", &pattern(1000)).await;
+    p.expect("/static/c", &[], "HIT", &pattern(1000)).await;
+    let r = p.get_with("/static/c", &[("range", "bytes=990-")]).await;
+    assert_eq!((r.status, r.body.as_str()), (206, "0123456789"));
+    assert_eq!(origin.count("/static/c"), 1);
 }

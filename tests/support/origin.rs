@@ -27,6 +27,9 @@ pub struct Reply {
     /// Append `|` and the value of this request header (`-` when absent) to the body, so
     /// the variants of a `Vary` response differ.
     pub echo_header: Option<String>,
+    /// Send the body with `Transfer-Encoding: chunked` (16 KiB chunks) instead of a
+    /// `Content-Length`.
+    pub chunked: bool,
 }
 
 impl Reply {
@@ -38,6 +41,7 @@ impl Reply {
             body: body.as_bytes().to_vec(),
             delay: None,
             echo_header: None,
+            chunked: false,
         }
     }
 
@@ -67,6 +71,12 @@ impl Reply {
     /// This reply with a body of `len` bytes (see [`pattern_body`]).
     pub fn sized(mut self, len: usize) -> Reply {
         self.body = pattern_body(len);
+        self
+    }
+
+    /// This reply sent chunked, without a `Content-Length`.
+    pub fn chunked(mut self) -> Reply {
+        self.chunked = true;
         self
     }
 
@@ -127,13 +137,24 @@ impl State {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         let bodiless = status == 304 || status == 204;
-        if !bodiless {
+        if !bodiless && reply.chunked {
+            head.push_str("transfer-encoding: chunked\r\n");
+        } else if !bodiless {
             head.push_str(&format!("content-length: {}\r\n", body.len()));
         }
         head.push_str("\r\n");
         let mut out = head.into_bytes();
         if !bodiless && req.method != "HEAD" {
-            out.extend_from_slice(&body);
+            if reply.chunked {
+                for chunk in body.chunks(16 * 1024) {
+                    out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    out.extend_from_slice(chunk);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+            } else {
+                out.extend_from_slice(&body);
+            }
         }
         (reply.delay, out)
     }
