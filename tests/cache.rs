@@ -460,6 +460,12 @@ async fn authorization_and_other_methods_bypass_the_cache() {
     p.expect("/static/pub", &[], "MISS", "pub").await;
     p.expect("/static/pub", &auth, "HIT", "pub").await;
     assert_eq!(origin.count("/static/pub"), 1);
+    // And an `s-maxage` (or `public`, `must-revalidate`) answer to one is stored.
+    origin.set("/static/shared", Reply::cc("shared", "s-maxage=60"));
+    let r = p.get_with("/static/shared", &auth).await;
+    assert_eq!((r.status, r.body.as_str()), (200, "shared"));
+    p.expect("/static/shared", &[], "HIT", "shared").await;
+    assert_eq!(origin.count("/static/shared"), 1);
 
     // Other methods go to the origin and leave the stored copy alone.
     let r = p.send("POST", "/static/mine", None, &[]).await;
@@ -556,6 +562,10 @@ async fn vary_keeps_one_variant_per_header_value() {
     p.expect("/static/vary", &[], "MISS", "v|-").await;
     p.expect("/static/vary", &[], "HIT", "v|-").await;
     assert_eq!(origin.count("/static/vary"), 3);
+    // A purge of the path removes every variant.
+    assert_eq!(p.purge("?route=static&path=/static/vary").await, 3);
+    p.expect("/static/vary", &fr, "MISS", "v|fr").await;
+    assert_eq!(origin.count("/static/vary"), 4);
 }
 
 #[tokio::test]
