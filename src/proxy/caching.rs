@@ -116,11 +116,19 @@ pub fn label(
     }
 }
 
-/// Count a finished request of a caching route by what the cache did.
-pub fn observe(state: &ProxyState, ctx: &RequestCtx) {
-    if let (Some(route), Some(s)) = (ctx.route, ctx.cache_status) {
-        state.cache_counters.observe(route, s);
+/// Count a finished request of a caching route by what the cache did (a request answered
+/// by fulcrum itself, such as a 502, by the cache's state when it ended).
+pub fn observe(state: &ProxyState, session: &Session, ctx: &mut RequestCtx) {
+    let Some(route) = ctx.route else {
+        return;
+    };
+    if state.cache.is_none() || state.routes[route].cache.is_none() {
+        return;
     }
+    let s = *ctx
+        .cache_status
+        .get_or_insert_with(|| status::of(&session.cache, ctx.cache_bypass));
+    state.cache_counters.observe(route, s);
 }
 
 /// The access log's `cache=` value, for requests of caching routes.
