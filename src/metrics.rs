@@ -166,7 +166,12 @@ pub fn discovery_backends(upstream: &str, n: usize) {
 
 /// A route's metrics label: `host/path`, or `path` for catch-all routes.
 pub fn route_label(config: &Config, route: usize) -> String {
-    let r = &config.routes[route];
+    label_of(&config.routes, route)
+}
+
+/// [`route_label`] of `routes[route]`.
+pub fn label_of(routes: &[crate::config::model::Route], route: usize) -> String {
+    let r = &routes[route];
     if let Some(name) = &r.name {
         return name.clone();
     }
@@ -177,8 +182,7 @@ pub fn route_label(config: &Config, route: usize) -> String {
     };
     let label = where_(r);
     // Routes told apart only by their `match:` conditions: the index keeps their series apart.
-    let shared = config
-        .routes
+    let shared = routes
         .iter()
         .filter(|o| o.name.is_none() && where_(o) == label)
         .count();

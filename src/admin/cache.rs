@@ -8,7 +8,8 @@
 //! | `DELETE /cache?route=ID&path=/p`         | that route's objects whose path is `/p` (any host, query or variant) |
 //! | `DELETE /cache?route=ID&prefix=/p/`      | that route's objects whose path starts with `/p/` |
 //!
-//! `ID` is the route's `name`, or its index in `routes:`, as in `/routes`. `path` and
+//! `ID` is the route's `name`, or its index in `routes:`, as in `/routes`, or its label in
+//! the metrics (`host/path` for an unnamed route). `path` and
 //! `prefix` are percent-decoded, then normalized like a request's path, so they name the
 //! objects the requests for them filled. Errors are `{"error": "..."}`: 400 bad parameters,
 //! 404 unknown route, a route that does not cache, or no cache at all, 405 wrong method.
@@ -93,12 +94,16 @@ pub fn selection(state: &ProxyState, query: Option<&str>) -> Result<Selection, A
         }
         return Ok(Selection::All);
     };
-    let index = route_index(state, &route).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no route named {route:?} (nor with that index)"),
-        )
-    })?;
+    let by_label =
+        || (0..state.routes.len()).find(|&i| crate::metrics::label_of(&state.routes, i) == route);
+    let index = route_index(state, &route)
+        .or_else(by_label)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no route named {route:?} (nor with that index or metrics label)"),
+            )
+        })?;
     if state.routes[index].cache.is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

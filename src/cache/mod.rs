@@ -29,6 +29,14 @@ const PREDICTOR_SHARDS: usize = 16;
 /// Keys remembered as uncacheable per shard.
 const PREDICTOR_KEYS_PER_SHARD: usize = 1024;
 
+/// Why the answer to a request with `Authorization` was not stored: not remembered as the
+/// key's, since requests without credentials may get a storable answer.
+pub const CREDENTIALS: &str = "credentials";
+
+fn forget_credentials(reason: &'static str) -> bool {
+    reason == CREDENTIALS
+}
+
 /// The store, its eviction, the cache lock and the memory of uncacheable keys: one per
 /// process, shared by every caching route (Pingora wants them `'static`).
 pub struct Cache {
@@ -57,7 +65,10 @@ impl Cache {
             ))),
             eviction: Box::leak(Box::new(Manager::new(settings.max_size as usize))),
             lock,
-            predictor: Box::leak(Box::new(Predictor::new(PREDICTOR_KEYS_PER_SHARD, None))),
+            predictor: Box::leak(Box::new(Predictor::new(
+                PREDICTOR_KEYS_PER_SHARD,
+                Some(forget_credentials),
+            ))),
             max_object_size: settings.max_object_size as usize,
             lock_timeout: settings.lock_timeout,
             max_size: settings.max_size,

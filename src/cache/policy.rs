@@ -15,9 +15,6 @@ use std::time::{Duration, SystemTime};
 pub enum Bypass {
     /// Only GET and HEAD are cached.
     Method,
-    /// A request with credentials is answered by the backend alone (like Varnish): its
-    /// answer may be for this user only.
-    Authorization,
     /// Protocol upgrades (WebSocket) are never cached.
     Upgrade,
 }
@@ -30,10 +27,15 @@ pub fn request_eligible(req: &RequestHeader, upgrade: bool) -> Result<(), Bypass
     if upgrade {
         return Err(Bypass::Upgrade);
     }
-    if req.headers.contains_key(header::AUTHORIZATION) {
-        return Err(Bypass::Authorization);
-    }
     Ok(())
+}
+
+/// Whether a stored response may answer a request with `Authorization`: only one that says
+/// it may be shared with credentials (`public`, `s-maxage`, `must-revalidate`, RFC 9111
+/// §3.5). Any other stored copy was stored for requests without them, and the backend's
+/// answer to this user may differ.
+pub fn shared_with_credentials(resp: &ResponseHeader) -> bool {
+    CacheControl::from_resp_headers(resp).is_some_and(|cc| cc.allow_caching_authorized_req())
 }
 
 /// Statuses a response may be stored for without explicit freshness (RFC 9110 §15.1,
@@ -54,9 +56,15 @@ fn marker_ttl(status: StatusCode) -> Option<Duration> {
 /// Whether and how long `resp` may be stored, by RFC 9111: `Cache-Control` (`no-store`,
 /// `private`, `no-cache`, `max-age`, `s-maxage`, `must-revalidate`), `Expires`, the route's
 /// `default_ttl` when the response states no freshness. Responses that set a cookie, vary on
-/// everything (`Vary: *`) or are partial are never stored. The response's own
-/// `stale-while-revalidate` / `stale-if-error` win over the route's.
-pub fn response_cacheable(resp: &ResponseHeader, policy: &RouteCache) -> RespCacheable {
+/// everything (`Vary: *`) or are partial are never stored. The answer to a request with
+/// `Authorization` (`authorized`) is stored only when it says `public`, `s-maxage` or
+/// `must-revalidate` (§3.5). The response's own `stale-while-revalidate` /
+/// `stale-if-error` win over the route's.
+pub fn response_cacheable(
+    resp: &ResponseHeader,
+    policy: &RouteCache,
+    authorized: bool,
+) -> RespCacheable {
     let never = RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     if resp.status == StatusCode::PARTIAL_CONTENT
         || resp.status == StatusCode::NOT_MODIFIED
@@ -79,7 +87,7 @@ pub fn response_cacheable(resp: &ResponseHeader, policy: &RouteCache) -> RespCac
         secs(policy.stale_while_revalidate),
         secs(policy.stale_if_error),
     );
-    match resp_cacheable(cc.as_ref(), resp.clone(), false, &defaults) {
+    match resp_cacheable(cc.as_ref(), resp.clone(), authorized, &defaults) {
         RespCacheable::Cacheable(meta) => match default_ttl {
             None => RespCacheable::Cacheable(meta),
             Some(ttl) => RespCacheable::Cacheable(with_freshness(meta, ttl)),
@@ -167,6 +175,11 @@ mod tests {
         r
     }
 
+    /// The decision for an answer to a request without credentials.
+    fn stored(resp: &ResponseHeader, policy: &RouteCache) -> RespCacheable {
+        response_cacheable(resp, policy, false)
+    }
+
     fn ttl(r: RespCacheable) -> Option<u64> {
         match r {
             RespCacheable::Cacheable(m) => Some(m.fresh_sec()),
@@ -178,14 +191,11 @@ mod tests {
     fn explicit_freshness_rules() {
         let p = policy(None);
         assert_eq!(
-            ttl(response_cacheable(
-                &resp(200, &[("cache-control", "max-age=60")]),
-                &p
-            )),
+            ttl(stored(&resp(200, &[("cache-control", "max-age=60")]), &p)),
             Some(60)
         );
         assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(200, &[("cache-control", "max-age=60, s-maxage=5")]),
                 &p
             )),
@@ -193,29 +203,26 @@ mod tests {
             "s-maxage wins for a shared cache"
         );
         assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(200, &[("cache-control", "no-store, max-age=60")]),
                 &p
             )),
             None
         );
         assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(200, &[("cache-control", "private, max-age=60")]),
                 &p
             )),
             None
         );
         assert_eq!(
-            ttl(response_cacheable(
-                &resp(200, &[("cache-control", "no-cache")]),
-                &p
-            )),
+            ttl(stored(&resp(200, &[("cache-control", "no-cache")]), &p)),
             Some(0),
             "no-cache is stored but always stale"
         );
         assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(
                     200,
                     &[("cache-control", "max-age=60"), ("set-cookie", "a=1")]
@@ -225,7 +232,7 @@ mod tests {
             None
         );
         assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(
                     200,
                     &[("cache-control", "max-age=60"), ("vary", "Accept, *")]
@@ -235,14 +242,11 @@ mod tests {
             None
         );
         assert_eq!(
-            ttl(response_cacheable(
-                &resp(206, &[("cache-control", "max-age=60")]),
-                &p
-            )),
+            ttl(stored(&resp(206, &[("cache-control", "max-age=60")]), &p)),
             None
         );
         assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(200, &[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")]),
                 &p
             )),
@@ -253,35 +257,20 @@ mod tests {
 
     #[test]
     fn default_ttl_applies_only_without_freshness_and_for_heuristic_statuses() {
+        assert_eq!(ttl(stored(&resp(200, &[]), &policy(None))), None);
+        assert_eq!(ttl(stored(&resp(200, &[]), &policy(Some(60)))), Some(60));
+        assert_eq!(ttl(stored(&resp(404, &[]), &policy(Some(60)))), Some(60));
+        assert_eq!(ttl(stored(&resp(500, &[]), &policy(Some(60)))), None);
+        assert_eq!(ttl(stored(&resp(302, &[]), &policy(Some(60)))), None);
         assert_eq!(
-            ttl(response_cacheable(&resp(200, &[]), &policy(None))),
-            None
-        );
-        assert_eq!(
-            ttl(response_cacheable(&resp(200, &[]), &policy(Some(60)))),
-            Some(60)
-        );
-        assert_eq!(
-            ttl(response_cacheable(&resp(404, &[]), &policy(Some(60)))),
-            Some(60)
-        );
-        assert_eq!(
-            ttl(response_cacheable(&resp(500, &[]), &policy(Some(60)))),
-            None
-        );
-        assert_eq!(
-            ttl(response_cacheable(&resp(302, &[]), &policy(Some(60)))),
-            None
-        );
-        assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(200, &[("cache-control", "max-age=5")]),
                 &policy(Some(60))
             )),
             Some(5)
         );
         assert_eq!(
-            ttl(response_cacheable(
+            ttl(stored(
                 &resp(200, &[("cache-control", "private")]),
                 &policy(Some(60))
             )),
@@ -292,12 +281,12 @@ mod tests {
     #[test]
     fn stale_windows_come_from_the_response_or_the_route() {
         let p = policy(None);
-        let m = response_cacheable(&resp(200, &[("cache-control", "max-age=1")]), &p).unwrap_meta();
+        let m = stored(&resp(200, &[("cache-control", "max-age=1")]), &p).unwrap_meta();
         assert_eq!(
             (m.stale_while_revalidate_sec(), m.stale_if_error_sec()),
             (10, 300)
         );
-        let m = response_cacheable(
+        let m = stored(
             &resp(
                 200,
                 &[(
@@ -312,7 +301,7 @@ mod tests {
             (m.stale_while_revalidate_sec(), m.stale_if_error_sec()),
             (3, 4)
         );
-        let m = response_cacheable(
+        let m = stored(
             &resp(200, &[("cache-control", "max-age=1, must-revalidate")]),
             &p,
         )
@@ -324,6 +313,38 @@ mod tests {
     }
 
     #[test]
+    fn answers_to_requests_with_credentials_need_permission() {
+        let authorized = |cc: &str| {
+            ttl(response_cacheable(
+                &resp(200, &[("cache-control", cc)]),
+                &policy(Some(60)),
+                true,
+            ))
+        };
+        assert_eq!(authorized("max-age=60"), None);
+        assert_eq!(authorized("public, max-age=60"), Some(60));
+        assert_eq!(authorized("s-maxage=30"), Some(30));
+        assert_eq!(authorized("max-age=60, must-revalidate"), Some(60));
+    }
+
+    #[test]
+    fn only_shared_copies_answer_requests_with_credentials() {
+        assert!(shared_with_credentials(&resp(
+            200,
+            &[("cache-control", "public, max-age=9")]
+        )));
+        assert!(shared_with_credentials(&resp(
+            200,
+            &[("cache-control", "s-maxage=9")]
+        )));
+        assert!(!shared_with_credentials(&resp(
+            200,
+            &[("cache-control", "max-age=9")]
+        )));
+        assert!(!shared_with_credentials(&resp(200, &[])));
+    }
+
+    #[test]
     fn requests_that_bypass() {
         let get = RequestHeader::build("GET", b"/", None).unwrap();
         assert_eq!(request_eligible(&get, false), Ok(()));
@@ -332,13 +353,13 @@ mod tests {
         assert_eq!(request_eligible(&post, false), Err(Bypass::Method));
         let mut auth = RequestHeader::build("HEAD", b"/", None).unwrap();
         auth.insert_header("authorization", "Bearer x").unwrap();
-        assert_eq!(request_eligible(&auth, false), Err(Bypass::Authorization));
+        assert_eq!(request_eligible(&auth, false), Ok(()));
     }
 
     #[test]
     fn variance_follows_the_vary_headers() {
         let meta = |vary: &str| {
-            response_cacheable(
+            stored(
                 &resp(200, &[("cache-control", "max-age=9"), ("vary", vary)]),
                 &policy(None),
             )
@@ -369,8 +390,7 @@ mod tests {
             en
         );
         let plain =
-            response_cacheable(&resp(200, &[("cache-control", "max-age=9")]), &policy(None))
-                .unwrap_meta();
+            stored(&resp(200, &[("cache-control", "max-age=9")]), &policy(None)).unwrap_meta();
         assert_eq!(variance(&plain, &req(&[("accept-language", "en")])), None);
     }
 }

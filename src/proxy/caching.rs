@@ -3,15 +3,17 @@
 
 use super::context::RequestCtx;
 use super::state::ProxyState;
-use crate::cache::policy::{request_eligible, response_cacheable};
+use crate::cache::policy::{request_eligible, response_cacheable, shared_with_credentials};
 use crate::cache::status::{self, CacheStatus};
-use crate::cache::{key, Cache};
-use pingora_cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
+use crate::cache::{key, Cache, CREDENTIALS};
+use pingora_cache::{
+    CacheKey, CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable,
+};
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-/// `request_cache_filter`: turn the cache on for a caching route's eligible request.
+/// `request_cache_filter`: turn the cache on for a caching route's GET or HEAD.
 pub fn enable(state: &ProxyState, session: &mut Session, ctx: &mut RequestCtx) {
     let (Some(cache), Some(route)) = (state.cache, state.route(ctx)) else {
         return;
@@ -44,7 +46,12 @@ pub fn key(state: &ProxyState, session: &Session, ctx: &RequestCtx) -> Result<Ca
 
 /// `response_cache_filter`: whether the backend's answer is stored, and for how long. A
 /// body announced larger than `cache.max_object_size` is not.
-pub fn cacheable(state: &ProxyState, resp: &ResponseHeader, ctx: &RequestCtx) -> RespCacheable {
+pub fn cacheable(
+    state: &ProxyState,
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> RespCacheable {
     let (Some(cache), Some(policy)) =
         (state.cache, state.route(ctx).and_then(|r| r.cache.as_ref()))
     else {
@@ -57,7 +64,38 @@ pub fn cacheable(state: &ProxyState, resp: &ResponseHeader, ctx: &RequestCtx) ->
     if announced.is_some_and(|n| n > cache.max_object_size) {
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
     }
-    response_cacheable(resp, policy)
+    let authorized = authorized(session);
+    match response_cacheable(resp, policy, authorized) {
+        RespCacheable::Uncacheable(_) if authorized => {
+            // A request with credentials whose answer is not stored did not use the cache;
+            // this says nothing about the answers to other requests for the key.
+            ctx.cache_bypass = true;
+            RespCacheable::Uncacheable(NoCacheReason::Custom(CREDENTIALS))
+        }
+        decision => decision,
+    }
+}
+
+fn authorized(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .contains_key(http::header::AUTHORIZATION)
+}
+
+/// `cache_hit_filter`: a stored copy answers a request with `Authorization` only when it
+/// says it may be shared with credentials ([`shared_with_credentials`]); otherwise the
+/// request goes to the backend (`BYPASS`) and the stored copy stays for the others.
+pub fn on_hit(
+    session: &Session,
+    meta: &CacheMeta,
+    ctx: &mut RequestCtx,
+) -> Option<ForcedFreshness> {
+    if !authorized(session) || shared_with_credentials(meta.response_header()) {
+        return None;
+    }
+    ctx.cache_bypass = true;
+    Some(ForcedFreshness::ForceMiss)
 }
 
 /// `upstream_response_body_filter`: a body being stored that outgrows
@@ -96,10 +134,11 @@ pub fn may_serve_stale(error: Option<&Error>) -> bool {
 }
 
 /// `response_filter`: note what the cache did and, unless the route opted out, say so in
-/// `X-Cache-Status`.
+/// `X-Cache-Status`. A stale copy served because the backend attempt failed ends the client
+/// connection (Pingora does not reuse it after the failed attempt): its head says so.
 pub fn label(
     state: &ProxyState,
-    session: &Session,
+    session: &mut Session,
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) {
@@ -111,6 +150,9 @@ pub fn label(
     }
     let s = status::of(&session.cache, ctx.cache_bypass);
     ctx.cache_status = Some(s);
+    if session.cache.phase() == CachePhase::Stale && !ctx.response_started {
+        session.set_keepalive(None);
+    }
     if policy.status_header {
         let _ = resp.insert_header(status::HEADER, s.as_header());
     }

@@ -50,7 +50,7 @@ use admission::Admission;
 use async_trait::async_trait;
 use context::RequestCtx;
 use pingora_cache::key::HashBinary;
-use pingora_cache::{CacheKey, CacheMeta, RespCacheable};
+use pingora_cache::{CacheKey, CacheMeta, ForcedFreshness, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -192,13 +192,24 @@ impl ProxyHttp for Proxy {
         caching::key(&self.state, session, ctx)
     }
 
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        meta: &CacheMeta,
+        _hit_handler: &mut pingora_cache::storage::HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(caching::on_hit(session, meta, ctx))
+    }
+
     fn response_cache_filter(
         &self,
-        _session: &Session,
+        session: &Session,
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(caching::cacheable(&self.state, resp, ctx))
+        Ok(caching::cacheable(&self.state, session, resp, ctx))
     }
 
     fn cache_vary_filter(
