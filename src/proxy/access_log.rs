@@ -5,7 +5,8 @@
 //! ```
 //!
 //! A gRPC call also gets its gRPC status next to the HTTP one (`200 grpc_status=14`; `-`
-//! when the call ended without one).
+//! when the call ended without one), and a request of a caching route what the cache did
+//! (`200 cache=HIT`).
 //!
 //! `RUST_LOG=access=off` silences it; nothing is formatted when it is off.
 
@@ -33,6 +34,9 @@ pub struct Entry<'a> {
     pub status: u16,
     /// For a gRPC call: its `grpc-status`, `-` when it had none; `None` for other requests.
     pub grpc_status: Option<&'a str>,
+    /// On a caching route: what the cache did (`HIT`, `MISS`, ...), written after the
+    /// status as `cache=HIT`.
+    pub cache: Option<&'a str>,
     /// Response body bytes sent.
     pub bytes: usize,
     /// Seconds from reading the request head to the end.
@@ -51,10 +55,14 @@ pub struct Entry<'a> {
 
 /// Write the line.
 pub fn write(e: &Entry<'_>) {
-    let status = match e.grpc_status {
+    let mut status = match e.grpc_status {
         None => e.status.to_string(),
         Some(g) => format!("{} grpc_status={g}", e.status),
     };
+    if let Some(c) = e.cache {
+        status.push_str(" cache=");
+        status.push_str(c);
+    }
     match &e.error {
         None => log::info!(
             target: TARGET,

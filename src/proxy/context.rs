@@ -53,6 +53,11 @@ pub struct RequestCtx {
     pub backend_addr: Option<SocketAddr>,
     /// Where the request stands with its mirror copy (`mirror:` routes).
     pub mirror: super::mirror::Capture,
+    /// On a caching route: fulcrum kept this request away from the cache (method,
+    /// credentials, upgrade).
+    pub cache_bypass: bool,
+    /// On a caching route: what the cache did, once the response head is known.
+    pub cache_status: Option<crate::cache::status::CacheStatus>,
 }
 
 impl RequestCtx {

@@ -17,6 +17,7 @@
 
 pub mod access_log;
 pub mod admission;
+pub mod caching;
 pub mod client;
 pub mod content_length;
 pub mod context;
@@ -46,6 +47,8 @@ pub use state::{ListenerInfo, ProxyState};
 use admission::Admission;
 use async_trait::async_trait;
 use context::RequestCtx;
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -169,6 +172,42 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        caching::enable(&self.state, session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        caching::key(&self.state, session, ctx)
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(caching::cacheable(&self.state, resp, ctx))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        crate::cache::policy::variance(meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        caching::may_serve_stale(error)
+    }
+
     async fn upstream_peer(
         &self,
         session: &mut Session,
@@ -246,6 +285,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         rewrite::response(&self.state, upstream_response, ctx);
+        caching::label(&self.state, session, upstream_response, ctx);
         write_behind::on_response_head(session, upstream_response);
         Ok(())
     }

@@ -50,6 +50,7 @@ pub fn request_done(
     if access_log::enabled() {
         write_access_log(state, session, e, ctx, sent, seconds, cut);
     }
+    super::caching::observe(state, ctx);
 }
 
 /// A gRPC call's status: from the backend's trailers, else from the response head (a
@@ -109,6 +110,7 @@ fn write_access_log(
         version,
         status,
         grpc_status: grpc.as_deref(),
+        cache: super::caching::log_field(ctx),
         bytes: session.as_downstream().body_bytes_sent(),
         seconds,
         upstream: group.map_or("-", |g| g.config.name.as_str()),

@@ -4,6 +4,8 @@
 use super::context::RequestCtx;
 use super::mirror::RouteMirror;
 use crate::balancer::UpstreamGroup;
+use crate::cache::metrics::CacheCounters;
+use crate::cache::Cache;
 use crate::config::model::Destination;
 use crate::config::model::{Config, Forwarding, Limits, Listener, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
@@ -36,6 +38,10 @@ pub struct ProxyState {
     pub splitters: Vec<Option<Splitter>>,
     /// Per route: its mirror (`mirror:`), with its sampler and counters.
     pub(super) mirrors: Vec<Option<Arc<RouteMirror>>>,
+    /// The response cache, when a route caches.
+    pub cache: Option<&'static Cache>,
+    /// Per caching route: requests by what the cache did.
+    pub(super) cache_counters: CacheCounters,
 }
 
 impl ProxyState {
@@ -88,7 +94,22 @@ impl ProxyState {
                 }
             })
             .collect();
+        let caching = config.routes.iter().any(|r| r.cache.is_some());
+        let cache = caching.then(|| Cache::new(&config.cache));
+        if let Some(c) = cache {
+            crate::cache::metrics::register_usage(c);
+        }
+        let labels: Vec<Option<String>> = (0..config.routes.len())
+            .map(|i| {
+                config.routes[i]
+                    .cache
+                    .as_ref()
+                    .map(|_| crate::metrics::route_label(config, i))
+            })
+            .collect();
         ProxyState {
+            cache,
+            cache_counters: CacheCounters::new(&labels),
             splitters,
             mirrors: RouteMirror::for_routes(config),
             limits: config.limits.clone(),

@@ -33,6 +33,10 @@ pub(super) fn cache_store(spec: Option<&CacheSpec>) -> Result<CacheStore> {
             ));
         }
     }
+    if spec.max_object_size.is_none() {
+        // The default object size never exceeds a small store.
+        store.max_object_size = store.max_object_size.min(store.max_size);
+    }
     if store.max_object_size > store.max_size {
         return Err(ConfigError::invalid(
             "cache.max_object_size",
@@ -81,24 +85,25 @@ fn cache_key(path: &str, parts: &[String]) -> Result<Vec<CacheKeyPart>> {
     let mut out: Vec<CacheKeyPart> = Vec::with_capacity(parts.len());
     for (i, text) in parts.iter().enumerate() {
         let at = format!("{path}[{i}]");
-        let part =
-            match text.split_once(':') {
-                None => match text.as_str() {
-                    "host" => CacheKeyPart::Host,
-                    "path" => CacheKeyPart::Path,
-                    "query" => CacheKeyPart::Query,
-                    _ => return Err(bad_key_part(&at, text)),
-                },
-                Some(("header", name)) => CacheKeyPart::Header(header_name(&at, name)?),
-                Some(("cookie", name)) if is_token(name) => CacheKeyPart::Cookie(name.to_string()),
-                Some(("cookie", name)) => return Err(ConfigError::invalid(
+        let part = match text.split_once(':') {
+            None => match text.as_str() {
+                "host" => CacheKeyPart::Host,
+                "path" => CacheKeyPart::Path,
+                "query" => CacheKeyPart::Query,
+                _ => return Err(bad_key_part(&at, text)),
+            },
+            Some(("header", name)) => CacheKeyPart::Header(header_name(&at, name)?),
+            Some(("cookie", name)) if is_token(name) => CacheKeyPart::Cookie(name.to_string()),
+            Some(("cookie", name)) => {
+                return Err(ConfigError::invalid(
                     at,
                     format!(
                         "expected a cookie name (letters, digits, !#$%&'*+-.^_`|~), found {name:?}"
                     ),
-                )),
-                Some(_) => return Err(bad_key_part(&at, text)),
-            };
+                ))
+            }
+            Some(_) => return Err(bad_key_part(&at, text)),
+        };
         if out.contains(&part) {
             return Err(ConfigError::invalid(
                 at,
@@ -212,6 +217,7 @@ mod tests {
             .unwrap()
             .is_none());
         assert_eq!(store("{}").unwrap(), CacheStore::default());
+        assert_eq!(store("{max_size: 1MiB}").unwrap().max_object_size, 1 << 20);
     }
 
     #[test]
