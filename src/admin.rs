@@ -14,6 +14,7 @@
 //! `admin.state_file` ([`state_file`]) and restored at the next start or reload.
 
 mod bearer;
+pub mod cache;
 mod readiness;
 pub mod routes;
 pub mod state_file;
@@ -315,6 +316,14 @@ impl AdminApp {
         }
     }
 
+    /// A request for `/cache`: its usage, or a purge.
+    fn cache_api(&self, req: &pingora_http::RequestHeader) -> Response<Vec<u8>> {
+        match cache::handle(&self.state, &req.method, req.uri.query()) {
+            Ok((status, answer)) => json(status, &answer),
+            Err(e) => api_error(&e),
+        }
+    }
+
     fn health(&self) -> Response<Vec<u8>> {
         let down: Vec<&str> = self
             .state
@@ -350,6 +359,9 @@ impl ServeHttp for AdminApp {
             return r;
         }
         let req = session.req_header();
+        if cache::is_cache_path(req.uri.path()) {
+            return self.cache_api(req);
+        }
         match routes::parse_path(req.uri.path()) {
             Ok(Some(target)) => return self.routes_api(req, &target, &body),
             Ok(None) => {}
@@ -386,7 +398,7 @@ impl ServeHttp for AdminApp {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "404 Not Found: try /status, /health or /metrics\n",
+                "404 Not Found: try /status, /health, /metrics, /upstreams, /routes or /cache\n",
             ),
         }
     }

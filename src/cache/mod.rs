@@ -38,8 +38,11 @@ pub struct Cache {
     pub eviction: &'static Manager,
     lock: &'static CacheKeyLockImpl,
     predictor: &'static Predictor<PREDICTOR_SHARDS>,
-    max_object_size: usize,
+    /// `cache.max_object_size`.
+    pub max_object_size: usize,
     lock_timeout: std::time::Duration,
+    /// `cache.max_size`.
+    pub max_size: u64,
 }
 
 impl Cache {
@@ -48,12 +51,13 @@ impl Cache {
     pub fn new(settings: &CacheStore) -> &'static Cache {
         let lock: &'static CacheLock = Box::leak(CacheLock::new_boxed(settings.lock_timeout));
         let cache = Cache {
-            store: Box::leak(Box::new(Store::new())),
+            store: Box::leak(Box::new(Store::new(settings.max_object_size as usize))),
             eviction: Box::leak(Box::new(Manager::new(settings.max_size as usize))),
             lock,
             predictor: Box::leak(Box::new(Predictor::new(PREDICTOR_KEYS_PER_SHARD, None))),
             max_object_size: settings.max_object_size as usize,
             lock_timeout: settings.lock_timeout,
+            max_size: settings.max_size,
         };
         Box::leak(Box::new(cache))
     }
@@ -69,7 +73,8 @@ impl Cache {
             Some(self.lock),
             Some(overrides),
         );
-        cache.set_max_file_size_bytes(self.max_object_size);
+        // Pingora's own size limit would fail a chunked response that outgrows it; fulcrum
+        // stops storing it instead and lets it through (`proxy::caching::on_fill_body`).
     }
 
     /// Objects held, bytes held (as the eviction manager counts them), and objects evicted

@@ -106,19 +106,15 @@ struct Object {
 /// The object table.
 pub struct Store {
     shards: Vec<RwLock<HashMap<HashBinary, Arc<Object>>>>,
-}
-
-impl Default for Store {
-    fn default() -> Self {
-        Store::new()
-    }
+    max_body: usize,
 }
 
 impl Store {
-    /// An empty store.
-    pub fn new() -> Self {
+    /// An empty store of bodies up to `max_body` bytes.
+    pub fn new(max_body: usize) -> Self {
         Store {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            max_body,
         }
     }
 
@@ -240,22 +236,25 @@ struct Fill {
     origin: Option<Origin>,
     key: CompactCacheKey,
     body: BytesMut,
-    complete: bool,
 }
 
 #[async_trait]
 impl HandleMiss for Fill {
-    async fn write_body(&mut self, data: Bytes, eof: bool) -> Result<()> {
+    // Pingora finishes a fill only once the whole body arrived (a response cut by the backend
+    // drops its fill unfinished), so `eof` needs no tracking here.
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.body.len() + data.len() > self.store.max_body {
+            // Pingora stops storing and goes on with the response.
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "response outgrew cache.max_object_size",
+            );
+        }
         self.body.extend_from_slice(&data);
-        self.complete = eof;
         Ok(())
     }
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        if !self.complete {
-            // Never store a body whose end was not seen (a cut upstream response).
-            return Error::e_explain(ErrorType::InternalError, "cache fill ended before the body");
-        }
         let weight = self.body.len() + self.meta.weight() + OBJECT_OVERHEAD;
         let object = Object {
             meta: RwLock::new(self.meta),
@@ -306,7 +305,7 @@ impl Storage for Store {
             .headers
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .filter(|n| *n <= 64 << 20)
+            .filter(|n| *n <= self.max_body)
             .unwrap_or(0);
         let no_body = stored.header.status == StatusCode::NO_CONTENT;
         Ok(Box::new(Fill {
@@ -316,7 +315,6 @@ impl Storage for Store {
             origin: key.extensions.get::<Origin>().cloned(),
             key: key.to_compact(),
             body: BytesMut::with_capacity(if no_body { 0 } else { capacity }),
-            complete: false,
         }))
     }
 

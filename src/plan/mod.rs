@@ -55,6 +55,8 @@ pub struct Plan {
     pub routes: Vec<routes::RouteChange>,
     /// Upstream group changes.
     pub upstreams: Vec<upstreams::UpstreamChange>,
+    /// Changed top-level settings that are neither routes nor upstreams (`cache`).
+    pub settings: Vec<String>,
     /// Remarks that are not changes (e.g. sessions a reload ends anyway).
     pub notes: Vec<String>,
 }
@@ -63,18 +65,21 @@ impl Plan {
     /// The plan from `old` to `new`.
     pub fn between(old: &Loaded, new: &Loaded) -> Plan {
         let routes = routes::diff(&old.config, &new.config);
-        let (upstreams, notes) =
+        let (upstreams, mut notes) =
             upstreams::diff((&old.spec, &old.config), (&new.spec, &new.config));
+        let (settings, cache_notes) = cache_changes(&old.config, &new.config);
+        notes.extend(cache_notes);
         Plan {
             routes,
             upstreams,
+            settings,
             notes,
         }
     }
 
     /// Whether anything changes.
     pub fn has_changes(&self) -> bool {
-        !self.routes.is_empty() || !self.upstreams.is_empty()
+        !self.routes.is_empty() || !self.upstreams.is_empty() || !self.settings.is_empty()
     }
 
     /// The exit status: 0 without changes, [`EXIT_CHANGES`] with.
@@ -85,6 +90,41 @@ impl Plan {
             0
         }
     }
+}
+
+/// The response cache's changed settings, and what a reload does to the cache: the new
+/// process starts with an empty one.
+fn cache_changes(old: &Config, new: &Config) -> (Vec<String>, Vec<String>) {
+    let caches = |c: &Config| c.routes.iter().any(|r| r.cache.is_some());
+    let mut settings = Vec::new();
+    let (o, n) = (&old.cache, &new.cache);
+    if caches(new) {
+        let mut change = |key: &str, from: String, to: String| {
+            if from != to {
+                settings.push(format!("cache.{key}: {from} -> {to}"));
+            }
+        };
+        change("max_size", o.max_size.to_string(), n.max_size.to_string());
+        change(
+            "max_object_size",
+            o.max_object_size.to_string(),
+            n.max_object_size.to_string(),
+        );
+        change(
+            "lock_timeout",
+            format!("{:?}", o.lock_timeout),
+            format!("{:?}", n.lock_timeout),
+        );
+    }
+    let mut notes = Vec::new();
+    if caches(old) {
+        notes.push(
+            "cache: the new process starts with an empty cache (the old one's objects are \
+             not handed over): expect misses while it fills"
+                .to_string(),
+        );
+    }
+    (settings, notes)
 }
 
 /// Why no plan could be made.

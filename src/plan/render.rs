@@ -124,6 +124,12 @@ pub fn render(plan: &Plan) -> String {
             upstream_lines(&mut out, change);
         }
     }
+    if !plan.settings.is_empty() {
+        out.push_str("settings:\n");
+        for change in &plan.settings {
+            let _ = writeln!(out, "  ~ {change}");
+        }
+    }
     if !plan.notes.is_empty() {
         out.push_str("notes:\n");
         for note in &plan.notes {
@@ -141,7 +147,14 @@ pub fn render(plan: &Plan) -> String {
         UpstreamChange::Changed(_) => 2,
     });
     if plan.has_changes() {
-        let _ = writeln!(out, "plan: routes: {routes}; upstreams: {upstreams}");
+        let settings = match plan.settings.len() {
+            0 => String::new(),
+            n => format!("; settings: {n} changed"),
+        };
+        let _ = writeln!(
+            out,
+            "plan: routes: {routes}; upstreams: {upstreams}{settings}"
+        );
     } else {
         out.push_str("plan: no changes\n");
     }

@@ -167,6 +167,8 @@ fn other_changes(old: (&Config, &Route), new: (&Config, &Route)) -> Vec<String> 
         other => format!("{other:?}"),
     };
     check("rate_limit", rate(oc, o) == rate(nc, n));
+    check("cache", o.cache == n.cache);
+    check("compression", o.compression == n.compression);
     // Parts of a named route's identity (an unnamed route is known by them).
     check("host", o.host == n.host);
     check("match", o.matchers.same_as(&n.matchers));

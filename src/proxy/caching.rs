@@ -6,7 +6,7 @@ use super::state::ProxyState;
 use crate::cache::policy::{request_eligible, response_cacheable};
 use crate::cache::status::{self, CacheStatus};
 use crate::cache::{key, Cache};
-use pingora_cache::{CacheKey, NoCacheReason, RespCacheable};
+use pingora_cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
 use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -42,11 +42,48 @@ pub fn key(state: &ProxyState, session: &Session, ctx: &RequestCtx) -> Result<Ca
     Ok(key::build(route, name, policy, req, super::host::raw(req)))
 }
 
-/// `response_cache_filter`: whether the backend's answer is stored, and for how long.
+/// `response_cache_filter`: whether the backend's answer is stored, and for how long. A
+/// body announced larger than `cache.max_object_size` is not.
 pub fn cacheable(state: &ProxyState, resp: &ResponseHeader, ctx: &RequestCtx) -> RespCacheable {
-    match state.route(ctx).and_then(|r| r.cache.as_ref()) {
-        Some(policy) => response_cacheable(resp, policy),
-        None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+    let (Some(cache), Some(policy)) =
+        (state.cache, state.route(ctx).and_then(|r| r.cache.as_ref()))
+    else {
+        return RespCacheable::Uncacheable(NoCacheReason::NeverEnabled);
+    };
+    let announced = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > cache.max_object_size) {
+        return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
+    }
+    response_cacheable(resp, policy)
+}
+
+/// `upstream_response_body_filter`: a body being stored that outgrows
+/// `cache.max_object_size` (no `Content-Length`) stops being stored; the response goes on,
+/// the requests waiting on the cache lock go to the backend, and the key is remembered as
+/// uncacheable for a while.
+pub fn on_fill_body(
+    state: &ProxyState,
+    session: &mut Session,
+    body: Option<&bytes::Bytes>,
+    ctx: &mut RequestCtx,
+) {
+    let (Some(cache), Some(chunk)) = (state.cache, body) else {
+        return;
+    };
+    if !matches!(
+        session.cache.phase(),
+        CachePhase::Miss | CachePhase::Expired
+    ) {
+        return;
+    }
+    ctx.cache_fill_bytes += chunk.len();
+    if ctx.cache_fill_bytes > cache.max_object_size {
+        let reason = NoCacheReason::ResponseTooLarge;
+        session.cache.response_became_uncacheable(reason);
+        session.cache.disable(reason);
     }
 }
 
@@ -79,11 +116,19 @@ pub fn label(
     }
 }
 
-/// Count a finished request of a caching route by what the cache did.
-pub fn observe(state: &ProxyState, ctx: &RequestCtx) {
-    if let (Some(route), Some(s)) = (ctx.route, ctx.cache_status) {
-        state.cache_counters.observe(route, s);
+/// Count a finished request of a caching route by what the cache did (a request answered
+/// by fulcrum itself, such as a 502, by the cache's state when it ended).
+pub fn observe(state: &ProxyState, session: &Session, ctx: &mut RequestCtx) {
+    let Some(route) = ctx.route else {
+        return;
+    };
+    if state.cache.is_none() || state.routes[route].cache.is_none() {
+        return;
     }
+    let s = *ctx
+        .cache_status
+        .get_or_insert_with(|| status::of(&session.cache, ctx.cache_bypass));
+    state.cache_counters.observe(route, s);
 }
 
 /// The access log's `cache=` value, for requests of caching routes.

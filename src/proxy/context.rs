@@ -58,6 +58,8 @@ pub struct RequestCtx {
     pub cache_bypass: bool,
     /// On a caching route: what the cache did, once the response head is known.
     pub cache_status: Option<crate::cache::status::CacheStatus>,
+    /// Response body bytes stored in the cache so far (while filling it).
+    pub cache_fill_bytes: usize,
 }
 
 impl RequestCtx {

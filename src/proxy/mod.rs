@@ -290,6 +290,17 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    fn upstream_response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        caching::on_fill_body(&self.state, session, body.as_ref(), ctx);
+        Ok(None)
+    }
+
     fn upstream_response_trailer_filter(
         &self,
         _session: &mut Session,

@@ -19,6 +19,7 @@ pub fn request_done(
     // One clock read for the attempt's latency and the request's duration.
     let now = Instant::now();
     outcome::settle(state, ctx, e, now);
+    super::caching::observe(state, session, ctx);
 
     // A response the backend broke after its head went out was never complete: it counts
     // as an error (status 0), not as the status its head carried. An upgraded connection
@@ -50,7 +51,6 @@ pub fn request_done(
     if access_log::enabled() {
         write_access_log(state, session, e, ctx, sent, seconds, cut);
     }
-    super::caching::observe(state, ctx);
 }
 
 /// A gRPC call's status: from the backend's trailers, else from the response head (a
