@@ -10,6 +10,7 @@ pub mod admin;
 pub mod balancer;
 pub mod cache;
 pub mod cli;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod discovery;

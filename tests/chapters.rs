@@ -307,6 +307,7 @@ const RUN_TESTS: &[&str] = &[
     "12-service-discovery",
     "13-http2-and-grpc",
     "14-canary-releases",
+    "15-caching-and-compression",
 ];
 
 fn run(name: &str) {
@@ -405,6 +406,11 @@ fn chapter_13_http2_and_grpc_runs() {
 #[test]
 fn chapter_14_canary_releases_runs() {
     run("14-canary-releases");
+}
+
+#[test]
+fn chapter_15_caching_and_compression_runs() {
+    run("15-caching-and-compression");
 }
 
 // ---------------------------------------------------------------------------------------------

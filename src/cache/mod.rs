@@ -51,7 +51,10 @@ impl Cache {
     pub fn new(settings: &CacheStore) -> &'static Cache {
         let lock: &'static CacheLock = Box::leak(CacheLock::new_boxed(settings.lock_timeout));
         let cache = Cache {
-            store: Box::leak(Box::new(Store::new(settings.max_object_size as usize))),
+            store: Box::leak(Box::new(Store::new(
+                settings.max_object_size as usize,
+                settings.max_size as usize,
+            ))),
             eviction: Box::leak(Box::new(Manager::new(settings.max_size as usize))),
             lock,
             predictor: Box::leak(Box::new(Predictor::new(PREDICTOR_KEYS_PER_SHARD, None))),

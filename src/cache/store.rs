@@ -20,6 +20,7 @@ use pingora_core::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -107,15 +108,37 @@ struct Object {
 pub struct Store {
     shards: Vec<RwLock<HashMap<HashBinary, Arc<Object>>>>,
     max_body: usize,
+    /// Bytes held by bodies being fetched, over all fills.
+    filling: AtomicUsize,
+    /// Most bytes fills may hold at once: past it, a fill stops (its response goes on).
+    fill_budget: usize,
 }
 
 impl Store {
-    /// An empty store of bodies up to `max_body` bytes.
-    pub fn new(max_body: usize) -> Self {
+    /// An empty store of bodies up to `max_body` bytes, whose fills in flight hold at most
+    /// `fill_budget` bytes together (so many concurrent misses for large objects cannot
+    /// hold `max_connections` times `max_body`).
+    pub fn new(max_body: usize, fill_budget: usize) -> Self {
         Store {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             max_body,
+            filling: AtomicUsize::new(0),
+            fill_budget,
         }
+    }
+
+    /// Take `bytes` of the fill budget; false when they do not fit.
+    fn reserve(&self, bytes: usize) -> bool {
+        self.filling
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                held.checked_add(bytes).filter(|n| *n <= self.fill_budget)
+            })
+            .is_ok()
+    }
+
+    /// Bytes held by fills in flight.
+    pub fn filling(&self) -> usize {
+        self.filling.load(Ordering::Acquire)
     }
 
     fn shard(&self, hash: &HashBinary) -> &RwLock<HashMap<HashBinary, Arc<Object>>> {
@@ -228,6 +251,30 @@ impl HandleHit for Hit {
     }
 }
 
+/// A fill's share of the store's fill budget, given back when the fill ends, stored or not.
+struct Reservation {
+    store: &'static Store,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Grow the share to `total` bytes; false when the budget has no room.
+    fn grow_to(&mut self, total: usize) -> bool {
+        let more = total.saturating_sub(self.bytes);
+        if more == 0 || self.store.reserve(more) {
+            self.bytes = self.bytes.max(total);
+            return true;
+        }
+        false
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.store.filling.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// Collects a response body while it is proxied; stores it when the body is complete.
 struct Fill {
     store: &'static Store,
@@ -236,6 +283,7 @@ struct Fill {
     origin: Option<Origin>,
     key: CompactCacheKey,
     body: BytesMut,
+    reservation: Reservation,
 }
 
 #[async_trait]
@@ -243,11 +291,18 @@ impl HandleMiss for Fill {
     // Pingora finishes a fill only once the whole body arrived (a response cut by the backend
     // drops its fill unfinished), so `eof` needs no tracking here.
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
-        if self.body.len() + data.len() > self.store.max_body {
+        let total = self.body.len() + data.len();
+        if total > self.store.max_body {
             // Pingora stops storing and goes on with the response.
             return Error::e_explain(
                 ErrorType::InternalError,
                 "response outgrew cache.max_object_size",
+            );
+        }
+        if !self.reservation.grow_to(total) {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "bodies being stored already hold cache.max_size",
             );
         }
         self.body.extend_from_slice(&data);
@@ -255,15 +310,18 @@ impl HandleMiss for Fill {
     }
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        let weight = self.body.len() + self.meta.weight() + OBJECT_OVERHEAD;
+        let fill = *self;
+        let weight = fill.body.len() + fill.meta.weight() + OBJECT_OVERHEAD;
         let object = Object {
-            meta: RwLock::new(self.meta),
-            body: self.body.freeze(),
-            origin: self.origin,
-            key: self.key,
+            meta: RwLock::new(fill.meta),
+            body: fill.body.freeze(),
+            origin: fill.origin,
+            key: fill.key,
             weight,
         };
-        self.store.insert(self.hash, object);
+        fill.store.insert(fill.hash, object);
+        // The body now counts against max_size, through the eviction manager.
+        drop(fill.reservation);
         Ok(MissFinishType::Created(weight))
     }
 }
@@ -308,13 +366,23 @@ impl Storage for Store {
             .filter(|n| *n <= self.max_body)
             .unwrap_or(0);
         let no_body = stored.header.status == StatusCode::NO_CONTENT;
+        let mut reservation = Reservation {
+            store: self,
+            bytes: 0,
+        };
+        let capacity = if !no_body && reservation.grow_to(capacity) {
+            capacity
+        } else {
+            0
+        };
         Ok(Box::new(Fill {
+            reservation,
             store: self,
             hash: key.combined_bin(),
             meta: stored,
             origin: key.extensions.get::<Origin>().cloned(),
             key: key.to_compact(),
-            body: BytesMut::with_capacity(if no_body { 0 } else { capacity }),
+            body: BytesMut::with_capacity(capacity),
         }))
     }
 

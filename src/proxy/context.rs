@@ -60,6 +60,8 @@ pub struct RequestCtx {
     pub cache_status: Option<crate::cache::status::CacheStatus>,
     /// Response body bytes stored in the cache so far (while filling it).
     pub cache_fill_bytes: usize,
+    /// The encoding the response body is compressed with (see `crate::compress`).
+    pub compressed: Option<crate::compress::negotiate::Encoding>,
 }
 
 impl RequestCtx {

@@ -5,8 +5,10 @@
 //! before any backend is involved (`prebuffer`) -> `upstream_peer` picks a
 //! backend of the route's group (`selection`) -> `fail_to_connect` / `error_while_proxy`
 //! decide whether to try another (`retry`) -> `upstream_request_filter` and `response_filter`
-//! edit the heads (`rewrite`; `response_filter` and `response_body_filter` also tell the
-//! client connection when the rest of a response is known, `write_behind`) ->
+//! edit the heads (`rewrite`; `response_filter` also decides a route's response compression,
+//! `crate::compress`, whose downstream module encodes the body; `response_filter` and
+//! `response_body_filter` also tell the client connection when the rest of a response is
+//! known, `write_behind`) ->
 //! `upstream_request_filter` and `request_body_filter` also copy the request for a route's
 //! `mirror:` and send the copy once the client's body is complete (`mirror`) ->
 //! `upstream_response_filter` judges the answer (`outcome`) ->
@@ -106,6 +108,15 @@ impl ProxyHttp for Proxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::default()
+    }
+
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        // Pingora's own compression module, off, as the default keeps it; and the encoder of
+        // a route's `compression:` (see `crate::compress`).
+        modules.add_module(
+            pingora_core::modules::http::compression::ResponseCompressionBuilder::enable(0),
+        );
+        modules.add_module(Box::new(crate::compress::module::BodyEncoderBuilder));
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -286,6 +297,7 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         rewrite::response(&self.state, upstream_response, ctx);
         caching::label(&self.state, session, upstream_response, ctx);
+        crate::compress::on_response_head(&self.state, session, upstream_response, ctx);
         write_behind::on_response_head(session, upstream_response);
         Ok(())
     }

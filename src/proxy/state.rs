@@ -6,6 +6,7 @@ use super::mirror::RouteMirror;
 use crate::balancer::UpstreamGroup;
 use crate::cache::metrics::CacheCounters;
 use crate::cache::Cache;
+use crate::compress::RouteCompressor;
 use crate::config::model::Destination;
 use crate::config::model::{Config, Forwarding, Limits, Listener, Route, RouteRateLimit};
 use crate::limits::rate::RateLimiter;
@@ -42,6 +43,8 @@ pub struct ProxyState {
     pub cache: Option<&'static Cache>,
     /// Per caching route: requests by what the cache did.
     pub(super) cache_counters: CacheCounters,
+    /// Per route: its response compression (`compression:`), with its counters.
+    pub(crate) compression: Vec<Option<RouteCompressor>>,
 }
 
 impl ProxyState {
@@ -112,6 +115,7 @@ impl ProxyState {
             cache_counters: CacheCounters::new(&labels),
             splitters,
             mirrors: RouteMirror::for_routes(config),
+            compression: RouteCompressor::for_routes(config),
             limits: config.limits.clone(),
             rate_limiters,
             slots,

@@ -14,6 +14,8 @@
 //! * `h2_drain`: [`DrainingH2Backend`], an h2c server that sends a graceful GOAWAY while a
 //!   request is in flight, finishes that request, then closes the connection.
 //! * `ws`: [`WsEchoBackend`], a WebSocket echo server.
+//! * `content`: [`ContentBackend`], fixed answers by path (content type, headers, body bytes,
+//!   chunked or not).
 //! * `fulcrum`: [`Fulcrum`] runs the `fulcrum` binary on a YAML config (or quick-mode flags)
 //!   and kills it on drop; [`fulcrum_cmd`] runs it to completion (`-t`, `--print-config`).
 //! * `client`: reqwest helpers ([`client`], [`get`], [`get_host`], [`request`], ...).
@@ -24,6 +26,7 @@
 
 mod backend;
 mod client;
+mod content;
 mod dns;
 mod dns_wire;
 mod dns_zone;
@@ -39,6 +42,7 @@ mod ws;
 
 pub use backend::*;
 pub use client::*;
+pub use content::*;
 pub use dns::*;
 pub use fulcrum::*;
 pub use h2_backend::*;
