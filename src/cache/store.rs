@@ -311,9 +311,19 @@ impl HandleMiss for Fill {
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let fill = *self;
-        let weight = fill.body.len() + fill.meta.weight() + OBJECT_OVERHEAD;
+        let mut meta = fill.meta;
+        // The whole body is here, so its length is known even when the backend sent it
+        // chunked: a hit states it (and a Range request on it gets its 206).
+        let status = meta.header.status;
+        if status != StatusCode::NO_CONTENT && status != StatusCode::NOT_MODIFIED {
+            meta.header.remove_header(&http::header::TRANSFER_ENCODING);
+            let _ = meta
+                .header
+                .insert_header(http::header::CONTENT_LENGTH, fill.body.len());
+        }
+        let weight = fill.body.len() + meta.weight() + OBJECT_OVERHEAD;
         let object = Object {
-            meta: RwLock::new(fill.meta),
+            meta: RwLock::new(meta),
             body: fill.body.freeze(),
             origin: fill.origin,
             key: fill.key,

@@ -23,6 +23,8 @@
 //! * `dns`: [`TestDns`], a small authoritative DNS server (UDP and TCP on one port) whose
 //!   A, AAAA and SRV answers, failures and TTL the test changes while it runs; `dns_zone`
 //!   holds its records and `dns_wire` reads and writes its RFC 1035 messages.
+//! * `origin`: [`CountingOrigin`], an origin for cache tests answering per path as the test
+//!   sets it ([`Reply`]), with `304` to conditional requests, counting requests per path.
 
 mod backend;
 mod client;
@@ -34,6 +36,7 @@ mod fulcrum;
 mod h2_backend;
 mod h2_drain;
 mod http1;
+mod origin;
 mod ports;
 mod raw;
 mod request;
@@ -47,6 +50,7 @@ pub use dns::*;
 pub use fulcrum::*;
 pub use h2_backend::*;
 pub use h2_drain::*;
+pub use origin::*;
 pub use ports::*;
 pub use raw::*;
 pub use request::{RawRequest, RecordedRequest};
