@@ -1279,3 +1279,63 @@ async fn a_chunked_response_is_stored_like_any_other() {
     assert_eq!((r.status, r.body.as_str()), (206, "0123456789"));
     assert_eq!(origin.count("/static/c"), 1);
 }
+
+/// `curl` GET of `url` with `Accept-Encoding: accept` (none when empty): the status, the
+/// `X-Cache-Status` and `Content-Encoding` headers, and the body decoded by curl itself.
+fn curl_decoded(url: &str, accept: &str) -> (String, Vec<u8>) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "--compressed", "-o", "-", "-w"]);
+    cmd.arg("\n%{http_code} %header{x-cache-status} [%header{content-encoding}]");
+    if !accept.is_empty() {
+        cmd.args(["-H", &format!("Accept-Encoding: {accept}")]);
+    } else {
+        // Without --compressed's own offer: no Accept-Encoding at all.
+        cmd.args(["-H", "Accept-Encoding:"]);
+    }
+    cmd.arg(url);
+    let out = cmd.output().expect("curl runs");
+    assert!(out.status.success(), "curl {url}: {out:?}");
+    let split = out
+        .stdout
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .expect("trailer");
+    let summary = String::from_utf8_lossy(&out.stdout[split + 1..]).to_string();
+    (summary, out.stdout[..split].to_vec())
+}
+
+/// Compression runs on the way out of the cache: one stored identity copy answers clients
+/// that take zstd, Brotli, gzip or nothing, each byte-exact once decoded (by curl's own
+/// decoders), and the origin is asked once.
+#[tokio::test]
+async fn one_stored_copy_is_compressed_for_each_client_on_the_way_out() {
+    let origin = CountingOrigin::start().await;
+    let body = "a stored page that compresses well ".repeat(300);
+    origin.set(
+        "/static/page.txt",
+        Reply::cc(&body, "max-age=60").header("content-type", "text/plain"),
+    );
+    let mut r = route("static", "/static/", "{}");
+    r.push_str("    compression: {gzip: 6, brotli: 4, zstd: 3}\n");
+    let p = Proxy::start(&origin, "", &[r]).await;
+    let url = p.fulcrum.url("/static/page.txt");
+    let asks = [
+        ("gzip", "200 MISS [gzip]"),
+        ("zstd", "200 HIT [zstd]"),
+        ("br", "200 HIT [br]"),
+        ("gzip;q=1, br;q=0.5", "200 HIT [gzip]"),
+        ("", "200 HIT []"),
+    ];
+    for (accept, want) in asks {
+        let url = url.clone();
+        let (summary, decoded) = tokio::task::spawn_blocking(move || curl_decoded(&url, accept))
+            .await
+            .unwrap();
+        assert_eq!(summary, want, "Accept-Encoding: {accept}");
+        assert!(
+            decoded == body.as_bytes(),
+            "Accept-Encoding: {accept}: body differs"
+        );
+    }
+    assert_eq!(origin.count("/static/page.txt"), 1);
+}
