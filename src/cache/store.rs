@@ -136,11 +136,6 @@ impl Store {
             .is_ok()
     }
 
-    /// Bytes held by fills in flight.
-    pub fn filling(&self) -> usize {
-        self.filling.load(Ordering::Acquire)
-    }
-
     fn shard(&self, hash: &HashBinary) -> &RwLock<HashMap<HashBinary, Arc<Object>>> {
         &self.shards[hash[0] as usize % SHARDS]
     }
@@ -160,19 +155,6 @@ impl Store {
             .write()
             .map(|mut s| s.remove(hash).is_some())
             .unwrap_or(false)
-    }
-
-    /// Objects stored and their total weight in bytes.
-    pub fn usage(&self) -> (usize, usize) {
-        let mut objects = 0;
-        let mut bytes = 0;
-        for shard in &self.shards {
-            if let Ok(s) = shard.read() {
-                objects += s.len();
-                bytes += s.values().map(|o| o.weight).sum::<usize>();
-            }
-        }
-        (objects, bytes)
     }
 
     /// Remove every object whose origin `select` accepts; returns the removed objects' keys
