@@ -83,6 +83,10 @@ fn main() -> ExitCode {
         print!("{}", fulcrum::explain::plan::render(&config));
         return ExitCode::SUCCESS;
     }
+    match &text {
+        Some(text) => fulcrum::config::source::record(cli.conf.clone(), text),
+        None => fulcrum::config::source::record(None, &fulcrum::config::to_yaml(&spec)),
+    }
     // Before daemonizing, so that a refusal reaches the caller; an upgrade (-u) takes over the
     // running process's pid file and addresses.
     if !cli.upgrade {

@@ -10,6 +10,7 @@ pub mod model;
 pub mod protocol;
 pub mod runtime_files;
 pub mod schema;
+pub mod source;
 pub mod units;
 pub mod validate;
 
