@@ -72,6 +72,12 @@ pub enum Command {
     /// Compare two config files: what changing from OLD to NEW does (routes, upstream groups,
     /// and the share of keys that move). Exit status: 0 no changes, 2 changes, 1 error.
     Diff(crate::plan::DiffArgs),
+    /// Ask the fulcrum running on `-c FILE` whether it serves (its admin listener's `/health`),
+    /// for container health checks. Exit status: 0 serving, 1 not.
+    Health(crate::probe::HealthArgs),
+    /// Run fulcrum on `-c FILE` as a container's PID 1: it outlives reloads (SIGHUP reloads),
+    /// passes SIGTERM on, reaps children, and exits when the last fulcrum does.
+    Supervise(crate::supervise::SuperviseArgs),
 }
 
 /// Why the command line cannot give a config.

@@ -30,6 +30,12 @@ fn main() -> ExitCode {
     if let Some(fulcrum::cli::Command::Diff(args)) = &cli.command {
         return plan_exit(fulcrum::plan::diff_files(&args.old, &args.new), "diff");
     }
+    if let Some(fulcrum::cli::Command::Supervise(args)) = &cli.command {
+        return fulcrum::supervise::run(args);
+    }
+    if let Some(fulcrum::cli::Command::Health(args)) = &cli.command {
+        return health(args);
+    }
     if cli.reload && cli.dry_run {
         let file = cli.conf.clone().unwrap_or_default();
         return plan_exit(fulcrum::plan::dry_run(&file), "reload --dry-run");
@@ -121,6 +127,28 @@ fn plan_exit(result: Result<(String, u8), fulcrum::plan::PlanError>, what: &str)
         }
         Err(e) => {
             eprintln!("fulcrum: {what}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `fulcrum health`: 0 when the running fulcrum's `/health` answers 200, 1 otherwise.
+fn health(args: &fulcrum::probe::HealthArgs) -> ExitCode {
+    let config = match fulcrum::config::load_file(&args.conf) {
+        Ok((_, config)) => config,
+        Err(e) => {
+            eprintln!("fulcrum: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = std::time::Duration::from_secs_f64(args.timeout.clamp(0.1, 60.0));
+    match fulcrum::probe::probe(config.admin.as_ref(), timeout) {
+        Ok(reason) => {
+            println!("fulcrum health: {reason}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fulcrum health: {e}");
             ExitCode::FAILURE
         }
     }

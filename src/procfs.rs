@@ -36,6 +36,13 @@ pub fn alive(pid: i32) -> bool {
     }
 }
 
+/// The parent of process `pid`, from `/proc/PID/stat` (the field after the state).
+pub fn parent_of(pid: i32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The names process `pid` runs under: its executable's file name and its `argv[0]`'s, as far
 /// as they can be read (another user's executable link cannot).
 pub fn program_names(pid: i32) -> Vec<String> {

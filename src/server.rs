@@ -25,7 +25,7 @@ use std::time::Duration;
 /// every open connection for its whole life, idle keep-alive ones included. Its HTTP/1 parser
 /// reads heads and bodies into buffers of its own anyway, and fulcrum's head guard reads heads
 /// through a small stack buffer (`limits::head_guard`), so the extra buffer only added a copy
-/// and memory (the README's performance section has the numbers).
+/// and memory (docs/performance.md has the numbers).
 const CLIENT_READ_BUFFER: usize = 0;
 
 /// Post-handshake callbacks: none (Pingora's rustls settings take callbacks or paths).

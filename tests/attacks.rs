@@ -10,7 +10,7 @@
 //! fulcrum is still running, has not panicked, and serves a normal request.
 //!
 //! Tests marked `#[ignore = "Pingora limitation: ..."]` assert the behaviour we would want but
-//! cannot get without changing Pingora's HTTP/1 parser (documented in the README's attack
+//! cannot get without changing Pingora's HTTP/1 parser (documented in docs/hardening.md's attack
 //! table).
 
 // Each test binary uses only part of the shared support module (items and re-exports).

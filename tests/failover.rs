@@ -1474,7 +1474,7 @@ routes:
 /// response was received.
 ///
 /// fulcrum follows Pingora's rule here (retry after a connection was established only when a
-/// *reused* connection broke; README "Retries"), so this is a policy question rather than a
+/// *reused* connection broke; docs/configuration.md, "Retries"), so this is a policy question rather than a
 /// slip; nginx (`proxy_next_upstream error`, idempotent methods) and Envoy (`retry_on: reset`)
 /// retry such a request on the next backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

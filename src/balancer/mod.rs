@@ -24,7 +24,7 @@
 //! The four that follow Pingora choose exactly as it does (unit tests compare them pick for
 //! pick), with lookups of their own: Pingora's Ketama lookup searches a large ring and a
 //! `HashMap` per step, and its `iter` clones an `Arc` on every pick, a reference count every
-//! worker thread would write (the README's performance section has the figures). Counters
+//! worker thread would write (docs/performance.md has the figures). Counters
 //! written on every pick (turns, in-flight counts) are kept per worker thread ([`stripes`],
 //! [`counts`]) on cache lines of their own ([`padded`]).
 

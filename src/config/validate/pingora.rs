@@ -18,7 +18,7 @@ const PINGORA_DEFAULTS: &[(&str, PingoraDefault)] = &[
     ("work_stealing", PingoraDefault::WorkStealing),
     // Idle upstream connections kept for reuse, over all backends of a listener (Pingora: 128).
     // Fewer than the requests in flight, and every release past the limit closes a connection
-    // that the next request opens again (the README's `pingora` section has the measurements).
+    // that the next request opens again (docs/configuration.md's `pingora` section has the measurements).
     ("upstream_keepalive_pool_size", PingoraDefault::Int(1024)),
     // Timeouts of a second or more on the runtime's own tokio timer rather than Pingora's
     // process-wide one (a lock, a map lookup and a `Notify` per timeout that has to wait).
@@ -39,7 +39,7 @@ enum PingoraDefault {
     /// The number of CPUs.
     Cpus,
     /// With one worker thread, Pingora's single-threaded runtime (`false`): less CPU per
-    /// request (README, "Performance"). With several, Pingora's default (`true`): without work
+    /// request (docs/performance.md). With several, Pingora's default (`true`): without work
     /// stealing, Pingora's upstream connection pool starts each idle connection's watcher on a
     /// random thread, a wake-up across threads per request, and a connection picked up on
     /// another thread than its watcher's can fail to be reused ("failed to acquire reusable
