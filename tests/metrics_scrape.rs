@@ -410,9 +410,15 @@ async fn a_client_that_leaves_early_is_499_and_no_backend_error() {
     // The backend never answered: nothing by status for it.
     check("fulcrum_upstream_requests_total", &ub, 0.0);
     let log = s.f.stdout() + &s.f.stderr();
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("GET /slow")).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(" access] ") && l.contains("\"GET /slow HTTP/1.1\""))
+        .collect();
     assert_eq!(lines.len(), 3, "{log}");
-    assert!(lines.iter().all(|l| l.contains(" 499 ")), "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| l.contains("\" 499 bytes=")),
+        "{lines:#?}"
+    );
 }
 
 /// The open-connections gauge rises with a kept-alive client and falls when it leaves.
