@@ -2,6 +2,7 @@
 //! parser (`prometheus_client`): counters follow the requests sent, a client that leaves early
 //! is a 499 and no backend error, and every metric the Grafana dashboard queries exists.
 
+#[allow(dead_code, unused_imports)]
 mod support;
 
 use sha2::{Digest, Sha256};
