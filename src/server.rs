@@ -8,6 +8,7 @@ use crate::health::HealthService;
 use crate::limits::connection::{ConnectionCount, Guarded};
 use crate::limits::handshake::{handshake_window, TlsHandshake};
 use crate::limits::head_guard::HeadLimits;
+use crate::metrics::listeners::ListenerMetrics;
 use crate::proxy::{ListenerInfo, Proxy, ProxyState};
 use crate::tls::SniResolver;
 use pingora_core::apps::HttpServerOptions;
@@ -100,6 +101,11 @@ pub fn build_saving(
         admin,
         ..
     } = config;
+    crate::metrics::process::register();
+    let facts = crate::metrics::info::StartFacts {
+        upgrade: opt.upgrade,
+    };
+    crate::metrics::info::register(facts, &listeners);
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     // Bootstrap (taking over the sockets of a running fulcrum with -u) runs as a service, in
     // the serving process, after daemonizing; with daemon_wait_for_ready the launching process
@@ -187,7 +193,9 @@ pub fn build_saving(
             send_timeout: state.limits.send_timeout,
             response_buffering: state.limits.response_buffering as usize,
         };
-        let mut guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c);
+        let addr = l.addr.to_string();
+        let mut guarded = Guarded::new(app, Arc::clone(&connections), head, l.h2c)
+            .with_metrics(ListenerMetrics::new(&addr));
         if let Some(tls) = &l.tls {
             // The handshake runs in `Guarded`, under the connection cap and a deadline; the
             // listener itself is plain TCP.
@@ -195,7 +203,7 @@ pub fn build_saving(
             guarded = guarded.with_tls(TlsHandshake::new(tls_acceptor(tls), window));
         }
         let mut svc = Service::new(name, guarded);
-        let endpoint = ListenerConfig::tcp(l.addr.to_string())
+        let endpoint = ListenerConfig::tcp(addr)
             .l4_buffer(L4BufferSettings::default().read(CLIENT_READ_BUFFER));
         svc.add_listener(endpoint);
         let handle = server.add_service(svc);

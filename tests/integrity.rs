@@ -226,7 +226,8 @@ fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
         .sum()
 }
 
-/// The cut response counts as an error (not as a 200) and as the backend's failure.
+/// The cut response counts as a 502 (not as a 200), for the client and the backend, and as
+/// the backend's failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_response_is_counted_as_the_backends_failure() {
     let (backend, f, _, admin) = start(CL_HEAD, Then::Close).await;
@@ -240,13 +241,26 @@ async fn a_cut_response_is_counted_as_the_backends_failure() {
         .body;
     let b = format!("backend=\"{}\"", backend.addr());
     assert_eq!(
-        metric(&text, "fulcrum_requests_total", &[&b, "class=\"error\""]),
+        metric(
+            &text,
+            "fulcrum_upstream_requests_total",
+            &[&b, "code=\"502\""]
+        ),
         3.0,
         "{text}"
     );
     assert_eq!(
-        metric(&text, "fulcrum_requests_total", &[&b, "class=\"2xx\""]),
+        metric(
+            &text,
+            "fulcrum_upstream_requests_total",
+            &[&b, "code=\"200\""]
+        ),
         0.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "fulcrum_requests_total{", &["code=\"502\""]),
+        3.0,
         "{text}"
     );
     assert_eq!(

@@ -1849,6 +1849,7 @@ async fn metrics_parse_and_match_requests() {
     // Every family the docs name is there, with the right type.
     for (family, kind) in [
         ("fulcrum_requests_total", "counter"),
+        ("fulcrum_upstream_requests_total", "counter"),
         ("fulcrum_request_duration_seconds", "histogram"),
         ("fulcrum_backend_in_flight", "gauge"),
         ("fulcrum_backend_healthy", "gauge"),
@@ -1866,7 +1867,7 @@ async fn metrics_parse_and_match_requests() {
     }
 
     let route = [("route", "/")];
-    let ok = [("route", "/"), ("class", "2xx")];
+    let ok = [("route", "/"), ("code", "200")];
     assert_eq!(
         sum_of(&samples, "fulcrum_requests_total", &ok),
         N as f64,
@@ -1875,13 +1876,12 @@ async fn metrics_parse_and_match_requests() {
     assert_eq!(sum_of(&samples, "fulcrum_requests_total", &route), N as f64);
     for b in [&b1, &b2] {
         let l = [
-            ("route", "/"),
             ("upstream", "app"),
             ("backend", &b.addr()[..]),
-            ("class", "2xx"),
+            ("code", "200"),
         ];
         assert_eq!(
-            sum_of(&samples, "fulcrum_requests_total", &l),
+            sum_of(&samples, "fulcrum_upstream_requests_total", &l),
             (N / 2) as f64,
             "{} in\n{text}",
             b.addr()

@@ -315,11 +315,9 @@ routes:
     let count = |metrics: &str, upstream: &str| -> u64 {
         metrics
             .lines()
-            .filter(|l| l.starts_with("fulcrum_requests_total{"))
-            .filter(|l| {
-                l.contains("route=\"web\"") && l.contains(&format!("upstream=\"{upstream}\""))
-            })
-            .filter(|l| l.contains("class=\"2xx\""))
+            .filter(|l| l.starts_with("fulcrum_upstream_requests_total{"))
+            .filter(|l| l.contains(&format!("upstream=\"{upstream}\"")))
+            .filter(|l| l.contains("code=\"200\""))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
             .sum()
     };

@@ -405,7 +405,7 @@ async fn expect_continue_with_a_buffered_body_gets_exactly_one_100() {
 
 /// A client that asks for a large response and never reads it is closed after
 /// `send_timeout` without progress; the group's only slot is free again, the request counts
-/// as an error (class `error`), and the backend is not charged.
+/// as a client that left (code 499), and the backend is not charged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_closed_after_send_timeout() {
     let big = "x".repeat(8 << 20);
@@ -430,21 +430,21 @@ async fn a_client_that_never_reads_is_closed_after_send_timeout() {
         .write_all(b"GET /big HTTP/1.1\r\nHost: app.test\r\n\r\n")
         .await
         .unwrap();
-    // Bounded wait until fulcrum gives up on it: the request is counted as an error.
+    // Bounded wait until fulcrum gives up on it: the request is counted as a 499.
     let mut errors = 0.0;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         errors = sample_sum(
             &metrics(admin).await,
             "fulcrum_requests_total",
-            "class=\"error\"",
+            "code=\"499\"",
         );
         if errors > 0.0 {
             break;
         }
     }
     eprintln!("non-reader given up after {:?}", started.elapsed());
-    assert_eq!(errors, 1.0, "the stalled request counted as one error");
+    assert_eq!(errors, 1.0, "the stalled request counted as one 499");
     // The slot is free: the next request is served.
     let r = get(&client_no_pool(), &f.url("/small")).await;
     assert_eq!(r.status, 200);

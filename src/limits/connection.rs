@@ -20,6 +20,8 @@
 use super::handshake::TlsHandshake;
 use super::head_guard::{HeadGuard, HeadLimits};
 use super::preface::{self, Protocol};
+use crate::metrics::listeners::ListenerMetrics;
+use crate::metrics::rejections::{rejected, Reason};
 use async_trait::async_trait;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
@@ -82,6 +84,7 @@ pub struct Guarded<A> {
     head: HeadLimits,
     h2c: bool,
     tls: Option<TlsHandshake>,
+    metrics: Option<ListenerMetrics>,
 }
 
 impl<A> Guarded<A> {
@@ -94,7 +97,14 @@ impl<A> Guarded<A> {
             head,
             h2c,
             tls: None,
+            metrics: None,
         }
+    }
+
+    /// Count this listener's connections in `metrics`.
+    pub fn with_metrics(mut self, metrics: ListenerMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Make this an HTTPS listener's application: each connection's TLS handshake runs under
@@ -164,13 +174,19 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let accepted = tokio::time::Instant::now();
+        if let Some(m) = &self.metrics {
+            m.accepted();
+        }
         let Some(permit) = self.connections.try_open() else {
+            rejected(Reason::TooManyConnections);
             if self.tls.is_none() {
                 let _ = stream.write_all(&BUSY_503).await;
                 let _ = stream.flush().await;
             }
             return None;
         };
+        // Counted open until the permit goes.
+        let permit = (permit, self.metrics.as_ref().map(ListenerMetrics::open));
         if let Some(tls) = &self.tls {
             // A late or failed handshake is the client's doing: no error-level log.
             stream = match tls.accept(stream, accepted).await {

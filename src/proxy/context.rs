@@ -39,6 +39,8 @@ pub struct RequestCtx {
     pub reuse_retried: bool,
     /// A response head arrived from the current attempt's backend.
     pub response_started: bool,
+    /// The status of that head (for `fulcrum_upstream_requests_total`).
+    pub upstream_status: Option<u16>,
     /// The request failed after part of the backend's response had gone to the client, so
     /// the client side was aborted instead of answered (see `fail_to_proxy`).
     pub aborted: bool,

@@ -153,6 +153,9 @@ impl ProxyHttp for Proxy {
             }
             Admission::Answer { route, answer } => {
                 ctx.route = route;
+                if let Some(reason) = crate::metrics::rejections::Reason::of_status(answer.status) {
+                    crate::metrics::rejections::rejected(reason);
+                }
                 respond::send_answer(session, answer, id).await;
             }
             Admission::Redirect { route, location } => {
@@ -267,6 +270,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         ctx.response_started = true;
+        ctx.upstream_status = Some(upstream_response.status.as_u16());
         outcome::judge_response(&self.state, ctx, upstream_response.status.as_u16());
         Ok(())
     }

@@ -155,6 +155,7 @@ async fn read_until(
 /// The error for a body over `max_body_bytes`: the client's (so no backend is charged),
 /// answered `413`.
 pub fn body_too_large() -> Box<Error> {
+    crate::metrics::rejections::rejected(crate::metrics::rejections::Reason::BodyTooLarge);
     let mut e = Error::explain(ErrorType::HTTPStatus(413), "request body too large");
     e.esource = pingora_core::ErrorSource::Downstream;
     e

@@ -150,6 +150,7 @@ pub fn on_connect_failure(
     ctx: &mut RequestCtx,
     mut e: Box<Error>,
 ) -> Box<Error> {
+    state.metrics.observe_error(ctx.upstream, &e);
     let group = state.group(ctx);
     let facts = Facts {
         upstream: true,
@@ -177,6 +178,7 @@ pub fn on_proxy_error(
     reused: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("Peer: {peer}"));
+    state.metrics.observe_error(ctx.upstream, &e);
     let group = state.group(ctx);
     let facts = Facts {
         upstream: matches!(e.esource(), ErrorSource::Upstream),

@@ -12,6 +12,7 @@ use crate::balancer::stats::InFlight;
 use crate::balancer::{Chosen, Members, Pick, UpstreamGroup};
 use crate::config::model::{Algorithm, HashKey};
 use crate::limits::slots::{BackendSlots, QueueError, Slot};
+use crate::metrics::rejections::{self, Reason};
 use crate::peer;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::{Error, ErrorType, Result};
@@ -88,6 +89,7 @@ pub async fn next_attempt(
     ctx.tries += 1;
     ctx.attempt_started = Some(Instant::now());
     ctx.response_started = false;
+    ctx.upstream_status = None;
     // Counted in the same step as the snapshot was read (no await since): the backend's slot
     // is the request's while this count lasts, whatever the group does meanwhile. Replacing a
     // previous attempt's guard un-counts that attempt (and frees its slot).
@@ -137,6 +139,13 @@ async fn select_with_slot(
     failed: &[usize],
 ) -> std::result::Result<(Picked, Slot), SlotError> {
     let mut ticket = None;
+    // When the request joined the queue: its wait is recorded however it ends.
+    let mut queued: Option<Instant> = None;
+    let waited = |since: Option<Instant>| {
+        if let Some(t) = since {
+            rejections::queue_waited(&group.config.name, t.elapsed());
+        }
+    };
     loop {
         // While others wait, a newcomer queues behind them rather than taking a freed slot.
         if ticket.is_some() || slots.waiting() == 0 {
@@ -154,6 +163,7 @@ async fn select_with_slot(
                 }
             });
             if let Some(got) = got {
+                waited(queued);
                 return Ok(got);
             }
         }
@@ -163,13 +173,22 @@ async fn select_with_slot(
                 .any(|b| !failed.contains(&b.slot()) && group.is_ready(b.slot()))
         });
         if !able {
+            waited(queued);
             return Err(SlotError::NoBackend);
         }
         if ticket.is_none() {
-            ticket = Some(slots.enqueue().map_err(SlotError::Queue)?);
+            ticket = Some(slots.enqueue().map_err(|e| {
+                rejections::rejected(Reason::QueueFull);
+                SlotError::Queue(e)
+            })?);
+            queued = Some(Instant::now());
         }
         if let Some(t) = &ticket {
-            t.wait_for_release().await.map_err(SlotError::Queue)?;
+            if let Err(e) = t.wait_for_release().await {
+                waited(queued);
+                rejections::rejected(Reason::QueueTimeout);
+                return Err(SlotError::Queue(e));
+            }
         }
     }
 }

@@ -37,6 +37,7 @@ mod pending;
 mod scan;
 mod write;
 
+use crate::metrics::rejections::Reason;
 use async_trait::async_trait;
 use behind::WriteBehind;
 use pending::Pending;
@@ -82,6 +83,13 @@ enum Phase {
     /// The head is complete; the body (if any), the response, or an upgraded connection's
     /// bytes follow.
     Body,
+}
+
+/// Count a head refused here, before the proxy sees it, as a rejection and as a request
+/// answered with `code` before routing.
+fn counted(code: u16, reason: Reason) {
+    crate::metrics::rejections::rejected(reason);
+    crate::metrics::requests::unrouted(code);
 }
 
 static TIMEOUT_408: LazyLock<Vec<u8>> = LazyLock::new(|| {
@@ -275,6 +283,7 @@ impl HeadGuard {
     /// A read of the current head had to wait: past its deadline, answer 408.
     fn poll_head_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         if self.phase == Phase::Head && self.timer_fired(cx, self.deadline) {
+            counted(408, Reason::HeaderTimeout);
             return Poll::Ready(self.refuse(cx, &TIMEOUT_408, io::ErrorKind::TimedOut));
         }
         Poll::Pending
@@ -314,6 +323,7 @@ impl HeadGuard {
             // The request line is one of the lines.
             let too_many = self.head.lines > self.limits.max_headers + 1;
             if self.head.bytes > self.limits.max_bytes || too_many {
+                counted(431, Reason::HeaderTooLarge);
                 return Err(self.refuse(cx, &TOO_LARGE_431, io::ErrorKind::InvalidData));
             }
         }
