@@ -367,10 +367,11 @@ async fn pingora_start_up_chatter_is_hidden_at_the_default_level() {
     assert!(stderr.contains("INFO  access]"), "{stderr}");
 }
 
-/// Sends `GET path` over `stream`, reads at least 256 KiB of the answer, then returns (the
-/// caller drops the stream: the client leaves mid-body).
-fn read_some(stream: &mut impl ReadWrite, path: &str) {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: site.test\r\n\r\n");
+/// Sends `GET path` with `Host: host` over `stream`, reads at least 256 KiB of the answer,
+/// then returns (the caller drops the stream: the client leaves mid-body). Blocking: call it
+/// off the runtime the test backends run on.
+fn read_some(stream: &mut impl ReadWrite, host: &str, path: &str) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
     stream.write_all(req.as_bytes()).unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     let mut got = 0;
@@ -409,11 +410,20 @@ async fn assert_logged_as_gone(f: &Fulcrum, path: &str) {
 async fn a_client_leaving_mid_response_is_info_not_error() {
     let origin = ContentBackend::start(vec![("/big", big_body())]).await;
     let f = proxy(&origin.addr(), "").await;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", f.port())).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    read_some(&mut s, "/big");
-    drop(s);
+    leave_mid_body(f.port()).await;
     assert_logged_as_gone(&f, "/big").await;
+}
+
+/// A plain client on `port` that leaves after part of `/big` (its Host as reqwest sends it,
+/// so a cache hit has the same key).
+async fn leave_mid_body(port: u16) {
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        read_some(&mut s, &format!("127.0.0.1:{port}"), "/big");
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -430,10 +440,7 @@ async fn a_cache_hit_client_leaving_mid_response_is_info_not_error() {
     let f = Fulcrum::start(&yaml, port).await;
     let r = get(&client(), &f.url("/big")).await;
     assert_eq!((r.status, r.body.len()), (200, 32 << 20));
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", f.port())).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    read_some(&mut s, "/big");
-    drop(s);
+    leave_mid_body(f.port()).await;
     assert_logged_as_gone(&f, "/big").await;
     wait_for("the HIT access line", || {
         f.stderr().contains(" cache=HIT ").then_some(())
@@ -490,12 +497,15 @@ async fn a_tls_client_leaving_without_close_notify_is_info_not_error() {
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from("site.test").unwrap();
     let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
-    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    read_some(&mut tls, "/big");
-    // Dropped without close_notify.
-    drop(tls);
+    tokio::task::spawn_blocking(move || {
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        read_some(&mut tls, "site.test", "/big");
+        // Dropped without close_notify.
+    })
+    .await
+    .unwrap();
     assert_logged_as_gone(&f, "/big").await;
 }
 
