@@ -14,7 +14,7 @@ pub const QUICK_UPSTREAM: &str = "default";
 
 /// fulcrum: a load-balancing reverse proxy built on Pingora.
 #[derive(Parser, Debug, Default)]
-#[command(name = "fulcrum", version, about)]
+#[command(name = "fulcrum", version, about, after_help = algorithms_help())]
 pub struct Cli {
     /// The YAML config file.
     #[arg(short = 'c', long = "conf", value_name = "FILE")]
@@ -60,6 +60,14 @@ pub struct Cli {
     /// A subcommand instead of running the proxy.
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// The `--help` footer: the algorithm names (from [`crate::config::algorithm::Algorithm::ALL`]).
+fn algorithms_help() -> String {
+    format!(
+        "Algorithms (--algorithm, upstreams.NAME.algorithm): {}",
+        crate::config::algorithm::Algorithm::names()
+    )
 }
 
 /// fulcrum's subcommands.

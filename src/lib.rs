@@ -18,6 +18,7 @@ pub mod explain;
 pub mod health;
 pub mod lifecycle;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod open_files;
 pub mod peer;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    fulcrum::logging::levels::init();
     // Usage errors exit 1, not clap's 2: `diff` and `--reload --dry-run` exit 2 for "changes".
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -93,6 +93,15 @@ fn main() -> ExitCode {
         Some(text) => fulcrum::config::source::record(cli.conf.clone(), text),
         None => fulcrum::config::source::record(None, &fulcrum::config::to_yaml(&spec)),
     }
+    // Before any port is bound: a file that cannot be opened stops the start.
+    if let Err(e) = fulcrum::proxy::access_log::install(&config.access_log) {
+        let e = fulcrum::config::ConfigError::invalid("access_log.path", e.to_string());
+        match &cli.conf {
+            Some(file) => eprintln!("fulcrum: {}", e.in_file(file)),
+            None => eprintln!("fulcrum: {e}"),
+        }
+        return ExitCode::FAILURE;
+    }
     // Before daemonizing, so that a refusal reaches the caller; an upgrade (-u) takes over the
     // running process's pid file and addresses.
     if !cli.upgrade {
@@ -115,7 +124,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    server.run_forever()
+    server.run(pingora_core::server::RunArgs::default());
+    // Every service has stopped (SIGTERM, SIGQUIT handoff or SIGINT): the last lines out.
+    fulcrum::proxy::access_log::flush();
+    ExitCode::SUCCESS
 }
 
 /// Print a plan and exit as `diff` does: 0 no changes, 2 changes, 1 an error.

@@ -325,6 +325,7 @@ fn forwarding_policy() -> impl Strategy<Value = Forwarding> {
         via: f[4],
         served_by_header: None,
         preserve_header_case: false,
+        trace_context: true,
     })
 }
 
@@ -500,6 +501,7 @@ fn regression_forwarded_host_backslash() {
         via: false,
         served_by_header: None,
         preserve_header_case: false,
+        trace_context: true,
     };
     let headers = [
         ("host", b"\\".to_vec()),

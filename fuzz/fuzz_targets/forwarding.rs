@@ -97,6 +97,7 @@ fuzz_target!(|input: Input| {
         via: f & 16 != 0,
         served_by_header: None,
         preserve_header_case: false,
+        trace_context: true,
     };
     let headers: Vec<(&str, Vec<u8>)> = input
         .headers

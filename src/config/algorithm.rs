@@ -63,6 +63,12 @@ impl Algorithm {
             .unwrap_or("unknown")
     }
 
+    /// The config names of every algorithm, comma-separated (for `--help`).
+    pub fn names() -> String {
+        let names: Vec<&str> = Self::ALL.iter().map(|(n, _)| *n).collect();
+        names.join(", ")
+    }
+
     /// Whether the algorithm needs something from the request (a key or a cookie) and so
     /// cannot serve as a fallback.
     pub fn is_keyed(self) -> bool {

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use super::algorithm::Algorithm;
+pub use access_log::{AccessLog, AccessLogFormat};
 pub use cache::{
     CacheKeyPart, CacheStore, Compression, RouteCache, DEFAULT_CACHE_LOCK_TIMEOUT,
     DEFAULT_CACHE_OBJECT_SIZE, DEFAULT_CACHE_SIZE, DEFAULT_COMPRESSION_MIN_SIZE,
@@ -23,6 +24,7 @@ pub use route::{
     DEFAULT_MIRROR_BODY, MAX_SPLIT_WEIGHT,
 };
 
+mod access_log;
 mod cache;
 mod discovery;
 mod route;
@@ -52,6 +54,8 @@ pub struct Config {
     pub resolver: Resolver,
     /// The in-memory response cache that routes with a `cache` policy share.
     pub cache: CacheStore,
+    /// Where and how each request is logged.
+    pub access_log: AccessLog,
 }
 
 /// Largest `request_buffering`: the body rides in Pingora's retry buffer, a fixed 64 KiB.
@@ -531,6 +535,8 @@ pub struct Forwarding {
     /// Keep the case header names were received in on forwarded requests and responses
     /// (see `proxy::head`).
     pub preserve_header_case: bool,
+    /// Continue or start a W3C trace per request (see `proxy::trace_context`).
+    pub trace_context: bool,
 }
 
 impl Default for Forwarding {
@@ -544,6 +550,7 @@ impl Default for Forwarding {
             via: true,
             served_by_header: None,
             preserve_header_case: false,
+            trace_context: true,
         }
     }
 }

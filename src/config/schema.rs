@@ -12,10 +12,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 
+pub use access_log::AccessLogSpec;
 pub use cache::{CacheSpec, CompressionSpec, RouteCacheSpec};
 pub use discovery::{DiscoverySpec, ResolverSpec};
 pub use route::{MatchSpec, MirrorSpec, RewriteSpec, RouteSpec, SplitSideSpec};
 
+mod access_log;
 mod cache;
 mod discovery;
 mod route;
@@ -89,6 +91,9 @@ pub struct FileConfig {
     /// The in-memory response cache shared by routes with `cache:`; defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSpec>,
+    /// Where and how each request is logged; text on stderr when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogSpec>,
 }
 
 /// Limits on client requests and connections.
@@ -562,4 +567,8 @@ pub struct ForwardingSpec {
     /// HAProxy and Envoy do, which saves work on every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preserve_header_case: Option<bool>,
+    /// W3C Trace Context: continue or start a trace, send the backend a `traceparent` naming
+    /// fulcrum's span, and log the trace id; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_context: Option<bool>,
 }

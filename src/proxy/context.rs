@@ -64,6 +64,8 @@ pub struct RequestCtx {
     pub cache_fill_bytes: usize,
     /// The encoding the response body is compressed with (see `crate::compress`).
     pub compressed: Option<crate::compress::negotiate::Encoding>,
+    /// The request's W3C trace, when `forwarding.trace_context` is on (see `trace_context`).
+    pub trace: Option<super::trace_context::Trace>,
 }
 
 impl RequestCtx {

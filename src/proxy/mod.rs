@@ -21,6 +21,7 @@ pub mod access_log;
 pub mod admission;
 pub mod caching;
 pub mod client;
+pub mod client_gone;
 pub mod content_length;
 pub mod context;
 pub mod forwarding;
@@ -40,6 +41,7 @@ pub mod rewrite;
 pub mod selection;
 pub mod state;
 pub mod target;
+pub mod trace_context;
 pub mod transfer_encoding;
 pub mod unprocessed;
 pub mod write_behind;
@@ -127,6 +129,9 @@ impl ProxyHttp for Proxy {
         }
         let req = session.req_header();
         ctx.request_id = Some(request_id::of(req));
+        if self.state.forwarding.trace_context {
+            ctx.trace = Some(trace_context::on_request(&req.headers));
+        }
         ctx.grpc = grpc::is_grpc(req);
         let peer = client::peer_ip(session);
         let admission =
@@ -351,6 +356,14 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         report::request_done(&self.state, session, e, ctx);
+        if let Some(e) = e.filter(|e| client_gone::is_client_gone(e)) {
+            client_gone::log(session, e);
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, error: &Error) -> bool {
+        // Logged at INFO by `logging` instead.
+        client_gone::is_client_gone(error)
     }
 
     fn request_summary(&self, session: &Session, ctx: &RequestCtx) -> String {

@@ -148,6 +148,11 @@ fn write_access_log(
         _ => "HTTP/1.1",
     };
     let uri = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let trace = ctx.trace.map(|t| (t.trace_id_hex(), t.span_id_hex()));
+    fn hex(b: &[u8]) -> &str {
+        std::str::from_utf8(b).unwrap_or("-")
+    }
+    let ids = trace.as_ref().map(|(t, s)| (hex(t), hex(s)));
     access_log::write(&access_log::Entry {
         client: &client,
         method: req.method.as_str(),
@@ -166,6 +171,8 @@ fn write_access_log(
             .as_ref()
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-"),
+        trace_id: ids.map(|i| i.0),
+        span_id: ids.map(|i| i.1),
         error: e.map(|e| match cut_after_head {
             true if client_stopped_reading(e) => {
                 format!("client stopped reading the response (send_timeout): {e}")

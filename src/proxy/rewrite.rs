@@ -72,6 +72,9 @@ pub fn upstream_request(
         if let Some(id) = &ctx.request_id {
             h.set(&request_id::HEADER, id.clone());
         }
+        if let Some(trace) = &ctx.trace {
+            super::trace_context::apply(trace, h);
+        }
         if let Some(n) = single_length {
             h.set(&http::header::CONTENT_LENGTH, HeaderValue::from(n));
         }

@@ -29,6 +29,7 @@ pub(super) fn forwarding(spec: Option<&ForwardingSpec>) -> Result<Forwarding> {
     f.forwarded = spec.forwarded.unwrap_or(f.forwarded);
     f.via = spec.via.unwrap_or(f.via);
     f.preserve_header_case = spec.preserve_header_case.unwrap_or(f.preserve_header_case);
+    f.trace_context = spec.trace_context.unwrap_or(f.trace_context);
     f.served_by_header = spec
         .served_by_header
         .as_deref()

@@ -4,6 +4,7 @@
 //! sections share are in [`values`]. The I/O validation does (reading certificate files,
 //! resolving backend host names) goes through [`Load`].
 
+mod access_log;
 mod cache;
 mod discovery;
 mod forwarding;
@@ -28,6 +29,7 @@ use super::error::ConfigError;
 use super::model::*;
 use super::runtime_files::RuntimeFiles;
 use super::schema::*;
+use access_log::access_log;
 use cache::cache_store;
 use forwarding::forwarding;
 use limits::{limits, rate_limit};
@@ -87,6 +89,7 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
     let forwarding = forwarding(spec.forwarding.as_ref())?;
     let resolver = resolver(spec.resolver.as_ref())?;
     let cache = cache_store(spec.cache.as_ref())?;
+    let access_log = access_log(spec.access_log.as_ref())?;
     let admin = spec
         .admin
         .as_ref()
@@ -104,5 +107,6 @@ pub fn validate_using(spec: &FileConfig, files: &RuntimeFiles, io: &dyn Load) ->
         rate_limit,
         resolver,
         cache,
+        access_log,
     })
 }
