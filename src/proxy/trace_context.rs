@@ -188,13 +188,17 @@ pub fn capped_tracestate(headers: &HeaderMap) -> Option<String> {
             .map(|m| m.trim_ascii())
             .filter(|m| !m.is_empty())
     };
-    let bytes: usize = fields.iter().map(|v| v.len() + 1).sum();
+    // Fields joined with `,`.
+    let bytes: usize = fields
+        .iter()
+        .map(|v| v.len() + 1)
+        .sum::<usize>()
+        .saturating_sub(1);
     if bytes <= TRACESTATE_MAX_BYTES && members().count() <= TRACESTATE_MAX_MEMBERS {
         return None;
     }
     let mut out = String::new();
-    let mut kept = 0;
-    for m in members().filter(|m| m.len() <= LONG_MEMBER) {
+    for (kept, m) in members().filter(|m| m.len() <= LONG_MEMBER).enumerate() {
         let extra = m.len() + usize::from(kept > 0);
         if kept == TRACESTATE_MAX_MEMBERS || out.len() + extra > TRACESTATE_MAX_BYTES {
             break;
@@ -203,7 +207,6 @@ pub fn capped_tracestate(headers: &HeaderMap) -> Option<String> {
             out.push(',');
         }
         out.push_str(&String::from_utf8_lossy(m));
-        kept += 1;
     }
     Some(out)
 }
