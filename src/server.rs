@@ -93,6 +93,7 @@ pub fn build_saving(
             u.name
         );
     }
+    let overview = crate::admin::overview::Overview::of(&config);
     let Config {
         server: server_conf,
         listeners,
@@ -133,6 +134,7 @@ pub fn build_saving(
                 admin,
                 Arc::clone(&state),
                 serving.clone(),
+                overview,
             ))
             .add_dependency(&bootstrap);
     }
