@@ -297,7 +297,7 @@ impl ServeHttp for AdminApp {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "404 Not Found: try /, /status, /health, /metrics, /upstreams, /routes or /cache\n",
+                "404 Not Found: try /status, /health, /metrics, /upstreams, /routes or /cache (the status page is /)\n",
             ),
         }
     }
