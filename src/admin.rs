@@ -1,8 +1,9 @@
-//! The admin listener: `/status` (JSON), `/health`, `/metrics` (Prometheus), on its own
-//! address (loopback by default).
+//! The admin listener: the status page (`/`, [`page`]), `/status` (JSON), `/health`,
+//! `/metrics` (Prometheus), on its own address (loopback by default).
 //!
 //! It is a separate Pingora service, so no proxy route can reach it. With `admin.token` set,
-//! every request must carry `Authorization: Bearer <token>` ([`bearer`]).
+//! every request but the status page's must carry `Authorization: Bearer <token>`
+//! ([`bearer`]); the page itself holds no data and asks for the token.
 //!
 //! Its connections go through the same guard as the proxy's ([`Guarded`]), with limits of
 //! their own: `admin.max_connections` (503 above), `admin.header_timeout` (408) and
@@ -15,13 +16,17 @@
 
 mod bearer;
 pub mod cache;
+pub mod overview;
+pub mod page;
 mod readiness;
 pub mod routes;
 pub mod state_file;
+pub mod status;
 pub mod upstreams;
 
 pub use bearer::{bearer_credentials, BearerToken};
 pub use readiness::{health_answer, MarkServing, Serving};
+pub use status::{status, BackendStatus, LatencyStatus, Status, UpstreamStatus};
 
 use crate::config::model::Admin;
 use crate::limits::connection::{ConnectionCount, Guarded};
@@ -32,124 +37,8 @@ use http::{Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::services::listening::Service;
-use serde::Serialize;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The `/status` document.
-#[derive(Debug, Serialize)]
-pub struct Status {
-    /// fulcrum's version.
-    pub version: &'static str,
-    /// Seconds since this process started serving.
-    pub uptime_seconds: f64,
-    /// Upstream groups by name.
-    pub upstreams: BTreeMap<String, UpstreamStatus>,
-}
-
-/// One upstream group in `/status`.
-#[derive(Debug, Serialize)]
-pub struct UpstreamStatus {
-    /// The selection algorithm.
-    pub algorithm: &'static str,
-    /// Backends now: static ones in config order, then the others as they joined (by slot).
-    pub backends: Vec<BackendStatus>,
-}
-
-/// One backend in `/status`.
-#[derive(Debug, Serialize)]
-pub struct BackendStatus {
-    /// Address.
-    pub addr: String,
-    /// Weight (the source's, or the runtime API's).
-    pub weight: u32,
-    /// `enabled`, `drain` or `disabled` (runtime API).
-    pub state: &'static str,
-    /// Where it came from: `static`, `dns`, `file` or `api`.
-    pub source: &'static str,
-    /// While ramping up over `slow_start`: how far (0 to 1); absent at full weight.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub slow_start: Option<f64>,
-    /// The active health check passes (always true without health checks).
-    pub healthy: bool,
-    /// The circuit breaker has ejected it (open, or half-open awaiting its trial).
-    pub ejected: bool,
-    /// May take traffic now: healthy and not ejected.
-    pub available: bool,
-    /// Requests in flight now.
-    pub in_flight: usize,
-    /// Attempts sent since start.
-    pub requests: u64,
-    /// Failed attempts since start.
-    pub failures: u64,
-    /// Times the circuit breaker ejected it.
-    pub ejections: u64,
-    /// Latency over the most recent requests (see `latency_window`).
-    pub latency_ms: LatencyStatus,
-}
-
-/// Latency figures in `/status`.
-#[derive(Debug, Serialize)]
-pub struct LatencyStatus {
-    /// Requests the figures cover (the most recent, up to 512).
-    pub samples: usize,
-    /// Mean, milliseconds.
-    pub mean: f64,
-    /// 99th percentile, milliseconds.
-    pub p99: f64,
-}
-
-/// Build the status document.
-pub fn status(state: &ProxyState, started: Instant) -> Status {
-    let upstreams = state
-        .groups
-        .iter()
-        .map(|g| {
-            let members = g.members();
-            let backends = members
-                .iter()
-                .filter_map(|m| {
-                    let i = m.slot();
-                    let b = &m.backend;
-                    let s = g.stats.get(i)?;
-                    let latency = s.latency();
-                    Some(BackendStatus {
-                        addr: b.addr.to_string(),
-                        weight: b.weight,
-                        state: s.state().name(),
-                        source: m.source.name(),
-                        slow_start: s.ramp(),
-                        healthy: s.is_healthy(),
-                        ejected: s.is_ejected(),
-                        available: s.is_ready(),
-                        in_flight: g.stats.in_flight(i),
-                        requests: g.stats.requests(i),
-                        failures: s.failures(),
-                        ejections: s.ejections(),
-                        latency_ms: LatencyStatus {
-                            samples: latency.samples,
-                            mean: latency.mean_ms,
-                            p99: latency.p99_ms,
-                        },
-                    })
-                })
-                .collect();
-            (
-                g.config.name.clone(),
-                UpstreamStatus {
-                    algorithm: g.config.algorithm.name(),
-                    backends,
-                },
-            )
-        })
-        .collect();
-    Status {
-        version: env!("CARGO_PKG_VERSION"),
-        uptime_seconds: started.elapsed().as_secs_f64(),
-        upstreams,
-    }
-}
 
 /// Largest request body the admin listener reads (the runtime API's bodies are small JSON).
 pub const MAX_BODY: usize = 4096;
@@ -171,6 +60,8 @@ pub struct AdminApp {
     body_timeout: Duration,
     /// Saves the runtime API's changes.
     state_file: state_file::StateWriter,
+    /// The routes and listeners, for `/status`.
+    overview: overview::Overview,
 }
 
 fn json(status: StatusCode, body: &serde_json::Value) -> Response<Vec<u8>> {
@@ -347,6 +238,14 @@ impl ServeHttp for AdminApp {
                 return answer;
             }
         };
+        // The status page is static (no data, the same for everyone): served without the
+        // token, it asks for one when `/status` answers 401.
+        if page::is_page_path(session.req_header().uri.path()) {
+            let method = &session.req_header().method;
+            if method == http::Method::GET || method == http::Method::HEAD {
+                return page::response();
+            }
+        }
         if !self.authorized(session) {
             let mut r = text(
                 StatusCode::UNAUTHORIZED,
@@ -377,8 +276,8 @@ impl ServeHttp for AdminApp {
         }
         match req.uri.path() {
             "/status" => {
-                let body = serde_json::to_vec_pretty(&status(&self.state, self.started))
-                    .unwrap_or_default();
+                let doc = status(&self.state, self.started, &self.overview);
+                let body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
                 Response::builder()
                     .status(StatusCode::OK)
                     .header("content-type", "application/json")
@@ -398,18 +297,19 @@ impl ServeHttp for AdminApp {
             }
             _ => text(
                 StatusCode::NOT_FOUND,
-                "404 Not Found: try /status, /health, /metrics, /upstreams, /routes or /cache\n",
+                "404 Not Found: try /status, /health, /metrics, /upstreams, /routes or /cache (the status page is /)\n",
             ),
         }
     }
 }
 
 /// A one-thread Pingora service for the admin listener, behind its own connection cap and
-/// head guard.
+/// head guard; `overview` is the config's routes and listeners for `/status`.
 pub fn service(
     admin: &Admin,
     state: Arc<ProxyState>,
     serving: Serving,
+    overview: overview::Overview,
 ) -> Service<Guarded<AdminApp>> {
     let app = AdminApp {
         state,
@@ -418,6 +318,7 @@ pub fn service(
         started: Instant::now(),
         body_timeout: admin.header_timeout,
         state_file: state_file::StateWriter::new(admin.state_file.clone()),
+        overview,
     };
     let head = HeadLimits {
         timeout: admin.header_timeout,

@@ -19,6 +19,7 @@
 //! on it, so a starting (or upgrading) process serves no traffic before it knows which
 //! backends are up.
 
+use crate::balancer::check_record::LastCheck;
 use crate::balancer::{Member, UpstreamGroup};
 use crate::config::model::{CheckKind, HealthCheck as CheckConfig, Upstream};
 use async_trait::async_trait;
@@ -37,6 +38,7 @@ use std::time::Duration;
 
 pub mod grpc;
 pub mod grpc_wire;
+pub mod metrics;
 
 /// Fails unless the status is in one of the ranges.
 fn check_status(resp: &ResponseHeader, expect: &[RangeInclusive<u16>]) -> Result<()> {
@@ -237,6 +239,7 @@ impl HealthService {
     /// The service for a group, if it has health checks configured.
     pub fn for_group(group: &Arc<UpstreamGroup>) -> Option<Self> {
         let cfg = group.config.health_check.clone()?;
+        metrics::register(&group.config.name);
         Some(HealthService {
             check: checker(&group.config, &cfg),
             streaks: Mutex::new(vec![Streak::default(); group.stats.capacity()]),
@@ -278,14 +281,29 @@ impl HealthService {
                 weight: m.backend.weight as usize,
                 ext: Default::default(),
             };
-            match tokio::time::timeout(timeout, self.check.check(&target)).await {
+            let (at, started) = (std::time::SystemTime::now(), std::time::Instant::now());
+            let verdict = match tokio::time::timeout(timeout, self.check.check(&target)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(reason(&e)),
                 Err(_) => Err(format!("no answer within {:?}", self.config.timeout)),
-            }
+            };
+            let took = started.elapsed();
+            (verdict, LastCheck::new(at, took, None))
         });
         let verdicts = futures::future::join_all(checks).await;
-        for (m, verdict) in targets.iter().zip(verdicts) {
+        let upstream = &self.group.config.name;
+        // A backend removed during the check may have left its slot to another: its
+        // record would be misattributed.
+        let now = self.group.members();
+        for (m, (verdict, mut last)) in targets.iter().zip(verdicts) {
+            metrics::observe(upstream, last.duration);
+            last.error = verdict.as_ref().err().cloned();
+            let same = now
+                .find(m.backend.addr)
+                .is_some_and(|n| n.slot() == m.slot());
+            if let (true, Some(stats)) = (same, self.group.stats.get(m.slot())) {
+                stats.record_check(last);
+            }
             self.apply(m, verdict);
         }
     }

@@ -94,6 +94,7 @@ pub fn build_saving(
             u.name
         );
     }
+    let overview = crate::admin::overview::Overview::of(&config);
     let Config {
         server: server_conf,
         listeners,
@@ -139,6 +140,7 @@ pub fn build_saving(
                 admin,
                 Arc::clone(&state),
                 serving.clone(),
+                overview,
             ))
             .add_dependency(&bootstrap);
     }

@@ -45,23 +45,24 @@ impl LatencyWindow {
         self.samples[slot].store(micros, Relaxed);
     }
 
-    /// Mean and p99 over the samples in the window, exact to the microsecond.
+    /// Mean, p50 and p99 over the samples in the window, exact to the microsecond.
     pub fn summary(&self) -> Latency {
         let mut v = self.samples();
         if v.is_empty() {
             return Latency {
                 samples: 0,
                 mean_ms: 0.0,
+                p50_ms: 0.0,
                 p99_ms: 0.0,
             };
         }
         v.sort_unstable();
         let mean = v.iter().map(|x| *x as f64).sum::<f64>() / v.len() as f64;
-        let p99 = v[((v.len() * 99).div_ceil(100)).saturating_sub(1)] as f64;
         Latency {
             samples: v.len(),
             mean_ms: mean / 1000.0,
-            p99_ms: p99 / 1000.0,
+            p50_ms: f64::from(percentile(&v, 50)) / 1000.0,
+            p99_ms: f64::from(percentile(&v, 99)) / 1000.0,
         }
     }
 
@@ -75,16 +76,24 @@ impl LatencyWindow {
     }
 }
 
+/// The nearest-rank `p`th percentile of sorted, non-empty `v`: the smallest sample with at
+/// least `p`% of the samples at or below it.
+fn percentile(v: &[u32], p: usize) -> u32 {
+    v[(v.len() * p).div_ceil(100).saturating_sub(1)]
+}
+
 /// How many recent requests the latency figures cover.
 pub const LATENCY_WINDOW: usize = 512;
 
-/// Mean and 99th percentile latency over the recent window.
+/// Mean, median and 99th percentile latency over the recent window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Latency {
     /// Requests in the window.
     pub samples: usize,
     /// Mean, in milliseconds.
     pub mean_ms: f64,
+    /// Median (50th percentile, nearest rank), in milliseconds.
+    pub p50_ms: f64,
     /// 99th percentile, in milliseconds.
     pub p99_ms: f64,
 }
@@ -109,12 +118,23 @@ mod tests {
         let l = b.summary();
         assert_eq!(l.samples, 100);
         assert!((l.mean_ms - 50.5).abs() < 1e-9, "{l:?}");
+        assert_eq!(l.p50_ms, 50.0);
         assert_eq!(l.p99_ms, 99.0);
         for _ in 0..LATENCY_WINDOW {
             b.record(Duration::from_millis(2));
         }
         assert_eq!(b.summary().p99_ms, 2.0);
+        assert_eq!(b.summary().p50_ms, 2.0);
         assert_eq!(b.summary().samples, LATENCY_WINDOW);
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        assert_eq!(percentile(&[7], 50), 7);
+        assert_eq!(percentile(&[1, 2], 50), 1);
+        assert_eq!(percentile(&[1, 2, 3], 50), 2);
+        assert_eq!(percentile(&[1, 2, 3, 4], 50), 2);
+        assert_eq!(percentile(&[1, 2, 3, 4], 99), 4);
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! written on every pick (turns, in-flight counts) are kept per worker thread ([`stripes`],
 //! [`counts`]) on cache lines of their own ([`padded`]).
 
+pub mod check_record;
 pub mod counts;
 pub mod crc32;
 pub mod fast_rng;

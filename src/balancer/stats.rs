@@ -17,6 +17,7 @@
 //! trial request is admitted (half-open): success closes the breaker, failure re-opens it with
 //! a doubled cooldown, capped at `max_cooldown`.
 
+use super::check_record::{CheckRecord, LastCheck};
 use super::counts::{LoadView, StripedCounts};
 use super::latency::LatencyWindow;
 pub use super::latency::{Latency, LATENCY_WINDOW};
@@ -67,6 +68,8 @@ pub struct BackendStats {
     connects_new: AtomicU64,
     connects_reused: AtomicU64,
     latency: LatencyWindow,
+    /// The last active health check (written once per check).
+    last_check: CheckRecord,
 }
 
 impl Default for BackendStats {
@@ -86,6 +89,7 @@ impl Default for BackendStats {
             connects_new: AtomicU64::new(0),
             connects_reused: AtomicU64::new(0),
             latency: LatencyWindow::new(),
+            last_check: CheckRecord::default(),
         }
     }
 }
@@ -122,6 +126,16 @@ impl BackendStats {
     /// Mean and p99 over the last [`LATENCY_WINDOW`] requests, exact to the microsecond.
     pub fn latency(&self) -> Latency {
         self.latency.summary()
+    }
+
+    /// Record the last active health check.
+    pub fn record_check(&self, check: LastCheck) {
+        self.last_check.set(check);
+    }
+
+    /// The last active health check, if one ran since this backend took its slot.
+    pub fn last_check(&self) -> Option<LastCheck> {
+        self.last_check.get()
     }
 
     /// Upstream connections used: (newly connected, reused from the pool).
@@ -189,6 +203,7 @@ impl BackendStats {
         self.connects_new.store(0, Relaxed);
         self.connects_reused.store(0, Relaxed);
         self.latency.clear();
+        self.last_check.clear();
     }
 
     /// Whether active health checks consider the backend healthy.
