@@ -70,6 +70,29 @@ fn algorithms_help() -> String {
     )
 }
 
+impl Cli {
+    /// Whether this invocation prints something and exits (`-t`, `--print-config`, `route`,
+    /// `diff`, `health`, `--reload --dry-run`) rather than serving.
+    pub fn prints_and_exits(&self) -> bool {
+        self.test
+            || self.print_config
+            || (self.reload && self.dry_run)
+            || matches!(
+                self.command,
+                Some(Command::Route(_) | Command::Diff(_) | Command::Health(_))
+            )
+    }
+}
+
+/// Let a command that prints and exits die quietly of `SIGPIPE` when its reader goes away
+/// (`fulcrum -t -c FILE | head -1`), as Unix tools do, instead of panicking on the failed
+/// write. Rust ignores `SIGPIPE` by default; a serving process keeps it ignored.
+pub fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: restoring the default disposition installs no handler; nothing else runs yet.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 /// fulcrum's subcommands.
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum Command {

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    if cli.prints_and_exits() {
+        fulcrum::cli::default_sigpipe();
+    }
     if let Some(fulcrum::cli::Command::Route(args)) = &cli.command {
         return fulcrum::explain::run(args);
     }

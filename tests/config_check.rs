@@ -646,3 +646,22 @@ async fn printed_config_runs() {
     assert_eq!(a.count() + b.count(), 4);
     assert_eq!((a.count(), b.count()), (2, 2), "{seq:?}");
 }
+
+/// `fulcrum -t` writing into a pipe nobody reads any more (`| head -1` after its line) ends
+/// quietly, killed by `SIGPIPE` as Unix tools are, instead of panicking on the broken pipe.
+#[test]
+fn check_output_into_a_closed_pipe_is_quiet() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_fulcrum"))
+        .args(["-t", "-c", "conf/example.yaml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run fulcrum");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr, "", "nothing on stderr");
+    assert_eq!(out.status.signal(), Some(13), "{:?}", out.status);
+}
