@@ -4,7 +4,6 @@
 //! every link and anchor resolves, the README stays short, and its test command is the one CI
 //! runs.
 
-#[allow(dead_code)]
 mod chapters_support;
 
 use chapters_support::*;
@@ -121,8 +120,7 @@ fn the_quick_start_is_two_commands_and_the_second_is_what_ci_runs() {
     let ci_test = ci
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.starts_with('#'))
         .expect(".ci/run has commands");
     assert_eq!(
         commands[1], ci_test,
