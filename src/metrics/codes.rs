@@ -23,37 +23,51 @@ pub fn clamp(code: u16) -> u16 {
     }
 }
 
-/// The counters of one series set (`route="x"`, say), by the last label, `code`.
+/// The counters of one hundred codes (`2xx`, say).
+type Hundred = [OnceLock<IntCounter>; 100];
+
+/// How many hundreds codes span (`1xx` to `9xx`).
+const HUNDREDS: usize = ((LAST - FIRST) / 100 + 1) as usize;
+
+/// The counters of one series set (`route="x"`, say), by the last label, `code`. Each hundred
+/// of codes gets its table on its first code, so a backend that only ever answers `2xx` holds
+/// one table of 100 slots, not 900.
 pub struct StatusCounters {
     vec: &'static IntCounterVec,
     /// The values of the labels before `code`.
     labels: Vec<String>,
-    /// `[code - FIRST]`.
-    slots: Box<[OnceLock<IntCounter>]>,
+    /// `[(code - FIRST) / 100][(code - FIRST) % 100]`.
+    hundreds: [OnceLock<Box<Hundred>>; HUNDREDS],
 }
 
 impl StatusCounters {
     /// Counters of `vec` (whose last label is `code`) with `labels` for the labels before it.
     pub fn new(vec: &'static IntCounterVec, labels: &[&str]) -> Self {
-        let slots = (FIRST..=LAST).map(|_| OnceLock::new()).collect();
         StatusCounters {
             vec,
             labels: labels.iter().map(|l| l.to_string()).collect(),
-            slots,
+            hundreds: std::array::from_fn(|_| OnceLock::new()),
         }
+    }
+
+    /// The slot of `code` (see [`clamp`]), its hundred's table made if needed.
+    fn slot(&self, code: u16) -> &OnceLock<IntCounter> {
+        let i = usize::from(code - FIRST);
+        let hundred = self.hundreds[i / 100]
+            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        &hundred[i % 100]
     }
 
     /// Count one request answered with `code` (see [`clamp`]).
     pub fn inc(&self, code: u16) {
         let code = clamp(code);
-        let slot = &self.slots[usize::from(code - FIRST)];
-        slot.get_or_init(|| self.resolve(code)).inc();
+        self.slot(code).get_or_init(|| self.resolve(code)).inc();
     }
 
     /// Create the series of `code` (at 0) now, so that it shows before its first request.
     pub fn touch(&self, code: u16) {
         let code = clamp(code);
-        self.slots[usize::from(code - FIRST)].get_or_init(|| self.resolve(code));
+        self.slot(code).get_or_init(|| self.resolve(code));
     }
 
     fn resolve(&self, code: u16) -> IntCounter {
@@ -65,12 +79,19 @@ impl StatusCounters {
 
     /// Remove every series these counters created (their backend left).
     pub fn remove(&self) {
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.get().is_some() {
-                let code = (FIRST + i as u16).to_string();
-                let mut values: Vec<&str> = self.labels.iter().map(String::as_str).collect();
-                values.push(&code);
-                let _ = self.vec.remove_label_values(&values);
+        let made = self
+            .hundreds
+            .iter()
+            .enumerate()
+            .filter_map(|(h, t)| Some((h, t.get()?)));
+        for (h, hundred) in made {
+            for (i, slot) in hundred.iter().enumerate() {
+                if slot.get().is_some() {
+                    let code = (FIRST as usize + h * 100 + i).to_string();
+                    let mut values: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+                    values.push(&code);
+                    let _ = self.vec.remove_label_values(&values);
+                }
             }
         }
     }
@@ -105,6 +126,15 @@ mod tests {
             text.lines().filter(|l| l.contains("route=\"a\"")).count()
         };
         assert_eq!(n(vec()), 2);
+        // Only the hundreds seen have tables.
+        let made: Vec<bool> = c.hundreds.iter().map(|h| h.get().is_some()).collect();
+        assert_eq!(
+            made,
+            [false, true, false, true, false, false, false, false, false]
+        );
+        c.inc(999);
+        assert_eq!(vec().with_label_values(&["a", "999"]).get(), 1);
+        assert_eq!(n(vec()), 3);
         c.remove();
         assert_eq!(n(vec()), 0);
     }

@@ -13,6 +13,7 @@ pub mod movement;
 pub mod render;
 pub mod routes;
 pub mod saved;
+pub mod sections;
 pub mod upstreams;
 
 use crate::config::{self, Config, ConfigError, FileConfig};
@@ -55,7 +56,8 @@ pub struct Plan {
     pub routes: Vec<routes::RouteChange>,
     /// Upstream group changes.
     pub upstreams: Vec<upstreams::UpstreamChange>,
-    /// Changed top-level settings that are neither routes nor upstreams (`cache`).
+    /// Changed top-level settings that are neither routes nor upstreams: `cache.*` itemized,
+    /// the other sections (`limits`, `access_log`, ...) by name.
     pub settings: Vec<String>,
     /// Remarks that are not changes (e.g. sessions a reload ends anyway).
     pub notes: Vec<String>,
@@ -67,7 +69,8 @@ impl Plan {
         let routes = routes::diff(&old.config, &new.config);
         let (upstreams, mut notes) =
             upstreams::diff((&old.spec, &old.config), (&new.spec, &new.config));
-        let (settings, cache_notes) = cache_changes(&old.config, &new.config);
+        let (mut settings, cache_notes) = cache_changes(&old.config, &new.config);
+        settings.extend(sections::changed(old, new));
         notes.extend(cache_notes);
         Plan {
             routes,
@@ -217,6 +220,40 @@ routes:
     split: [{upstream: v1, weight: 90}, {upstream: v2, weight: 10}]
     split_key: header:x-user
 "#;
+
+    #[test]
+    fn other_sections_are_named_when_they_change() {
+        let base = "listeners: [{addr: \"127.0.0.1:18080\"}]\nupstreams: {a: {backends: [{addr: \"127.0.0.1:4001\"}]}}\nroutes: [{path: /, upstream: a}]\n";
+        let old = load(base);
+        let same = load(&format!("{base}limits: {{}}\n"));
+        assert!(!Plan::between(&old, &same).has_changes());
+        let new = load(&format!(
+            "{base}access_log: {{format: json}}\nlimits: {{max_body_bytes: 1KiB}}\n"
+        ));
+        let plan = Plan::between(&old, &new);
+        assert_eq!(plan.settings, ["limits: changed", "access_log: changed"]);
+        assert_eq!(plan.exit_status(), EXIT_CHANGES);
+        // Defaults derived from the file's own path (pid file, state file) are no change.
+        let admin = format!("{base}admin: {{addr: \"127.0.0.1:19900\"}}\n");
+        let a = config::load_text(Path::new("/tmp/a/one.yaml"), &admin).unwrap();
+        let b = config::load_text(Path::new("/tmp/b/two.yaml"), &admin).unwrap();
+        let (a, b) = (
+            Loaded {
+                spec: a.0,
+                config: a.1,
+            },
+            Loaded {
+                spec: b.0,
+                config: b.1,
+            },
+        );
+        assert_ne!(a.config.server.pid_file, b.config.server.pid_file);
+        assert!(
+            !Plan::between(&a, &b).has_changes(),
+            "{:?}",
+            Plan::between(&a, &b).settings
+        );
+    }
 
     #[test]
     fn the_same_config_plans_nothing() {
