@@ -144,10 +144,7 @@ pub fn check_addr(key: &str, addr: SocketAddr) -> Result<(), PreflightError> {
 mod tests {
     use super::*;
 
-    fn config(yaml: &str) -> Config {
-        let spec = crate::config::parse_yaml(yaml).expect("parses");
-        crate::config::validate::validate(&spec).expect("valid")
-    }
+    use crate::config::valid as config;
 
     #[test]
     fn every_address_comes_with_its_key_path() {

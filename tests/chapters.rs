@@ -20,19 +20,7 @@ fn all_markdown() -> Vec<std::path::PathBuf> {
 }
 
 fn all_blocks() -> Vec<Block> {
-    all_markdown()
-        .iter()
-        .flat_map(|p| blocks(p, &read(p)))
-        .collect()
-}
-
-fn fail_if_any(problems: Vec<String>) {
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n\n{}",
-        problems.len(),
-        problems.join("\n\n")
-    );
+    blocks_of(&all_markdown())
 }
 
 // ---------------------------------------------------------------------------------------------

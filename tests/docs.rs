@@ -28,19 +28,7 @@ fn documents() -> Vec<PathBuf> {
 }
 
 fn all_blocks() -> Vec<Block> {
-    documents()
-        .iter()
-        .flat_map(|p| blocks(p, &read(p)))
-        .collect()
-}
-
-fn fail_if_any(problems: Vec<String>) {
-    assert!(
-        problems.is_empty(),
-        "{} problem(s):\n\n{}",
-        problems.len(),
-        problems.join("\n\n")
-    );
+    blocks_of(&documents())
 }
 
 /// GitHub's anchor for a heading: lower case, punctuation other than `-` and `_` dropped,

@@ -404,6 +404,42 @@ fn parent_pid(pid: i32) -> Option<u32> {
         .ok()
 }
 
+/// Send `kill -SIGNAL pid`.
+fn signal(name: &str, pid: i32) {
+    let sent = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{name} {pid}");
+}
+
+/// The supervisor's exit code, once it exits within `seconds`.
+fn exit_code_within(sup: &mut Child, seconds: u64) -> Option<i32> {
+    let mut status = None;
+    assert!(
+        eventually(Duration::from_secs(seconds), || {
+            status = sup.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the supervisor still runs after {seconds} s"
+    );
+    status.and_then(|s| s.code())
+}
+
+/// `fulcrum supervise -c conf`, quiet.
+fn supervise(conf: &Path) -> Child {
+    Command::new(BIN)
+        .args(["supervise", "-c"])
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A supervisor stopped (SIGINT) when the test ends.
 struct Supervisor(Child);
 
 impl Drop for Supervisor {
@@ -431,16 +467,7 @@ fn fulcrum_health_answers_like_the_admin_health_endpoint() {
         "{stderr}"
     );
 
-    let _sup = Supervisor(
-        Command::new(BIN)
-            .args(["supervise", "-c"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _sup = Supervisor(supervise(&conf));
     // One backend (b1) never answers, one does: the group can take traffic.
     assert!(eventually(Duration::from_secs(15), || fulcrum(
         &["health"],
@@ -480,16 +507,7 @@ fn fulcrum_health_fails_when_no_backend_can_take_traffic() {
         .replace(&format!("  - {{name: one, addr: 127.0.0.1:{b0}}}\n"), "")
         .replace("demo_backends:\n", "");
     std::fs::write(&conf, text).unwrap();
-    let _sup = Supervisor(
-        Command::new(BIN)
-            .args(["supervise", "-c"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _sup = Supervisor(supervise(&conf));
     let mut last = None;
     assert!(
         eventually(Duration::from_secs(15), || {
@@ -515,15 +533,8 @@ fn the_supervisor_outlives_a_reload_and_stops_with_fulcrum() {
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin, b0, b1) = (free_port(), free_port(), free_port(), free_port());
     let conf = config(dir.path(), listen, admin, [b0, b1]);
-    let mut sup = Command::new(BIN)
-        .args(["supervise", "-c"])
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let sup_pid = sup.id().to_string();
+    let mut sup = supervise(&conf);
+    let sup_pid = sup.id() as i32;
     assert!(eventually(Duration::from_secs(15), || get(listen)
         .as_deref()
         == Some("one\n")));
@@ -535,11 +546,7 @@ fn the_supervisor_outlives_a_reload_and_stops_with_fulcrum() {
     );
 
     // SIGHUP: a zero-downtime reload; the supervisor stays, a new process serves.
-    assert!(Command::new("kill")
-        .args(["-HUP", &sup_pid])
-        .status()
-        .unwrap()
-        .success());
+    signal("HUP", sup_pid);
     assert!(
         eventually(Duration::from_secs(20), || pid_in(dir.path())
             .is_some_and(|p| p != first)
@@ -555,17 +562,8 @@ fn the_supervisor_outlives_a_reload_and_stops_with_fulcrum() {
     assert_eq!(parent_pid(second), Some(sup.id()));
 
     // SIGTERM: passed on; fulcrum drains and exits, then the supervisor exits 0.
-    assert!(Command::new("kill")
-        .args(["-TERM", &sup_pid])
-        .status()
-        .unwrap()
-        .success());
-    let mut status = None;
-    assert!(eventually(Duration::from_secs(15), || {
-        status = sup.try_wait().unwrap();
-        status.is_some()
-    }));
-    assert_eq!(status.unwrap().code(), Some(0));
+    signal("TERM", sup_pid);
+    assert_eq!(exit_code_within(&mut sup, 15), Some(0));
     assert!(!alive(second));
 }
 
@@ -574,25 +572,9 @@ fn the_supervisor_exits_1_when_fulcrum_dies() {
     let dir = tempfile::tempdir().unwrap();
     let (listen, admin, b0, b1) = (free_port(), free_port(), free_port(), free_port());
     let conf = config(dir.path(), listen, admin, [b0, b1]);
-    let mut sup = Command::new(BIN)
-        .args(["supervise", "-c"])
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sup = supervise(&conf);
     assert!(eventually(Duration::from_secs(15), || get(listen).is_some()));
     let pid = pid_in(dir.path()).unwrap();
-    assert!(Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    let mut status = None;
-    assert!(eventually(Duration::from_secs(10), || {
-        status = sup.try_wait().unwrap();
-        status.is_some()
-    }));
-    assert_eq!(status.unwrap().code(), Some(1));
+    signal("KILL", pid);
+    assert_eq!(exit_code_within(&mut sup, 10), Some(1));
 }

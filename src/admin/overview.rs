@@ -228,10 +228,7 @@ impl Overview {
 mod tests {
     use super::*;
 
-    fn config(yaml: &str) -> Config {
-        let spec = crate::config::parse_yaml(yaml).expect("parses");
-        crate::config::validate::validate(&spec).expect("valid")
-    }
+    use crate::config::valid as config;
 
     #[test]
     fn routes_and_listeners_as_configured() {

@@ -143,3 +143,10 @@ fn key_lines(text: &str, section: &str, key: &str) -> Vec<usize> {
 pub fn to_yaml(spec: &FileConfig) -> String {
     serde_yaml::to_string(spec).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
 }
+
+/// A config from YAML that must be valid, for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub fn valid(yaml: &str) -> Config {
+    let spec = parse_yaml(yaml).expect("parses");
+    validate::validate(&spec).expect("valid")
+}

@@ -22,10 +22,13 @@ pub fn changed(old: &Loaded, new: &Loaded) -> Vec<String> {
     out
 }
 
+/// A section's name and how to read its validated form.
+type Section = (&'static str, fn(&Config) -> String);
+
 fn validated(old: &Config, new: &Config) -> Vec<String> {
     // Each section's validated model, compared through its `Debug` form: every field counts,
     // defaults included, so `limits: {}` and no `limits:` are the same.
-    let sections: [(&str, fn(&Config) -> String); 7] = [
+    let sections: [Section; 7] = [
         ("listeners", |c| format!("{:?}", c.listeners)),
         ("demo_backends", |c| format!("{:?}", c.demo_backends)),
         ("forwarding", |c| format!("{:?}", c.forwarding)),

@@ -104,6 +104,21 @@ pub fn read(path: &Path) -> String {
 // Markdown
 // ---------------------------------------------------------------------------------------------
 
+/// Fail with every problem found, one paragraph each.
+pub fn fail_if_any(problems: Vec<String>) {
+    assert!(
+        problems.is_empty(),
+        "{} problem(s):\n\n{}",
+        problems.len(),
+        problems.join("\n\n")
+    );
+}
+
+/// The fenced code blocks of these markdown files.
+pub fn blocks_of(files: &[PathBuf]) -> Vec<Block> {
+    files.iter().flat_map(|p| blocks(p, &read(p))).collect()
+}
+
 /// A fenced code block.
 #[derive(Debug, Clone)]
 pub struct Block {
