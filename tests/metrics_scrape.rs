@@ -6,21 +6,13 @@
 mod support;
 
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::sum_of as value;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// One parsed sample.
-#[derive(Debug, Clone, serde::Deserialize)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
 
 /// Parses exposition text with `prometheus_client.parser`, run in python3 (the scrape on
 /// stdin, the samples as JSON on stdout).
@@ -63,19 +55,6 @@ print(json.dumps(out))
         "prometheus_client could not parse /metrics: {stderr}\n{text}"
     );
     serde_json::from_slice(&out.stdout).expect("the parser's JSON")
-}
-
-/// The sum of the samples named `name` whose labels include `want`.
-fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            want.iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-        .sum()
 }
 
 /// Scrapes and parses `/metrics` of the admin listener on `admin`.

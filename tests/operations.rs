@@ -1698,14 +1698,6 @@ async fn status_json_after_known_requests() {
     }
 }
 
-/// One sample line of the Prometheus text format.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
 /// Parses every non-comment, non-empty line as `name{label="value",...} value [timestamp]`;
 /// panics naming the first line that does not parse.
 fn parse_metrics(text: &str) -> Vec<Sample> {
@@ -1790,18 +1782,6 @@ fn parse_metrics(text: &str) -> Vec<Sample> {
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| parse_line(l).unwrap_or_else(|| panic!("unparsable metrics line: {l:?}")))
         .collect()
-}
-
-fn sum_of(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|s| s.name == name)
-        .filter(|s| {
-            want.iter()
-                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.value)
-        .sum()
 }
 
 /// `/metrics` parses line by line and its counters match exactly N requests.

@@ -40,6 +40,7 @@ mod origin;
 mod ports;
 mod raw;
 mod request;
+mod samples;
 mod server;
 mod ws;
 
@@ -54,4 +55,5 @@ pub use origin::*;
 pub use ports::*;
 pub use raw::*;
 pub use request::{RawRequest, RecordedRequest};
+pub use samples::*;
 pub use ws::*;
