@@ -197,8 +197,9 @@ pub(super) fn upstream_head(
     let mut fields = req.headers.clone();
     let proto = if tls { "https" } else { "http" };
     let head: &mut dyn Head = &mut fields;
-    forwarding::apply(&state.forwarding, head, peer, host::raw(req), proto);
-    let id = request_id::of(req);
+    let all = crate::proxy::survey::Present::ALL;
+    forwarding::apply(&state.forwarding, head, peer, host::raw(req), proto, all);
+    let id = request_id::of(req, all);
     let client_id = req.headers.get(&request_id::HEADER) == Some(&id);
     let shown = if client_id {
         id

@@ -175,7 +175,8 @@ pub fn explain(
     let path = target::prepare(&mut probe)
         .ok()
         .map(|()| target::route_path(&probe).to_string());
-    let admission = admit(state, &listener, &mut req, peer);
+    let survey = crate::proxy::survey::of(&req.headers);
+    let admission = admit(state, &listener, &mut req, peer, &survey);
     let req = &req;
     let host = host::raw(req).map(|h| normalize_host(h).into_owned());
     let path_as_sent = match &path {

@@ -9,6 +9,7 @@
 
 use super::respond::{self, Answer};
 use super::state::{ListenerInfo, ProxyState};
+use super::survey::{Present, Survey};
 use super::{content_length, forwarding, hash_key, host, rewrite, target, transfer_encoding};
 use crate::config::model::Destination;
 use crate::routing::normalize_host;
@@ -58,23 +59,29 @@ impl Admission {
 }
 
 /// Decide what to do with a request whose head is `req`, from the TCP peer `peer`, on
-/// `listener`. The request's path is normalized in place (see `target::prepare`), so the
-/// route, its policies and the backend all see the same one.
+/// `listener`; `survey` is what the walk over its fields found (`survey::of`). The request's
+/// path is normalized in place (see `target::prepare`), so the route, its policies and the
+/// backend all see the same one.
 pub fn admit(
     state: &ProxyState,
     listener: &ListenerInfo,
     req: &mut RequestHeader,
     peer: IpAddr,
+    survey: &Survey,
 ) -> Admission {
     let limits = &state.limits;
-    if req.headers.len() > limits.max_headers || head_size(req) > limits.max_header_bytes {
+    let too_large = head_size(req, survey) > limits.max_header_bytes;
+    if req.headers.len() > limits.max_headers || too_large {
         let body = "431 Request Header Fields Too Large: too many or too large headers\n";
         return Admission::answer(None, 431, body);
     }
-    // Before anything reads the body: its framing must be one fulcrum implements.
-    if let Err(e) = transfer_encoding::check(req) {
-        let (status, body) = e.answer();
-        return Admission::answer(None, status, body);
+    // Before anything reads the body: its framing must be one fulcrum implements (a request
+    // without the field frames its body by length, or has none).
+    if survey.present.has(Present::TRANSFER_ENCODING) {
+        if let Err(e) = transfer_encoding::check(req) {
+            let (status, body) = e.answer();
+            return Admission::answer(None, status, body);
+        }
     }
     // The target's form, its host and its normalized path, before anything routes on it.
     if let Err(e) = target::prepare(req) {
@@ -184,15 +191,11 @@ fn redirect_to_https(
 
 /// Bytes of a request head as parsed: request line and header lines (for limits that must
 /// also hold for HTTP/2, where there are no raw head bytes to count).
-fn head_size(req: &RequestHeader) -> usize {
+fn head_size(req: &RequestHeader, survey: &Survey) -> usize {
     let uri = req.uri.authority().map_or(0, |a| a.as_str().len())
         + req.uri.path_and_query().map_or(1, |p| p.as_str().len());
     let line = req.method.as_str().len() + uri + 12;
-    req.headers
-        .iter()
-        .map(|(n, v)| n.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + line
+    survey.field_bytes + line
 }
 
 #[cfg(test)]
@@ -226,7 +229,8 @@ mod tests {
     }
 
     fn admit_on(state: &ProxyState, listener: ListenerInfo, mut req: RequestHeader) -> Admission {
-        admit(state, &listener, &mut req, PEER)
+        let survey = crate::proxy::survey::of(&req.headers);
+        admit(state, &listener, &mut req, PEER, &survey)
     }
 
     fn status(a: &Admission) -> u16 {
@@ -293,7 +297,8 @@ mod tests {
             "  - {path: /static, upstream: app}\n  - {path: /, upstream: app}\n",
         );
         let mut req = get("/x/../%73tatic/app.css", &[HOST]);
-        let a = admit(&s, &ListenerInfo::default(), &mut req, PEER);
+        let survey = crate::proxy::survey::of(&req.headers);
+        let a = admit(&s, &ListenerInfo::default(), &mut req, PEER, &survey);
         assert_eq!(status(&a), 0);
         assert!(matches!(a, Admission::Proceed { route: 0, .. }), "{a:?}");
         assert_eq!(req.uri.path(), "/static/app.css");

@@ -64,11 +64,20 @@ pub struct RequestCtx {
     pub cache_fill_bytes: usize,
     /// The encoding the response body is compressed with (see `crate::compress`).
     pub compressed: Option<crate::compress::negotiate::Encoding>,
+    /// What the walk over the request's fields found (see `survey`); `None` before it ran,
+    /// which later steps read as "every field may be there".
+    pub survey: Option<super::survey::Survey>,
     /// The request's W3C trace, when `forwarding.trace_context` is on (see `trace_context`).
     pub trace: Option<super::trace_context::Trace>,
 }
 
 impl RequestCtx {
+    /// The surveyed fields the request has; all of them when it was not surveyed.
+    pub fn present(&self) -> super::survey::Present {
+        self.survey
+            .map_or(super::survey::Present::ALL, |s| s.present)
+    }
+
     /// Slot and address of the current attempt's backend.
     pub fn chosen(&self) -> Option<(usize, SocketAddr)> {
         Some((self.backend?, self.backend_addr?))

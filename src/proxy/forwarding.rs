@@ -13,6 +13,7 @@
 //! ignores every header with an underscore by default (`underscores_in_headers off`).
 
 use super::head::Head;
+use super::survey::Present;
 use crate::config::model::{canonical_ip, Forwarding};
 use http::header::{HeaderMap, HeaderName, FORWARDED, HOST, VIA as VIA_NAME};
 use http::HeaderValue;
@@ -152,21 +153,32 @@ fn forwarded_node(ip: IpAddr) -> String {
     }
 }
 
-/// Set the forwarding headers on a request going upstream.
+/// Set the forwarding headers on a request going upstream. `present` says which of the
+/// fields read or removed here the request may carry (see `survey`): absent ones are neither
+/// looked up nor removed.
 pub fn apply(
     fwd: &Forwarding,
     req: &mut dyn Head,
     peer: IpAddr,
     host: Option<&str>,
     proto: &'static str,
+    present: Present,
 ) {
     let peer = canonical_ip(peer);
     let trusted = !fwd.trusted_proxies.is_empty() && fwd.is_trusted(peer);
-    drop_underscore_lookalikes(req);
+    if present.has(Present::UNDERSCORE) {
+        drop_underscore_lookalikes(req);
+    }
+    // Remove a field the request carries.
+    let drop = |req: &mut dyn Head, field: Present, name: &HeaderName| {
+        if present.has(field) {
+            req.remove(name);
+        }
+    };
 
     if fwd.x_forwarded_for {
         // A chain is only read from a trusted peer.
-        let chain = if trusted {
+        let chain = if trusted && present.has(Present::X_FORWARDED_FOR) {
             joined(req.fields(), &X_FORWARDED_FOR)
         } else {
             None
@@ -183,20 +195,22 @@ pub fn apply(
             None => req.remove(&X_FORWARDED_FOR),
         }
     } else if !trusted {
-        req.remove(&X_FORWARDED_FOR);
+        drop(req, Present::X_FORWARDED_FOR, &X_FORWARDED_FOR);
     }
 
-    let keep = |req: &dyn Head, name: &HeaderName| trusted && req.fields().contains_key(name);
+    let keep = |req: &dyn Head, field: Present, name: &HeaderName| {
+        trusted && present.has(field) && req.fields().contains_key(name)
+    };
     if fwd.x_forwarded_proto {
-        if !keep(req, &X_FORWARDED_PROTO) {
+        if !keep(req, Present::X_FORWARDED_PROTO, &X_FORWARDED_PROTO) {
             req.set(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         }
     } else if !trusted {
-        req.remove(&X_FORWARDED_PROTO);
+        drop(req, Present::X_FORWARDED_PROTO, &X_FORWARDED_PROTO);
     }
 
     if fwd.x_forwarded_host {
-        if !keep(req, &X_FORWARDED_HOST) {
+        if !keep(req, Present::X_FORWARDED_HOST, &X_FORWARDED_HOST) {
             // The Host header's own value is shared, not copied.
             let value = match (host, req.fields().get(HOST)) {
                 (Some(h), Some(v)) if v.as_bytes() == h.as_bytes() => Some(v.clone()),
@@ -209,7 +223,7 @@ pub fn apply(
             }
         }
     } else if !trusted {
-        req.remove(&X_FORWARDED_HOST);
+        drop(req, Present::X_FORWARDED_HOST, &X_FORWARDED_HOST);
     }
 
     if fwd.forwarded {
@@ -219,7 +233,7 @@ pub fn apply(
             let _ = write!(element, ";host=\"{h}\"");
         }
         let _ = write!(element, ";proto={proto}");
-        let chain = if trusted {
+        let chain = if trusted && present.has(Present::FORWARDED) {
             joined(req.fields(), &FORWARDED)
         } else {
             None
@@ -233,21 +247,23 @@ pub fn apply(
             Err(_) => req.remove(&FORWARDED),
         }
     } else if !trusted {
-        req.remove(&FORWARDED);
+        drop(req, Present::FORWARDED, &FORWARDED);
     }
 
     if !trusted {
-        req.remove(&X_REAL_IP);
+        drop(req, Present::X_REAL_IP, &X_REAL_IP);
     }
 
     if fwd.via {
-        set_via(req);
+        set_via(req, present.has(Present::VIA));
     }
 }
 
-/// Add fulcrum to a message's `Via` chain (RFC 9110 section 7.6.3).
-pub fn set_via(head: &mut dyn Head) {
-    let value = match joined(head.fields(), &VIA_NAME) {
+/// Add fulcrum to a message's `Via` chain (RFC 9110 section 7.6.3); `may_have_via` false
+/// when the message is known to carry none.
+pub fn set_via(head: &mut dyn Head, may_have_via: bool) {
+    let chain = may_have_via.then(|| joined(head.fields(), &VIA_NAME)).flatten();
+    let value = match chain {
         Some(chain) => HeaderValue::from_str(&format!("{chain}, {VIA}")).ok(),
         None => Some(HeaderValue::from_static(VIA)),
     };
@@ -296,7 +312,7 @@ mod tests {
             ("X-Real-IP", "1.1.1.1"),
         ]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        apply(&fwd(&["10.0.0.0/8"]), &mut r, peer, Some("h"), "http");
+        apply(&fwd(&["10.0.0.0/8"]), &mut r, peer, Some("h"), "http", Present::ALL);
         assert!(r.headers.get("x_forwarded_for").is_none());
         assert!(r.headers.get("x_real_ip").is_none());
         assert!(r.headers.get("x_request_id").is_none());
@@ -335,9 +351,9 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
         ]);
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
-        apply(&f, &mut r, peer, Some("example.com"), "http");
+        apply(&f, &mut r, peer, Some("example.com"), "http", Present::ALL);
         assert_eq!(get(&r, "x-forwarded-for"), "192.0.2.7");
-        assert_eq!(get(&r, "x-forwarded-proto"), "http");
+        assert_eq!(get(&r, "x-forwarded-proto"), "http", Present::ALL);
         assert_eq!(get(&r, "x-forwarded-host"), "example.com");
         assert_eq!(
             get(&r, "forwarded"),
@@ -359,7 +375,7 @@ mod tests {
             client_ip(&f, &r, peer),
             "1.2.3.4".parse::<IpAddr>().unwrap()
         );
-        apply(&f, &mut r, peer, Some("example.com"), "http");
+        apply(&f, &mut r, peer, Some("example.com"), "http", Present::ALL);
         assert_eq!(get(&r, "x-forwarded-for"), "1.2.3.4, 10.1.1.1, 10.0.0.2");
         assert_eq!(get(&r, "x-forwarded-proto"), "https");
     }
@@ -368,7 +384,7 @@ mod tests {
     fn ipv6_forwarded_node_is_quoted() {
         let f = fwd(&[]);
         let mut r = req(&[]);
-        apply(&f, &mut r, "::1".parse().unwrap(), None, "http");
+        apply(&f, &mut r, "::1".parse().unwrap(), None, "http", Present::ALL);
         assert_eq!(get(&r, "forwarded"), "for=\"[::1]\";proto=http");
     }
 
@@ -383,6 +399,7 @@ mod tests {
                 "192.0.2.7".parse().unwrap(),
                 Some(host),
                 "http",
+                Present::ALL,
             );
             assert_eq!(get(&r, "forwarded"), "for=192.0.2.7;proto=http");
         }

@@ -28,6 +28,7 @@ pub mod forwarding;
 pub mod grpc;
 pub mod hash_key;
 pub mod head;
+pub mod hex;
 pub mod header_rules;
 pub mod host;
 pub mod mirror;
@@ -40,6 +41,7 @@ pub mod retry;
 pub mod rewrite;
 pub mod selection;
 pub mod state;
+pub mod survey;
 pub mod target;
 pub mod trace_context;
 pub mod transfer_encoding;
@@ -128,14 +130,17 @@ impl ProxyHttp for Proxy {
             session.set_keepalive(None);
         }
         let req = session.req_header();
-        ctx.request_id = Some(request_id::of(req));
+        let survey = survey::of(&req.headers);
+        ctx.survey = Some(survey);
         if self.state.forwarding.trace_context {
-            ctx.trace = Some(trace_context::on_request(&req.headers));
+            ctx.trace = Some(trace_context::on_request(&req.headers, survey.present));
         }
+        let id = request_id::for_request(req, survey.present, ctx.trace.as_ref());
+        ctx.request_id = Some(id);
         ctx.grpc = grpc::is_grpc(req);
         let peer = client::peer_ip(session);
-        let admission =
-            admission::admit(&self.state, &self.listener, session.req_header_mut(), peer);
+        let req = session.req_header_mut();
+        let admission = admission::admit(&self.state, &self.listener, req, peer, &survey);
         let id = ctx.request_id.as_ref();
         match admission {
             Admission::Proceed {

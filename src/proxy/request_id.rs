@@ -1,6 +1,9 @@
 //! Request ids: taken from a client's `X-Request-Id` when it is sane, otherwise generated;
 //! forwarded upstream, returned to the client and written to the access log.
 
+use super::survey::Present;
+use super::hex;
+use super::trace_context::Trace;
 use crate::balancer::fast_rng;
 use http::{HeaderName, HeaderValue};
 use pingora_http::RequestHeader;
@@ -12,29 +15,41 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 const MAX_LEN: usize = 128;
 
 /// The request's id: the client's if it is 1 to 128 visible ASCII characters, else a new one.
-pub fn of(req: &RequestHeader) -> HeaderValue {
-    if let Some(v) = req.headers.get(&HEADER) {
-        let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic()) {
-            return v.clone();
-        }
+/// `present` says whether the request may carry one (see `survey`).
+pub fn of(req: &RequestHeader, present: Present) -> HeaderValue {
+    from_client(req, present).unwrap_or_else(generate)
+}
+
+/// The proxy's choice: the client's id, else the trace id of a trace fulcrum starts for the
+/// request (unique and random like a generated id, and it ties the request's log line to its
+/// trace), else a new random id.
+pub fn for_request(req: &RequestHeader, present: Present, trace: Option<&Trace>) -> HeaderValue {
+    if let Some(id) = from_client(req, present) {
+        return id;
     }
-    generate()
+    match trace {
+        Some(t) if t.parent_id.is_none() => hex::value(t.trace_id_hex()),
+        _ => generate(),
+    }
+}
+
+/// The client's id, if it sent a sane one.
+fn from_client(req: &RequestHeader, present: Present) -> Option<HeaderValue> {
+    if !present.has(Present::X_REQUEST_ID) {
+        return None;
+    }
+    let v = req.headers.get(&HEADER)?;
+    let b = v.as_bytes();
+    let sane = !b.is_empty() && b.len() <= MAX_LEN && b.iter().all(|c| c.is_ascii_graphic());
+    sane.then(|| v.clone())
 }
 
 /// 32 random hex characters.
 pub fn generate() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 32];
-    for (half, chunk) in out.chunks_mut(16).enumerate() {
-        let mut x = fast_rng::next_u64() ^ (half as u64).rotate_left(32);
-        for c in chunk.iter_mut() {
-            *c = HEX[(x & 15) as usize];
-            x >>= 4;
-        }
-    }
-    // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&out).unwrap_or(HeaderValue::from_static("0"))
+    let n = u128::from(fast_rng::next_u64()) << 64 | u128::from(fast_rng::next_u64());
+    hex::write_u128(n, &mut out);
+    hex::value(out)
 }
 
 #[cfg(test)]
@@ -44,13 +59,13 @@ mod tests {
     #[test]
     fn keeps_sane_ids_and_replaces_others() {
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-        assert_eq!(of(&r).len(), 32);
+        assert_eq!(of(&r, Present::ALL).len(), 32);
         r.insert_header(HEADER, "abc-123").unwrap();
-        assert_eq!(of(&r), "abc-123");
+        assert_eq!(of(&r, Present::ALL), "abc-123");
         r.insert_header(HEADER, "x".repeat(200)).unwrap();
-        assert_eq!(of(&r).len(), 32);
+        assert_eq!(of(&r, Present::ALL).len(), 32);
         r.insert_header(HEADER, "has space").unwrap();
-        assert_ne!(of(&r), "has space");
+        assert_ne!(of(&r, Present::ALL), "has space");
         assert_ne!(generate(), generate());
     }
 }

@@ -61,6 +61,7 @@ pub fn upstream_request(
         .flatten();
     let downstream = session.req_header();
     let fwd = &state.forwarding;
+    let present = ctx.present();
     head::edit_request(upstream_request, fwd.preserve_header_case, |h| {
         forwarding::apply(
             fwd,
@@ -68,12 +69,13 @@ pub fn upstream_request(
             peer_ip(session),
             host::raw(downstream),
             scheme(session),
+            present,
         );
         if let Some(id) = &ctx.request_id {
             h.set(&request_id::HEADER, id.clone());
         }
         if let Some(trace) = &ctx.trace {
-            super::trace_context::apply(trace, h);
+            super::trace_context::apply(trace, h, present);
         }
         if let Some(n) = single_length {
             h.set(&http::header::CONTENT_LENGTH, HeaderValue::from(n));
@@ -94,7 +96,7 @@ pub fn response(state: &ProxyState, response: &mut ResponseHeader, ctx: &Request
             return;
         };
         if fwd.via {
-            forwarding::set_via(h);
+            forwarding::set_via(h, true);
         }
         if let (Some(name), Some(value)) = (&fwd.served_by_header, served_by(state, ctx)) {
             h.set(name, value);

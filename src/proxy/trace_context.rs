@@ -12,6 +12,8 @@
 //! Parsing reads the header bytes in place; the only allocation per request is the new
 //! `traceparent` value.
 
+use super::hex;
+use super::survey::Present;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
@@ -135,19 +137,13 @@ pub fn trace_for(parent: Option<Parent>) -> Trace {
     }
 }
 
-/// The trace of a request with these headers (see the module doc).
-pub fn on_request(headers: &HeaderMap) -> Trace {
-    trace_for(parent_of(headers))
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Write `n` as `out.len()` lower-case hex digits.
-fn write_hex(n: u128, out: &mut [u8]) {
-    let len = out.len();
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = HEX[(n >> (4 * (len - 1 - i)) & 0xf) as usize];
+/// The trace of a request with these headers (see the module doc); `present` says whether
+/// they may hold a `traceparent` (see `survey`).
+pub fn on_request(headers: &HeaderMap, present: Present) -> Trace {
+    if !present.has(Present::TRACEPARENT) {
+        return trace_for(None);
     }
+    trace_for(parent_of(headers))
 }
 
 impl Trace {
@@ -156,23 +152,23 @@ impl Trace {
         let mut out = [b'-'; TRACEPARENT_LEN];
         out[0] = b'0';
         out[1] = b'0';
-        write_hex(self.trace_id, &mut out[3..35]);
-        write_hex(u128::from(self.span_id), &mut out[36..52]);
-        write_hex(u128::from(self.flags), &mut out[53..55]);
+        hex::write_u128(self.trace_id, &mut out[3..35]);
+        hex::write_u128(u128::from(self.span_id), &mut out[36..52]);
+        hex::write_u128(u128::from(self.flags), &mut out[53..55]);
         out
     }
 
     /// The trace id as 32 hex digits.
     pub fn trace_id_hex(&self) -> [u8; 32] {
         let mut out = [0; 32];
-        write_hex(self.trace_id, &mut out);
+        hex::write_u128(self.trace_id, &mut out);
         out
     }
 
     /// The span id as 16 hex digits.
     pub fn span_id_hex(&self) -> [u8; 16] {
         let mut out = [0; 16];
-        write_hex(u128::from(self.span_id), &mut out);
+        hex::write_u64(self.span_id, &mut out);
         out
     }
 }
@@ -213,8 +209,10 @@ pub fn capped_tracestate(headers: &HeaderMap) -> Option<String> {
 
 /// Set the trace headers of a request going to a backend: `traceparent` with fulcrum as the
 /// parent; `tracestate` kept (capped) when the trace was continued, removed otherwise.
-pub fn apply(trace: &Trace, head: &mut dyn super::head::Head) {
-    if trace.parent_id.is_none() {
+pub fn apply(trace: &Trace, head: &mut dyn super::head::Head, present: Present) {
+    if !present.has(Present::TRACESTATE) {
+        // Nothing to keep or remove.
+    } else if trace.parent_id.is_none() {
         head.remove(&TRACESTATE);
     } else if let Some(cut) = capped_tracestate(head.fields()) {
         match HeaderValue::from_str(&cut) {
@@ -222,9 +220,7 @@ pub fn apply(trace: &Trace, head: &mut dyn super::head::Head) {
             _ => head.remove(&TRACESTATE),
         }
     }
-    if let Ok(v) = HeaderValue::from_bytes(&trace.traceparent()) {
-        head.set(&TRACEPARENT, v);
-    }
+    head.set(&TRACEPARENT, hex::value(trace.traceparent()));
 }
 
 #[cfg(test)]

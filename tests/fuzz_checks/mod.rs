@@ -361,12 +361,15 @@ pub fn forwarding(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     let mut out = req.clone();
-    forwarding::apply(fwd, &mut out, peer, host.as_deref(), proto);
-    // The same edits on the plain header map (the default, `preserve_header_case: false`)
-    // give the same fields.
+    let all = fulcrum::proxy::survey::Present::ALL;
+    forwarding::apply(fwd, &mut out, peer, host.as_deref(), proto, all);
+    // The same edits on the plain header map (the default, `preserve_header_case: false`),
+    // skipping what the survey of the fields says is absent, as the proxy does, give the
+    // same fields.
+    let present = fulcrum::proxy::survey::of(&req.headers).present;
     let mut plain = req.clone();
     head::edit_request(&mut plain, false, |h| {
-        forwarding::apply(fwd, h, peer, host.as_deref(), proto)
+        forwarding::apply(fwd, h, peer, host.as_deref(), proto, present)
     });
     assert!(!plain.has_case());
     assert_eq!(
