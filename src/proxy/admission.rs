@@ -126,7 +126,8 @@ pub fn admit(
         }
     }
     if let Some(max) = route.max_body_bytes {
-        if content_length::of(req).is_some_and(|n| n > max) {
+        let declared = survey.present.has(Present::CONTENT_LENGTH);
+        if declared && content_length::of(req).is_some_and(|n| n > max) {
             let (status, body) = respond::status_answer(413);
             return Admission::answer(Some(index), status, body);
         }

@@ -127,7 +127,12 @@ pub fn edit_response<R>(
     if preserve_case || !resp.has_case() {
         return edit(resp);
     }
-    let reason = resp.get_reason_phrase().map(str::to_owned);
+    // Only a phrase other than the status's own is kept (Pingora writes that one anyway).
+    let canonical = resp.status.canonical_reason();
+    let reason = resp
+        .get_reason_phrase()
+        .filter(|r| Some(*r) != canonical)
+        .map(str::to_owned);
     let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts = http::response::Parts::from(std::mem::replace(resp, placeholder));
     parts.headers.reserve(RESPONSE_ROOM);

@@ -11,6 +11,37 @@ pub fn raw(req: &RequestHeader) -> Option<&str> {
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
 }
 
+/// The bytes a host name may hold (RFC 3986 reg-name: unreserved, sub-delims and `%`), as
+/// one table lookup per byte.
+static NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b'%'
+            );
+        b += 1;
+    }
+    table
+};
+
 /// Whether `host` is a valid `Host` value: a registered name or IPv4 address, or a bracketed
 /// IPv6 literal, with an optional port.
 pub fn is_valid(host: &str) -> bool {
@@ -35,9 +66,7 @@ pub fn is_valid(host: &str) -> bool {
             None => (host, "0"),
         },
     };
-    let name_ok = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let name_ok = name.bytes().all(|b| NAME_BYTE[usize::from(b)]);
     let port_ok = port.is_empty()
         || (port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok());
     name_ok && port_ok && (!name.is_empty() || host.starts_with('['))

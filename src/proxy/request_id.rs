@@ -1,8 +1,8 @@
 //! Request ids: taken from a client's `X-Request-Id` when it is sane, otherwise generated;
 //! forwarded upstream, returned to the client and written to the access log.
 
-use super::survey::Present;
 use super::hex;
+use super::survey::Present;
 use super::trace_context::Trace;
 use crate::balancer::fast_rng;
 use http::{HeaderName, HeaderValue};

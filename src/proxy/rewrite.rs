@@ -5,6 +5,7 @@
 use super::client::{peer_ip, scheme};
 use super::context::RequestCtx;
 use super::state::ProxyState;
+use super::survey::Present;
 use super::target::{normalize_path, TargetError};
 use super::{content_length, forwarding, head, header_rules, host, request_id};
 use crate::config::model::Route;
@@ -56,12 +57,13 @@ pub fn upstream_request(
     }
     // Identical repeated Content-Length values frame one body; send the value once (RFC
     // 9110 8.6), as strict backends refuse repeats.
-    let single_length = content_length::repeated(upstream_request)
-        .then(|| content_length::of(upstream_request))
-        .flatten();
+    let present = ctx.present();
+    let single_length = (present.has(Present::CONTENT_LENGTH)
+        && content_length::repeated(upstream_request))
+    .then(|| content_length::of(upstream_request))
+    .flatten();
     let downstream = session.req_header();
     let fwd = &state.forwarding;
-    let present = ctx.present();
     head::edit_request(upstream_request, fwd.preserve_header_case, |h| {
         forwarding::apply(
             fwd,

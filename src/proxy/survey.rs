@@ -37,6 +37,8 @@ impl Present {
     pub const VIA: Present = Present(1 << 8);
     /// `Transfer-Encoding`.
     pub const TRANSFER_ENCODING: Present = Present(1 << 9);
+    /// `Content-Length`.
+    pub const CONTENT_LENGTH: Present = Present(1 << 11);
     /// Any name with an underscore (see `forwarding::drop_underscore_lookalikes`).
     pub const UNDERSCORE: Present = Present(1 << 10);
     /// Every field: what code that surveyed nothing assumes, so that it looks everything up.
@@ -77,6 +79,7 @@ fn field_of(name: &str) -> Present {
         "x-real-ip" => Present::X_REAL_IP,
         "via" => Present::VIA,
         "transfer-encoding" => Present::TRANSFER_ENCODING,
+        "content-length" => Present::CONTENT_LENGTH,
         _ if name.contains('_') => Present::UNDERSCORE,
         _ => Present::default(),
     }
@@ -116,6 +119,7 @@ mod tests {
             Present::FORWARDED,
             Present::X_REAL_IP,
             Present::TRANSFER_ENCODING,
+            Present::CONTENT_LENGTH,
             Present::UNDERSCORE,
         ] {
             assert!(!s.present.has(absent), "{absent:?}");
@@ -137,6 +141,7 @@ mod tests {
             "forwarded",
             "x-real-ip",
             "transfer-encoding",
+            "content-length",
         ] {
             fields.insert(
                 http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
@@ -144,7 +149,7 @@ mod tests {
             );
         }
         let s = of(&fields);
-        assert_eq!(s.present, Present(0b110_1110_1111));
+        assert_eq!(s.present, Present(0b1110_1110_1111));
         assert!(!s.present.has(Present::VIA) && !s.present.has(Present::X_FORWARDED_PROTO));
         assert!(Present::ALL.has(Present::VIA | Present::UNDERSCORE));
     }

@@ -51,7 +51,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -129,6 +129,10 @@ pub struct HeadGuard {
     timer: Option<Pin<Box<Sleep>>>,
     /// When `timer` goes off.
     timer_at: Instant,
+    /// The waker `timer` was last polled with, while it is set and waiting: it wakes that
+    /// task when it goes off, so a wait from the same task that does not move it need not
+    /// poll it again (see [`HeadGuard::timer_fired`]).
+    timer_waker: Option<Waker>,
     /// The connection loop said the next request begins: the next byte handed up starts a
     /// new head.
     armed: bool,
@@ -165,6 +169,7 @@ impl HeadGuard {
             deadline,
             timer: None,
             timer_at: deadline,
+            timer_waker: None,
             armed: false,
             pending: Pending::default(),
             failed: false,
@@ -253,31 +258,50 @@ impl HeadGuard {
     /// goes off before the deadline of the wait at hand is moved on then. So a busy keep-alive
     /// connection, whose idle deadline moves with every request, touches the timer wheel about
     /// once per keep-alive timeout rather than once per request.
+    ///
+    /// Polling the timer only renews the waker it holds: while it waits, is not moved, and
+    /// the waker it holds wakes this same task, it is not polled again (a busy connection
+    /// waits for each next request and would otherwise poll it once per request).
     fn timer_fired(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
         let timer = match &mut self.timer {
             None => {
                 self.timer_at = deadline;
+                self.timer_waker = None;
                 self.timer
                     .insert(Box::pin(tokio::time::sleep_until(deadline)))
             }
             Some(timer) => {
                 if self.timer_at > deadline {
                     self.timer_at = deadline;
+                    self.timer_waker = None;
                     timer.as_mut().reset(deadline);
                 }
                 timer
             }
         };
-        if timer.as_mut().poll(cx).is_pending() {
+        let waiting = self
+            .timer_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if waiting && !timer.is_elapsed() {
             return false;
         }
+        if timer.as_mut().poll(cx).is_pending() {
+            self.timer_waker = Some(cx.waker().clone());
+            return false;
+        }
+        self.timer_waker = None;
         if self.timer_at >= deadline {
             return true;
         }
         // It went off for an earlier deadline: move it to this one.
         self.timer_at = deadline;
         timer.as_mut().reset(deadline);
-        timer.as_mut().poll(cx).is_ready()
+        let fired = timer.as_mut().poll(cx).is_ready();
+        if !fired {
+            self.timer_waker = Some(cx.waker().clone());
+        }
+        fired
     }
 
     /// A read of the current head had to wait: past its deadline, answer 408.
