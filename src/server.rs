@@ -12,13 +12,15 @@ use crate::metrics::listeners::ListenerMetrics;
 use crate::proxy::{ListenerInfo, Proxy, ProxyState};
 use crate::tls::SniResolver;
 use pingora_core::apps::HttpServerOptions;
-use pingora_core::listeners::tls::{Acceptor, TlsSettings};
-use pingora_core::listeners::{ListenerConfig, TlsAccept};
+use pingora_core::listeners::tls::Acceptor;
+use pingora_core::listeners::ListenerConfig;
 use pingora_core::protocols::l4::stream::L4BufferSettings;
 use pingora_core::server::configuration::Opt;
 use pingora_core::server::Server;
 use pingora_core::services::background::background_service;
 use pingora_core::services::listening::Service;
+use rustls::server::NoServerSessionStorage;
+use rustls::ServerConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,22 +31,34 @@ use std::time::Duration;
 /// and memory (docs/performance.md has the numbers).
 const CLIENT_READ_BUFFER: usize = 0;
 
-/// Post-handshake callbacks: none (Pingora's rustls settings take callbacks or paths).
-struct NoCallbacks;
-
-#[async_trait::async_trait]
-impl TlsAccept for NoCallbacks {}
-
-/// The TLS acceptor of an HTTPS listener: its certificates chosen by SNI, and h2 offered
-/// through ALPN unless `h2: false`.
+/// The TLS acceptor of an HTTPS listener: TLS 1.2 and 1.3, its certificates chosen by SNI, h2
+/// offered through ALPN unless `h2: false`, and sessions resumed with stateless tickets unless
+/// `session_tickets: false` (then not at all: no tickets and no session cache, every
+/// connection makes a full handshake).
+///
+/// Built as a rustls `ServerConfig` of its own, as Pingora's `TlsSettings::build` would with a
+/// cert resolver and no client certificates, because `TlsSettings` keeps rustls' defaults for
+/// resumption: no ticketer, and a stateful cache of 256 sessions whose TLS 1.3 tickets are
+/// single-use, so a busy listener resumes few sessions.
 fn tls_acceptor(tls: &ListenerTls) -> Acceptor {
-    let mut settings = TlsSettings::with_callbacks(Box::new(NoCallbacks))
-        .unwrap_or_else(|_| unreachable!("with_callbacks never fails"));
-    settings.set_cert_resolver(Arc::new(SniResolver::new(tls)));
+    pingora_core::tls::install_default_crypto_provider();
+    let mut config = ServerConfig::builder_with_protocol_versions(&[
+        &rustls::version::TLS12,
+        &rustls::version::TLS13,
+    ])
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(SniResolver::new(tls)));
     if tls.h2 {
-        settings.enable_h2();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
-    settings.build()
+    match &tls.session_tickets {
+        Some(ticketer) => config.ticketer = Arc::clone(ticketer),
+        None => {
+            config.session_storage = Arc::new(NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
+    }
+    Acceptor::from_server_config(Arc::new(config))
 }
 
 /// Pingora's options for a listener's HTTP app: h2c when the listener allows it, and an idle

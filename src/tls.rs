@@ -34,6 +34,8 @@ pub enum TlsError {
     KeyMismatch(String, String),
     /// The certificate is not valid now.
     Expired(String, String),
+    /// Session-ticket keys cannot be made (the system's random source failed).
+    Ticketer(String),
 }
 
 impl fmt::Display for TlsError {
@@ -49,6 +51,7 @@ impl fmt::Display for TlsError {
                 )
             }
             TlsError::Expired(file, when) => write!(f, "the certificate in {file} {when}"),
+            TlsError::Ticketer(e) => write!(f, "cannot make session ticket keys: {e}"),
         }
     }
 }
@@ -137,6 +140,16 @@ pub fn certified_key(
         other => TlsError::Parse(key_file.to_string(), other.to_string()),
     })?;
     Ok(Arc::new(certified))
+}
+
+/// A source of stateless TLS session tickets for an HTTPS listener, as nginx's default
+/// `ssl_session_tickets on`: tickets are encrypted with ChaCha20-Poly1305 under random keys
+/// that live only in this process and rotate every 6 hours (a ticket stays valid for up to
+/// 12), so the server keeps no per-session state and any number of clients can resume.
+/// Tickets issued by another process (before a reload or restart) are not accepted: those
+/// clients make one full handshake and get new tickets.
+pub fn session_ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, TlsError> {
+    rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Ticketer(e.to_string()))
 }
 
 /// CA certificates for verifying backends (PEM text of the file `file`), in the form

@@ -534,6 +534,164 @@ routes:
     assert_eq!(r.version, reqwest::Version::HTTP_11);
 }
 
+/// A TLS client that trusts only `ca_pem`, offers http/1.1 and keeps the sessions (TLS 1.3
+/// tickets) it is given in memory, as a browser does, for the next connection.
+fn resuming_client(ca_pem: &str) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA PEM"))
+        .expect("CA into the root store");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 with ring")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    std::sync::Arc::new(config)
+}
+
+/// One `GET /resume` over a new TLS connection to 127.0.0.1:`port` as `name`, with `config`
+/// (whose session store carries over between calls); the response read to the end, so that the
+/// server's session tickets are taken in. Returns how the handshake went and the status line.
+fn tls_get_once(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    port: u16,
+    name: &str,
+) -> (rustls::HandshakeKind, String) {
+    use std::io::{Read, Write};
+    let server_name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::clone(config), server_name)
+        .expect("client connection");
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(
+        format!("GET /resume HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .expect("send the request");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => response.extend_from_slice(&buf[..n]),
+            // The server may close without close_notify once the response is complete.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("reading the response from port {port}: {e}"),
+        }
+    }
+    let kind = tls.conn.handshake_kind().expect("handshake finished");
+    let text = String::from_utf8_lossy(&response);
+    let status = text.lines().next().unwrap_or_default().to_string();
+    (kind, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls13_sessions_resume_with_tickets_unless_turned_off() {
+    let ca = Ca::new("fulcrum test CA (resumption)");
+    let pki = Pki::new();
+    let (cert, key) = pki.write_leaf("site", &ca.issue(&["site.test"]));
+    let app = TestBackend::start("app").await;
+    let (on_port, off_port) = (free_port(), free_port());
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{on_port}"
+    tls:
+      certificates:
+        - cert: "{cert}"
+          key: "{key}"
+  - addr: "127.0.0.1:{off_port}"
+    tls:
+      session_tickets: false
+      certificates:
+        - cert: "{cert}"
+          key: "{key}"
+upstreams:
+  app:
+    backends:
+      - addr: "{app}"
+routes:
+  - upstream: app
+"#,
+        app = app.addr()
+    );
+    let mut f = Fulcrum::start(&yaml, on_port).await;
+    f.wait_listening(off_port).await;
+    let ca_pem = ca.pem();
+
+    let (kinds, many) = tokio::task::spawn_blocking(move || {
+        let mut kinds = Vec::new();
+        for port in [on_port, off_port] {
+            // A client of its own per listener: no session carried from one to the other.
+            let config = resuming_client(&ca_pem);
+            for _ in 0..3 {
+                kinds.push((port, tls_get_once(&config, port, "site.test")));
+            }
+        }
+        // More clients than rustls' default server-side session cache holds (256 sessions):
+        // each makes a full handshake, then all come back. Stateless tickets keep no state in
+        // the server, so every one of them resumes.
+        let clients: Vec<_> = (0..MANY_CLIENTS)
+            .map(|_| resuming_client(&ca_pem))
+            .collect();
+        let first: Vec<_> = clients
+            .iter()
+            .map(|c| tls_get_once(c, on_port, "site.test"))
+            .collect();
+        let second: Vec<_> = clients
+            .iter()
+            .map(|c| tls_get_once(c, on_port, "site.test"))
+            .collect();
+        (kinds, (first, second))
+    })
+    .await
+    .expect("client thread");
+
+    use rustls::HandshakeKind::{Full, Resumed};
+    let expected = [
+        (on_port, Full),
+        (on_port, Resumed),
+        (on_port, Resumed),
+        (off_port, Full),
+        (off_port, Full),
+        (off_port, Full),
+    ];
+    for ((port, (kind, status)), (want_port, want_kind)) in kinds.iter().zip(expected) {
+        assert_eq!(*port, want_port);
+        assert_eq!(status, "HTTP/1.1 200 OK", "port {port}");
+        assert_eq!(
+            *kind,
+            want_kind,
+            "port {port} (session_tickets {}): all handshakes {kinds:?}",
+            if *port == on_port { "default" } else { "false" }
+        );
+    }
+    let (first, second) = many;
+    let count = |v: &[(rustls::HandshakeKind, String)], k: rustls::HandshakeKind| {
+        v.iter()
+            .filter(|(kind, status)| *kind == k && status == "HTTP/1.1 200 OK")
+            .count()
+    };
+    assert_eq!(
+        count(&first, Full),
+        MANY_CLIENTS,
+        "first connections of {MANY_CLIENTS} new clients: full handshakes answered 200"
+    );
+    assert_eq!(
+        count(&second, Resumed),
+        MANY_CLIENTS,
+        "every one of {MANY_CLIENTS} clients resumes its session: {:?}",
+        second.iter().map(|(k, _)| *k).collect::<Vec<_>>()
+    );
+}
+
+/// More clients than rustls' default server-side session cache (256 sessions) holds.
+const MANY_CLIENTS: usize = 300;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_listener_redirects_to_https() {
     let ca = Ca::new("fulcrum test CA (redirect)");

@@ -232,6 +232,9 @@ pub struct ListenerTls {
     pub certs: Vec<ListenerCert>,
     /// Offer h2 through ALPN.
     pub h2: bool,
+    /// The session-ticket key source the listener resumes sessions with; `None`: no
+    /// resumption (`session_tickets: false`).
+    pub session_tickets: Option<std::sync::Arc<dyn rustls::server::ProducesTickets>>,
 }
 
 /// A loaded certificate and the names it serves.

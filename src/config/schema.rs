@@ -265,6 +265,10 @@ pub struct ListenerTlsSpec {
     /// Offer HTTP/2 through ALPN (h2, then http/1.1). Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub h2: Option<bool>,
+    /// Resume TLS sessions with stateless session tickets (keys in memory, rotated every
+    /// 6 hours); `false`: no resumption, every connection makes a full handshake. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_tickets: Option<bool>,
 }
 
 /// One certificate of an HTTPS listener.

@@ -93,9 +93,17 @@ fn listener_tls(base: &str, spec: &ListenerTlsSpec, io: &dyn Load) -> Result<Lis
         }
         certs.push(ListenerCert { names, key });
     }
+    let session_tickets = if spec.session_tickets.unwrap_or(true) {
+        let ticketer = tls::session_ticketer()
+            .map_err(|e| ConfigError::invalid(format!("{base}.session_tickets"), e.to_string()))?;
+        Some(ticketer)
+    } else {
+        None
+    };
     Ok(ListenerTls {
         certs,
         h2: spec.h2.unwrap_or(true),
+        session_tickets,
     })
 }
 
