@@ -104,7 +104,16 @@ async def h2_exchange(reader, writer, path):
             return status_ok
 
 
-async def one(host, port, path, held, sem, deadline, h2=False):
+def http1_request(path, head_bytes):
+    """A GET of `path`, padded with an `X-Pad` header to about `head_bytes` bytes (0: none)."""
+    head = f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
+    pad = head_bytes - len(head) - len("X-Pad: \r\n\r\n")
+    if pad > 0:
+        head += "X-Pad: " + "a" * pad + "\r\n"
+    return (head + "\r\n").encode()
+
+
+async def one(host, port, path, held, sem, deadline, h2=False, head_bytes=0):
     async with sem:
         try:
             reader, writer = await asyncio.wait_for(
@@ -123,7 +132,7 @@ async def one(host, port, path, held, sem, deadline, h2=False):
             held.append((reader, writer))
             return True
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+            writer.write(http1_request(path, head_bytes))
             await writer.drain()
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             length = 0
@@ -154,6 +163,9 @@ async def main():
     ap.add_argument("--settle", type=float, default=2, help="seconds to hold before reading RSS")
     ap.add_argument("--h2", action="store_true",
                     help="HTTP/2 with prior knowledge (an h2c listener) instead of HTTP/1.1")
+    ap.add_argument("--head-bytes", type=int, default=0,
+                    help="pad each HTTP/1.1 request head to about this many bytes (browsers send "
+                         "500-1000); default: a minimal head")
     a = ap.parse_args()
 
     os.system(f"echo 5 > /proc/{a.pid}/clear_refs 2>/dev/null")  # reset VmHWM where allowed
@@ -163,7 +175,7 @@ async def main():
     t0 = time.monotonic()
     deadline = t0 + a.timeout
     results = await asyncio.gather(
-        *(one(a.host, a.port, a.path, held, sem, deadline, a.h2) for _ in range(a.conns))
+        *(one(a.host, a.port, a.path, held, sem, deadline, a.h2, a.head_bytes) for _ in range(a.conns))
     )
     opened = time.monotonic() - t0
     await asyncio.sleep(a.settle)

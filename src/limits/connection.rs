@@ -169,11 +169,14 @@ impl<A: HttpServerApp> Guarded<A> {
 /// else will ever answer it (it is then answered with `Connection: close`).
 async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch, first: bool) -> bool {
     let mut idle_until = None;
-    let mut arrival = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
     // Under load the request is usually there already: no shutdown watch, no timer.
-    if let Poll::Ready(arrived) = futures::poll!(&mut arrival) {
+    let ready = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
+    if let Poll::Ready(arrived) = futures::poll!(ready) {
         return arrived.is_ok();
     }
+    // The connection is idle: it holds no buffers while it waits.
+    guard.release_buffers();
+    let mut arrival = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
     if first {
         return arrival.await.is_ok();
     }
@@ -253,7 +256,12 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         // several KiB that an idle keep-alive connection would otherwise hold until it
         // closes. A server that stops drops this task with the runtime, as it drops
         // Pingora's own connection tasks.
-        tokio::spawn(serve(Arc::clone(self), connection, Box::new(permit), shutdown.clone()));
+        tokio::spawn(serve(
+            Arc::clone(self),
+            connection,
+            Box::new(permit),
+            shutdown.clone(),
+        ));
         None
     }
 
