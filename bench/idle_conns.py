@@ -14,6 +14,9 @@ instead: the client preface, an empty SETTINGS frame and one GET on stream 1 (it
 encoded by hand with HPACK static-table indices and literals), the whole response read and the
 server's SETTINGS acknowledged; then the connection is held idle like the HTTP/1 ones.
 
+With --tls the connections are TLS (certificates not checked), ALPN h2 with --h2, else
+http/1.1.
+
 RSS is summed over the proxy's process and its direct children (nginx's master and worker).
 Stdlib only. Run with a raised `ulimit -n`.
 """
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import struct
 import sys
 import time
@@ -67,10 +71,10 @@ def hpack_literal(index, value):
     return bytes([index, len(v)]) + v
 
 
-def h2_request(path):
+def h2_request(path, https):
     block = (
         b"\x82"  # :method GET (static index 2)
-        + b"\x86"  # :scheme http (6)
+        + (b"\x87" if https else b"\x86")  # :scheme https (7) or http (6)
         + hpack_literal(4, path)  # :path
         + hpack_literal(1, "bench")  # :authority
     )
@@ -81,9 +85,9 @@ def h2_request(path):
     )
 
 
-async def h2_exchange(reader, writer, path):
+async def h2_exchange(reader, writer, path, https):
     """One GET on stream 1; true once its response ended with :status 200."""
-    writer.write(h2_request(path))
+    writer.write(h2_request(path, https))
     await writer.drain()
     status_ok = False
     while True:
@@ -113,17 +117,27 @@ def http1_request(path, head_bytes):
     return (head + "\r\n").encode()
 
 
-async def one(host, port, path, held, sem, deadline, h2=False, head_bytes=0):
+def tls_context(h2):
+    """A client TLS context that checks no certificate, offering `h2` or `http/1.1` by ALPN."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2" if h2 else "http/1.1"])
+    return ctx
+
+
+async def one(host, port, path, held, sem, deadline, h2=False, head_bytes=0, tls=None):
     async with sem:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), max(0.1, deadline - time.monotonic())
+                asyncio.open_connection(host, port, ssl=tls),
+                max(0.1, deadline - time.monotonic()),
             )
-        except (OSError, asyncio.TimeoutError):
+        except (OSError, asyncio.TimeoutError, ssl.SSLError):
             return False
         if h2:
             try:
-                ok = await asyncio.wait_for(h2_exchange(reader, writer, path), 10)
+                ok = await asyncio.wait_for(h2_exchange(reader, writer, path, tls is not None), 10)
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
                 ok = False
             if not ok:
@@ -163,6 +177,7 @@ async def main():
     ap.add_argument("--settle", type=float, default=2, help="seconds to hold before reading RSS")
     ap.add_argument("--h2", action="store_true",
                     help="HTTP/2 with prior knowledge (an h2c listener) instead of HTTP/1.1")
+    ap.add_argument("--tls", action="store_true", help="connect with TLS (ALPN h2 with --h2)")
     ap.add_argument("--head-bytes", type=int, default=0,
                     help="pad each HTTP/1.1 request head to about this many bytes (browsers send "
                          "500-1000); default: a minimal head")
@@ -175,7 +190,8 @@ async def main():
     t0 = time.monotonic()
     deadline = t0 + a.timeout
     results = await asyncio.gather(
-        *(one(a.host, a.port, a.path, held, sem, deadline, a.h2, a.head_bytes) for _ in range(a.conns))
+        *(one(a.host, a.port, a.path, held, sem, deadline, a.h2, a.head_bytes,
+              tls_context(a.h2) if a.tls else None) for _ in range(a.conns))
     )
     opened = time.monotonic() - t0
     await asyncio.sleep(a.settle)
@@ -186,7 +202,7 @@ async def main():
     for _, w in held:
         w.close()
     print(json.dumps({
-        "protocol": "h2c" if a.h2 else "http/1.1",
+        "protocol": ("h2" if a.tls else "h2c") if a.h2 else "http/1.1" + (" over tls" if a.tls else ""),
         "conns_wanted": a.conns,
         "conns_open": still,
         "failed": results.count(False),
