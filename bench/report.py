@@ -3,7 +3,8 @@
 
     python3 bench/report.py bench/results
 
-Reads latest.tsv (one row per measured window), latest-idle.tsv (idle-connection memory)
+Reads latest.tsv (one row per measured window), latest-idle.tsv and latest-idle-h2.tsv
+(memory with idle HTTP/1 and HTTP/2 connections)
 and latest-meta.txt (machine and settings). Stdlib only, except matplotlib for the chart
 (skipped with a note when it is missing).
 """
@@ -92,6 +93,7 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
     rows = read_tsv(os.path.join(out, "latest.tsv"))
     idle = read_tsv(os.path.join(out, "latest-idle.tsv"))
+    idle_h2 = read_tsv(os.path.join(out, "latest-idle-h2.tsv"))
     meta = read_meta(os.path.join(out, "latest-meta.txt"))
     for r in rows:
         for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req",
@@ -367,28 +369,11 @@ def main():
         w("")
 
     # Idle connections.
-    if idle:
-        n = idle[0]["conns_wanted"]
-        w(f"## Memory with {int(n):,} idle keep-alive client connections")
-        w("")
-        w("Each proxy freshly started; every connection has carried one request and response "
-          "(16 B) and is then left idle. RSS summed over the proxy's processes (nginx: master "
-          "and worker).")
-        w("")
-        w("| proxy | connections open | RSS before MiB | RSS with them MiB | KiB per connection |")
-        w("| --- | ---: | ---: | ---: | ---: |")
-        per = {}
-        for r in idle:
-            before, with_, opened = num(r["rss_before_kib"]), num(r["rss_with_kib"]), num(r["conns_open"])
-            per[r["proxy"]] = (with_, ratio(with_ - before, opened) if opened else None)
-            failed = "" if r["failed"] == "0" else f" ({r['failed']} failed)"
-            w(f"| {LABEL.get(r['proxy'], r['proxy'])} | {int(opened):,}{failed} | "
-              f"{fmt(before / 1024, 1)} | {fmt(with_ / 1024, 1)} | {fmt(per[r['proxy']][1], 2)} |")
-        if "fulcrum" in per and "nginx" in per:
-            w("")
-            w(f"fulcrum / nginx: {times(ratio(per['fulcrum'][0], per['nginx'][0]))} the RSS with the "
-              f"connections open, {times(ratio(per['fulcrum'][1], per['nginx'][1]))} per connection.")
-        w("")
+    idle_section(w, idle, "idle keep-alive client connections",
+                 "every connection has carried one request and response (16 B) and is then left idle")
+    idle_section(w, idle_h2, "idle HTTP/2 client connections (h2c)",
+                 "every connection has sent the HTTP/2 preface with prior knowledge and carried one "
+                 "stream (a GET, 16 B back) and is then left idle")
 
     # The windows this report shows: every cell's round-1 window, and every headline round.
     shown = {id(x): x for x in (first(r["proxy"], r["conns"], r["size"], r["variant"]) for r in rows) if x}
@@ -427,6 +412,32 @@ def main():
     print(f"wrote {os.path.join(out, 'latest.md')}")
 
     chart(out, rows, idle, present, head_c, head_s, conns, sizes, head, metric1, first, multi_round)
+
+
+def idle_section(w, idle, what, how):
+    """One table of RSS with many idle connections (latest-idle.tsv or latest-idle-h2.tsv)."""
+    if not idle:
+        return
+    n = idle[0]["conns_wanted"]
+    w(f"## Memory with {int(n):,} {what}")
+    w("")
+    w(f"Each proxy freshly started; {how}. RSS summed over the proxy's processes (nginx: master "
+      "and worker).")
+    w("")
+    w("| proxy | connections open | RSS before MiB | RSS with them MiB | KiB per connection |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    per = {}
+    for r in idle:
+        before, with_, opened = num(r["rss_before_kib"]), num(r["rss_with_kib"]), num(r["conns_open"])
+        per[r["proxy"]] = (with_, ratio(with_ - before, opened) if opened else None)
+        failed = "" if r["failed"] == "0" else f" ({r['failed']} failed)"
+        w(f"| {LABEL.get(r['proxy'], r['proxy'])} | {int(opened):,}{failed} | "
+          f"{fmt(before / 1024, 1)} | {fmt(with_ / 1024, 1)} | {fmt(per[r['proxy']][1], 2)} |")
+    if "fulcrum" in per and "nginx" in per:
+        w("")
+        w(f"fulcrum / nginx: {times(ratio(per['fulcrum'][0], per['nginx'][0]))} the RSS with the "
+          f"connections open, {times(ratio(per['fulcrum'][1], per['nginx'][1]))} per connection.")
+    w("")
 
 
 def chart(out, rows, idle, present, head_c, head_s, conns, sizes, head, metric, cell, multi_round):

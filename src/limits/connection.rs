@@ -16,6 +16,11 @@
 //! `ServerApp` for HTTP apps: one `ServerSession` per request, with the persistent settings of
 //! the previous one), so that it can tell the connection's [`HeadGuard`] when the next request
 //! begins. HTTP/2 connections go to Pingora's own loop unchanged.
+//!
+//! After accept, TLS and protocol detection, the connection is served in a task of its own
+//! ([`serve`]) and Pingora's per-connection task ends: an idle connection then holds a
+//! future of about 500 bytes rather than Pingora's and this layer's accept-time futures
+//! (about 20 KiB).
 
 use super::handshake::TlsHandshake;
 use super::head_guard::{HeadGuard, HeadLimits};
@@ -23,10 +28,13 @@ use super::preface::{self, Protocol};
 use crate::metrics::listeners::ListenerMetrics;
 use crate::metrics::rejections::{rejected, Reason};
 use async_trait::async_trait;
-use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::Poll;
@@ -133,6 +141,24 @@ impl<A: HttpServerApp> Guarded<A> {
             .and_then(|o| o.keepalive_request_limit);
         session.set_keepalive_reuses_remaining(limit);
     }
+
+    /// One request on an HTTP/1 connection: its session, with the previous request's
+    /// `settings` (or the first request's), handed to Pingora. The session is built here,
+    /// outside the keep-alive loop's future, and lives in the boxed future Pingora returns,
+    /// so that an idle connection's task holds no room for one.
+    fn request<'a>(
+        &'a self,
+        guard: Box<HeadGuard>,
+        settings: Option<HttpPersistentSettings>,
+        shutdown: &'a ShutdownWatch,
+    ) -> Pin<Box<dyn Future<Output = Option<ReusedHttpStream>> + Send + 'a>> {
+        let mut session = ServerSession::new_http1(guard);
+        match settings {
+            Some(settings) => settings.apply_to_session(&mut session),
+            None => self.first_request(&mut session, shutdown),
+        }
+        self.inner.process_new_http(session, shutdown)
+    }
 }
 
 /// Wait for the first byte of the connection's next request ([`HeadGuard::poll_arrival`]);
@@ -148,11 +174,14 @@ impl<A: HttpServerApp> Guarded<A> {
 /// else will ever answer it (it is then answered with `Connection: close`).
 async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch, first: bool) -> bool {
     let mut idle_until = None;
-    let mut arrival = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
     // Under load the request is usually there already: no shutdown watch, no timer.
-    if let Poll::Ready(arrived) = futures::poll!(&mut arrival) {
+    let ready = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
+    if let Poll::Ready(arrived) = futures::poll!(ready) {
         return arrived.is_ok();
     }
+    // The connection is idle: it holds no buffers while it waits.
+    guard.release_buffers();
+    let mut arrival = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
     if first {
         return arrival.await.is_ok();
     }
@@ -214,62 +243,106 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             }
             _ => false,
         };
-        if h2 {
-            let _permit = permit;
-            if stream.get_ssl_digest().is_some() {
+        let connection = if h2 {
+            Connection::H2(if stream.get_ssl_digest().is_some() {
                 // Pingora's HTTP/2 handshake waits for the client's preface without a limit;
                 // the guard gives it the first head's deadline (the preface ends in an empty
                 // line, like a head), then passes everything through.
-                let guard = HeadGuard::new(stream, self.head, accepted);
-                return self.inner.process_new(Box::new(guard), shutdown).await;
-            }
-            return self.inner.process_new(stream, shutdown).await;
-        }
-        let mut guard = Box::new(HeadGuard::new(stream, self.head, accepted));
-        // The connection counts until it is closed, also while the guard delivers the last
-        // response it accepted after Pingora let go of the stream.
-        guard.hold_until_closed(Box::new(permit));
-        // Pingora's HTTP/1 keep-alive loop (pingora-core's `impl ServerApp for HttpServerApp`),
-        // with the head guard re-armed before each next request, and each request awaited here
-        // first: an idle connection then holds only this loop and its stream, not Pingora's
-        // per-request state (tens of KiB), and Pingora's read of the head finds it waiting.
-        let mut shutdown_rx = shutdown.clone();
-        // The previous request's persistent settings (keep-alive, reuses left); Pingora
-        // always hands them back with a reusable connection.
-        let mut settings: Option<HttpPersistentSettings> = None;
-        let mut first = true;
-        loop {
-            if !next_request(&mut guard, &mut shutdown_rx, first).await {
-                return None;
-            }
-            first = false;
-            let mut session = ServerSession::new_http1(guard);
-            match settings.take() {
-                Some(settings) => settings.apply_to_session(&mut session),
-                None => self.first_request(&mut session, shutdown),
-            }
-            let (stream, kept) = self
-                .inner
-                .process_new_http(session, shutdown)
-                .await?
-                .consume();
-            // Pingora hands back the stream it was given: the guard.
-            guard = stream.into_any().downcast::<HeadGuard>().ok()?;
-            // A response the guard accepted for a client that was not reading goes out before
-            // the next request is read.
-            if guard.has_unsent()
-                && std::future::poll_fn(|cx| guard.poll_deliver(cx))
-                    .await
-                    .is_err()
-            {
-                return None;
-            }
-            guard.arm();
-            settings = kept;
-        }
+                Box::new(HeadGuard::new(stream, self.head, accepted))
+            } else {
+                stream
+            })
+        } else {
+            Connection::Http1(Box::new(HeadGuard::new(stream, self.head, accepted)))
+        };
+        // The rest of the connection's life runs in a task of its own, on this thread's
+        // runtime, and Pingora's task for the connection ends here: its future (Pingora's
+        // accept-side handshake, this function's TLS handshake and preface sniffing) is
+        // several KiB that an idle keep-alive connection would otherwise hold until it
+        // closes. A server that stops drops this task with the runtime, as it drops
+        // Pingora's own connection tasks.
+        tokio::spawn(serve(
+            Arc::clone(self),
+            connection,
+            Box::new(permit),
+            shutdown.clone(),
+        ));
+        None
     }
 
     async fn cleanup(&self) {
         self.inner.http_cleanup().await
+    }
+}
+
+/// A connection past the cap, TLS and protocol detection, ready to be served.
+enum Connection {
+    /// An HTTP/1 connection, in its head guard.
+    Http1(Box<HeadGuard>),
+    /// An HTTP/2 connection (over TLS in a head guard for the preface's deadline).
+    H2(Stream),
+}
+
+/// Serve `connection` until it closes, holding `permit` (its place under the connection cap
+/// and in the listener's open-connections gauge) until then.
+async fn serve<A: HttpServerApp + Send + Sync + 'static>(
+    app: Arc<Guarded<A>>,
+    connection: Connection,
+    permit: Box<dyn Any + Send + Sync>,
+    shutdown: ShutdownWatch,
+) {
+    match connection {
+        Connection::H2(stream) => {
+            let _permit = permit;
+            // Pingora's HTTP/2 loop, boxed by `async_trait`: this task holds only the box.
+            let _ = app.inner.process_new(stream, &shutdown).await;
+        }
+        Connection::Http1(mut guard) => {
+            // The connection counts until it is closed, also while the guard delivers the
+            // last response it accepted after Pingora let go of the stream.
+            guard.hold_until_closed(permit);
+            keep_alive(&app, guard, shutdown).await;
+        }
+    }
+}
+
+/// Pingora's HTTP/1 keep-alive loop (pingora-core's `impl ServerApp for HttpServerApp`), with
+/// the head guard re-armed before each next request, and each request awaited here first: an
+/// idle connection then holds only this loop and its stream, not Pingora's per-request state
+/// (tens of KiB), and Pingora's read of the head finds it waiting.
+async fn keep_alive<A: HttpServerApp + Send + Sync + 'static>(
+    app: &Guarded<A>,
+    mut guard: Box<HeadGuard>,
+    mut shutdown: ShutdownWatch,
+) {
+    // The previous request's persistent settings (keep-alive, reuses left); Pingora always
+    // hands them back with a reusable connection.
+    let mut settings: Option<HttpPersistentSettings> = None;
+    let mut first = true;
+    loop {
+        if !next_request(&mut guard, &mut shutdown, first).await {
+            return;
+        }
+        first = false;
+        let Some(done) = app.request(guard, settings.take(), &shutdown).await else {
+            return;
+        };
+        let (stream, kept) = done.consume();
+        // Pingora hands back the stream it was given: the guard.
+        let Ok(next) = stream.into_any().downcast::<HeadGuard>() else {
+            return;
+        };
+        guard = next;
+        // A response the guard accepted for a client that was not reading goes out before
+        // the next request is read.
+        if guard.has_unsent()
+            && std::future::poll_fn(|cx| guard.poll_deliver(cx))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        guard.arm();
+        settings = kept;
     }
 }

@@ -69,6 +69,14 @@ impl WriteBehind {
         }
     }
 
+    /// Free the buffer's memory if nothing waits in it (a connection going idle).
+    pub(super) fn release(&mut self) {
+        if self.is_empty() {
+            self.written = 0;
+            self.buf = Vec::new();
+        }
+    }
+
     /// Forget what waits (the client is gone), and free the memory.
     pub(super) fn clear(&mut self) {
         self.written = 0;
@@ -108,6 +116,21 @@ mod tests {
         let data = vec![7u8; 64 * 1024];
         assert_eq!(b.accept(&[IoSlice::new(&data)]), data.len());
         b.consume(data.len());
+        assert_eq!(b.buf.capacity(), 0);
+    }
+
+    #[test]
+    fn release_frees_an_empty_buffer_and_keeps_waiting_bytes() {
+        let mut b = WriteBehind::new(100);
+        assert_eq!(b.accept(&[IoSlice::new(b"abc")]), 3);
+        b.release();
+        assert_eq!(b.bytes(), b"abc", "waiting bytes stay");
+        b.consume(3);
+        assert!(
+            b.buf.capacity() > 0,
+            "a small buffer is kept between requests"
+        );
+        b.release();
         assert_eq!(b.buf.capacity(), 0);
     }
 

@@ -217,6 +217,16 @@ impl HeadGuard {
         !self.behind.is_empty()
     }
 
+    /// The connection waits for its next request, which has not begun to arrive: free the
+    /// memory of the buffers kept between requests (up to about 1 KiB each for the last head
+    /// and the last response accepted for a slow client), so that an idle keep-alive
+    /// connection holds none. A busy connection, whose next request is already there, keeps
+    /// them and allocates nothing per request.
+    pub fn release_buffers(&mut self) {
+        self.pending.release();
+        self.behind.release();
+    }
+
     /// Wait until the client has sent at least one more byte (kept for the reads that follow);
     /// see the [`Peek`] implementation for the deadlines that apply. `idle_until` is this
     /// wait's own: `None` at its start.

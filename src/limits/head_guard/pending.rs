@@ -28,6 +28,13 @@ impl Pending {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Free the buffer's memory if nothing waits in it (a connection going idle).
+    pub(super) fn release(&mut self) {
+        if self.is_empty() {
+            *self = Pending::default();
+        }
+    }
+
     /// The first `n` bytes were handed up.
     pub(super) fn consume(&mut self, n: usize) {
         self.taken += n;
@@ -39,5 +46,27 @@ impl Pending {
                 self.buf.clear();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_frees_an_empty_buffer_and_keeps_waiting_bytes() {
+        let mut p = Pending::default();
+        p.extend(b"GET / HTTP/1.1\r\n");
+        p.consume(4);
+        p.release();
+        assert_eq!(p.bytes(), b"/ HTTP/1.1\r\n", "waiting bytes stay");
+        p.consume(p.len());
+        assert!(
+            p.buf.capacity() > 0,
+            "a small buffer is kept between requests"
+        );
+        p.release();
+        assert_eq!(p.buf.capacity(), 0);
+        assert!(p.is_empty());
     }
 }
