@@ -28,6 +28,7 @@ use super::preface::{self, Protocol};
 use crate::metrics::listeners::ListenerMetrics;
 use crate::metrics::rejections::{rejected, Reason};
 use async_trait::async_trait;
+use futures::FutureExt;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
@@ -172,7 +173,14 @@ impl<A: HttpServerApp> Guarded<A> {
 /// deadline: a connection this process accepted, even in the last moment before it stopped
 /// accepting, was taken out of the listen queue that the next process now serves, and no one
 /// else will ever answer it (it is then answered with `Connection: close`).
-async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch, first: bool) -> bool {
+///
+/// `stopping` is the connection's one wait for the server to stop ([`stopping`]), kept
+/// across requests, so a wait that has to watch for it does not register with the shutdown
+/// watch anew each time.
+async fn next_request<S>(guard: &mut HeadGuard, stopping: Pin<&mut S>, first: bool) -> bool
+where
+    S: Future<Output = bool>,
+{
     let mut idle_until = None;
     // Under load the request is usually there already: no shutdown watch, no timer.
     let ready = std::future::poll_fn(|cx| guard.poll_arrival(cx, &mut idle_until));
@@ -188,7 +196,7 @@ async fn next_request(guard: &mut HeadGuard, shutdown: &mut ShutdownWatch, first
     tokio::select! {
         biased;
         arrived = &mut arrival => arrived.is_ok(),
-        stopping = async { shutdown.wait_for(|stopping| *stopping).await.is_ok() } => {
+        stopping = stopping => {
             // Not stopping: no one can shut this server down any more; wait for the request.
             !stopping && arrival.await.is_ok()
         }
@@ -306,6 +314,12 @@ async fn serve<A: HttpServerApp + Send + Sync + 'static>(
     }
 }
 
+/// Whether the server is stopping: true once it is, false if no one can stop it any more (its
+/// shutdown watch is gone). Fused by the caller, it then never completes again.
+async fn stopping(mut shutdown: ShutdownWatch) -> bool {
+    shutdown.wait_for(|stopping| *stopping).await.is_ok()
+}
+
 /// Pingora's HTTP/1 keep-alive loop (pingora-core's `impl ServerApp for HttpServerApp`), with
 /// the head guard re-armed before each next request, and each request awaited here first: an
 /// idle connection then holds only this loop and its stream, not Pingora's per-request state
@@ -313,14 +327,16 @@ async fn serve<A: HttpServerApp + Send + Sync + 'static>(
 async fn keep_alive<A: HttpServerApp + Send + Sync + 'static>(
     app: &Guarded<A>,
     mut guard: Box<HeadGuard>,
-    mut shutdown: ShutdownWatch,
+    shutdown: ShutdownWatch,
 ) {
+    let stop = stopping(shutdown.clone()).fuse();
+    let mut stop = std::pin::pin!(stop);
     // The previous request's persistent settings (keep-alive, reuses left); Pingora always
     // hands them back with a reusable connection.
     let mut settings: Option<HttpPersistentSettings> = None;
     let mut first = true;
     loop {
-        if !next_request(&mut guard, &mut shutdown, first).await {
+        if !next_request(&mut guard, stop.as_mut(), first).await {
             return;
         }
         first = false;
