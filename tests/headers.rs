@@ -524,3 +524,41 @@ forwarding:
         drop(f);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_without_host_reaches_the_backend_with_one() {
+    // HTTP/1.0 allows a request without Host; fulcrum forwards as HTTP/1.1, which requires
+    // one (RFC 9112 section 3.2), so the backend's address is sent, as nginx sends
+    // `$proxy_host` by default. A request with a Host keeps it.
+    let recorder = RecordingBackend::start("rec").await;
+    let port = free_port();
+    let yaml = format!(
+        r#"
+listeners:
+  - addr: "127.0.0.1:{port}"
+upstreams:
+  rec:
+    backends:
+      - addr: "{rec}"
+routes:
+  - upstream: rec
+"#,
+        rec = recorder.addr()
+    );
+    let f = Fulcrum::start(&yaml, port).await;
+    let answer = raw_http(port, b"GET /old HTTP/1.0\r\n\r\n").await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let sent = String::from_utf8_lossy(&recorder.raw()).into_owned();
+    assert!(sent.starts_with("GET /old HTTP/1.1\r\n"), "{sent}");
+    let host = format!("\r\nHost: {}\r\n", recorder.addr());
+    assert!(sent.contains(&host), "backend got:\n{sent}");
+
+    let answer = raw_http(port, b"GET /new HTTP/1.0\r\nHost: app.test\r\n\r\n").await;
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    let sent = String::from_utf8_lossy(&recorder.raw()).into_owned();
+    assert!(
+        sent.contains("\r\nHost: app.test\r\n"),
+        "backend got:\n{sent}"
+    );
+    drop(f);
+}

@@ -63,6 +63,7 @@ pub fn upstream_request(
     .then(|| content_length::of(upstream_request))
     .flatten();
     let downstream = session.req_header();
+    let hostless = host_for_hostless(upstream_request, ctx);
     let fwd = &state.forwarding;
     head::edit_request(upstream_request, fwd.preserve_header_case, |h| {
         forwarding::apply(
@@ -82,8 +83,23 @@ pub fn upstream_request(
         if let Some(n) = single_length {
             h.set(&http::header::CONTENT_LENGTH, HeaderValue::from(n));
         }
+        if let Some(host) = &hostless {
+            h.set(&http::header::HOST, host.clone());
+        }
         header_rules::edit(&route.request_headers, h);
     });
+}
+
+/// The `Host` for a request that names no host at all, neither a `Host` field nor an authority
+/// (HTTP/1.0 allows that, and fulcrum forwards as HTTP/1.1, which requires one, RFC 9112
+/// section 3.2): the backend's address, as nginx's default `proxy_set_header Host $proxy_host`
+/// sends. `None` for every other request (Pingora makes the `Host` of one with an authority).
+fn host_for_hostless(req: &RequestHeader, ctx: &RequestCtx) -> Option<HeaderValue> {
+    if req.uri.authority().is_some() || req.headers.contains_key(http::header::HOST) {
+        return None;
+    }
+    let (_, addr) = ctx.chosen()?;
+    HeaderValue::from_str(&addr.to_string()).ok()
 }
 
 /// Rewrite the response head on its way to the client.
