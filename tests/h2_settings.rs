@@ -9,54 +9,14 @@ mod support;
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use support::h2_frames::*;
 use support::*;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const SETTINGS: u8 = 0x4;
-const WINDOW_UPDATE: u8 = 0x8;
-const HEADERS: u8 = 0x1;
 const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-
-/// One HTTP/2 frame: type, flags, stream id, payload.
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-fn frame_bytes(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-async fn read_frame(s: &mut TcpStream) -> Option<Frame> {
-    let mut head = [0u8; 9];
-    tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut head))
-        .await
-        .ok()?
-        .ok()?;
-    let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
-    let mut payload = vec![0u8; len];
-    tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut payload))
-        .await
-        .ok()?
-        .ok()?;
-    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    Some(Frame {
-        kind: head[3],
-        flags: head[4],
-        stream,
-        payload,
-    })
-}
 
 /// What the server announced at the start of an h2c connection: its SETTINGS entries and the
 /// connection window increment it sent (if any).
@@ -87,7 +47,7 @@ async fn announced(port: u16) -> Announced {
     let mut got_settings = false;
     // Bounded: a handful of frames open a connection.
     for _ in 0..16 {
-        let Some(f) = read_frame(&mut s).await else {
+        let Some(f) = read_frame(&mut s, Duration::from_secs(3)).await else {
             break;
         };
         match f.kind {
@@ -199,18 +159,6 @@ fn rss_kib(pid: &str) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-/// A GET for `path` as an HPACK block of literals without Huffman coding.
-fn get_block(path: &str) -> Vec<u8> {
-    let mut b = vec![0x82, 0x86]; // :method GET, :scheme http
-    b.push(0x04); // :path, literal value
-    b.push(path.len() as u8);
-    b.extend_from_slice(path.as_bytes());
-    b.push(0x01); // :authority, literal value
-    b.push(8);
-    b.extend_from_slice(b"app.test");
-    b
 }
 
 /// Measurement, run by hand: `cargo test --release --test h2_settings -- --ignored

@@ -10,17 +10,10 @@ mod support;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::time::Duration;
+use support::h2_frames::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const SETTINGS: u8 = 0x4;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const ACK: u8 = 0x1;
 
 /// A fulcrum with a plain and an h2c listener in front of `backend` (and `slow` at `/slow`),
 /// an admin listener, and `grace` seconds of grace period; its ports: (plain, h2c, admin).
@@ -115,51 +108,29 @@ async fn read_response(conn: &mut TcpStream) -> (String, String) {
         .expect("no response within 10 s")
 }
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-/// A GET of `path` as an HPACK block of literals without Huffman coding or indexing.
-fn get_block(path: &str) -> Vec<u8> {
-    let mut b = vec![0x82, 0x86]; // :method GET, :scheme http
-    b.push(0x04); // :path, literal value
-    b.push(path.len() as u8);
-    b.extend_from_slice(path.as_bytes());
-    b.push(0x01); // :authority, literal value
-    b.push(8);
-    b.extend_from_slice(b"app.test");
-    b
-}
-
 /// Reads frames from `conn` until stream `id` ends (acknowledging the server's SETTINGS);
 /// the first byte of its response header block and its body.
 async fn h2_response(conn: &mut TcpStream, id: u32) -> (u8, Vec<u8>) {
     let read = async {
         let (mut status, mut body) = (None, Vec::new());
         loop {
-            let mut head = [0u8; 9];
-            conn.read_exact(&mut head).await.unwrap();
-            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-            let (kind, flags) = (head[3], head[4]);
-            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-            let mut payload = vec![0u8; len];
-            conn.read_exact(&mut payload).await.unwrap();
-            if kind == SETTINGS && flags & ACK == 0 {
-                conn.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+            let f = read_frame(conn, Duration::from_secs(10))
+                .await
+                .expect("a frame");
+            if f.kind == SETTINGS && f.flags & ACK == 0 {
+                conn.write_all(&frame_bytes(SETTINGS, ACK, 0, &[]))
+                    .await
+                    .unwrap();
             }
-            if stream != id {
+            if f.stream != id {
                 continue;
             }
-            match kind {
-                HEADERS => status = status.or(payload.first().copied()),
-                DATA => body.extend_from_slice(&payload),
+            match f.kind {
+                HEADERS => status = status.or(f.payload.first().copied()),
+                DATA => body.extend_from_slice(&f.payload),
                 _ => {}
             }
-            if (kind == HEADERS || kind == DATA) && flags & END_STREAM != 0 {
+            if (f.kind == HEADERS || f.kind == DATA) && f.flags & END_STREAM != 0 {
                 return (status.expect("no HEADERS"), body);
             }
         }
@@ -209,10 +180,12 @@ async fn h2c_connection_carries_streams_and_is_uncounted_when_closed() {
 
     let mut conn = TcpStream::connect(("127.0.0.1", h2c)).await.unwrap();
     conn.write_all(PREFACE).await.unwrap();
-    conn.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
+    conn.write_all(&frame_bytes(SETTINGS, 0, 0, &[]))
+        .await
+        .unwrap();
     for id in [1u32, 3, 5] {
         let block = get_block(&format!("/s{id}"));
-        conn.write_all(&frame(HEADERS, END_HEADERS | END_STREAM, id, &block))
+        conn.write_all(&frame_bytes(HEADERS, END_HEADERS | END_STREAM, id, &block))
             .await
             .unwrap();
         let (status, body) = h2_response(&mut conn, id).await;

@@ -35,6 +35,7 @@ mod dns_zone;
 mod fulcrum;
 mod h2_backend;
 mod h2_drain;
+pub mod h2_frames;
 mod http1;
 mod origin;
 mod ports;
